@@ -1,0 +1,38 @@
+# Switchyard: `make dev` runs the gateway locally, `make test` runs every test.
+# Everything a target needs is installed by scripts/bootstrap.sh on first use.
+
+PORT ?= 8787
+CONFIG ?=
+
+.PHONY: dev test build bootstrap lint unit e2e mock-upstream check-config
+
+## Build and run the gateway at http://127.0.0.1:$(PORT) (CONFIG=<file> for your own configuration).
+dev:
+	@PORT="$(PORT)" CONFIG="$(CONFIG)" bash scripts/dev.sh
+
+## Every test: formatting and lints, native unit tests, end-to-end tests in workerd.
+test: bootstrap lint unit e2e
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+## The worker, into build/ (index.js and its wasm module).
+build:
+	@bash scripts/build.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+unit:
+	cargo test -p switchyard-core -p mock-upstream
+
+mock-upstream:
+	cargo build -p mock-upstream
+
+e2e: build mock-upstream
+	node --test --test-concurrency=1 tests/e2e/
+
+## Validate a configuration document: make check-config CONFIG=my-config.json
+check-config:
+	cargo run -q -p switchyard-core --bin switchyard-config -- check "$(or $(CONFIG),config/default.json)"

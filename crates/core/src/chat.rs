@@ -1,0 +1,570 @@
+//! OpenAI Chat Completions wire types: the canonical request every adapter reads, and the
+//! response and stream chunk every adapter produces.
+//!
+//! The request keeps parameters it does not model in `extra`, so a pass-through to an
+//! OpenAI-format vendor loses nothing.
+
+use crate::error::GatewayError;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ChatRequest {
+    /// The public model name the client asked for; adapters write the vendor's model instead.
+    #[serde(skip_serializing)]
+    pub model: String,
+    pub messages: Vec<Message>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Stop>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
+    /// Every other parameter, as sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct StreamOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_usage: Option<bool>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+    Function,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Message {
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Content>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A message's content: a string, or an array of typed parts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+impl Content {
+    /// The text of the content, parts joined without separator; `None` if it has no text.
+    pub fn text(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            Content::Text(s) => Some(s.as_str().into()),
+            Content::Parts(parts) => {
+                let texts: Vec<&str> = parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        ContentPart::Text { text, .. } => Some(text.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                match texts.as_slice() {
+                    [] => None,
+                    [one] => Some((*one).into()),
+                    many => Some(many.concat().into()),
+                }
+            }
+        }
+    }
+}
+
+// Hand-written so that a string or an array is decoded directly, without `untagged`'s buffering.
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ContentVisitor;
+        impl<'de> Visitor<'de> for ContentVisitor {
+            type Value = Content;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Content, E> {
+                Ok(Content::Text(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Content, E> {
+                Ok(Content::Text(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+                while let Some(part) = seq.next_element()? {
+                    parts.push(part);
+                }
+                Ok(Content::Parts(parts))
+            }
+        }
+        deserializer.deserialize_any(ContentVisitor)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentPart {
+    Text {
+        text: String,
+        /// Anthropic's prompt-caching marker, accepted on OpenAI-format requests.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
+    },
+    ImageUrl {
+        image_url: ImageUrl,
+    },
+    InputAudio {
+        input_audio: Value,
+    },
+    File {
+        file: Value,
+    },
+    Refusal {
+        refusal: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ImageUrl {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Tool {
+    #[serde(rename = "type")]
+    pub kind: FunctionType,
+    pub function: FunctionDefinition,
+}
+
+/// The only tool type Chat Completions defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FunctionType {
+    Function,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct FunctionDefinition {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ToolChoice {
+    Mode(ToolChoiceMode),
+    Named(NamedToolChoice),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolChoiceMode {
+    None,
+    Auto,
+    Required,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct NamedToolChoice {
+    #[serde(rename = "type")]
+    pub kind: FunctionType,
+    pub function: FunctionName,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct FunctionName {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ToolCall {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: FunctionType,
+    pub function: FunctionCall,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct FunctionCall {
+    pub name: String,
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema { json_schema: JsonSchemaFormat },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct JsonSchemaFormat {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+impl ChatRequest {
+    /// Parses and validates a request body. A body that is not JSON is `invalid_json`; a body
+    /// that breaks the schema is `invalid_request` naming the offending parameter.
+    pub fn parse(body: &[u8]) -> Result<ChatRequest, GatewayError> {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        let request: ChatRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    GatewayError::invalid_json(inner)
+                }
+                _ if path == "." => {
+                    GatewayError::invalid_request("", format!("Invalid request body: {inner}"))
+                }
+                _ => GatewayError::invalid_request(
+                    path.clone(),
+                    format!("Invalid value for '{path}': {inner}"),
+                ),
+            }
+        })?;
+        request.validate()?;
+        Ok(request)
+    }
+
+    fn validate(&self) -> Result<(), GatewayError> {
+        if self.model.is_empty() {
+            return Err(GatewayError::invalid_request(
+                "model",
+                "'model' must be a non-empty string.",
+            ));
+        }
+        if self.messages.is_empty() {
+            return Err(GatewayError::invalid_request(
+                "messages",
+                "'messages' must contain at least one message.",
+            ));
+        }
+        for (i, m) in self.messages.iter().enumerate() {
+            if m.role == Role::Tool && m.tool_call_id.is_none() {
+                return Err(GatewayError::invalid_request(
+                    format!("messages[{i}].tool_call_id"),
+                    format!("messages[{i}] has role 'tool' and needs 'tool_call_id'."),
+                ));
+            }
+            let needs_content = !matches!(m.role, Role::Assistant);
+            if needs_content && m.content.is_none() {
+                return Err(GatewayError::invalid_request(
+                    format!("messages[{i}].content"),
+                    format!("messages[{i}] needs 'content'."),
+                ));
+            }
+        }
+        in_range("temperature", self.temperature, 0.0, 2.0)?;
+        in_range("top_p", self.top_p, 0.0, 1.0)?;
+        if let Some(n) = self.n {
+            if !(1..=128).contains(&n) {
+                return Err(GatewayError::invalid_request(
+                    "n",
+                    "'n' must be between 1 and 128.",
+                ));
+            }
+        }
+        for (name, value) in [
+            ("max_tokens", self.max_tokens),
+            ("max_completion_tokens", self.max_completion_tokens),
+        ] {
+            if value == Some(0) {
+                return Err(GatewayError::invalid_request(
+                    name,
+                    format!("'{name}' must be at least 1."),
+                ));
+            }
+        }
+        if self.stream_options.is_some() && !self.is_stream() {
+            return Err(GatewayError::invalid_request(
+                "stream_options",
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn is_stream(&self) -> bool {
+        self.stream == Some(true)
+    }
+
+    pub fn wants_stream_usage(&self) -> bool {
+        self.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true)
+    }
+}
+
+fn in_range(name: &str, value: Option<f64>, min: f64, max: f64) -> Result<(), GatewayError> {
+    match value {
+        Some(v) if !(min..=max).contains(&v) => Err(GatewayError::invalid_request(
+            name,
+            format!("'{name}' must be between {min} and {max}; got {v}."),
+        )),
+        _ => Ok(()),
+    }
+}
+
+// ---- Responses ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletion {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<Choice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub index: u32,
+    pub message: AssistantMessage,
+    pub finish_reason: FinishReason,
+    #[serde(default)]
+    pub logprobs: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssistantMessage {
+    pub role: Role,
+    pub content: Option<String>,
+    #[serde(default)]
+    pub refusal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+    FunctionCall,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatChunk {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<ChunkChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkChoice {
+    pub index: u32,
+    pub delta: Delta,
+    pub finish_reason: Option<FinishReason>,
+    #[serde(default)]
+    pub logprobs: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+pub const COMPLETION_OBJECT: &str = "chat.completion";
+pub const CHUNK_OBJECT: &str = "chat.completion.chunk";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<ChatRequest, GatewayError> {
+        ChatRequest::parse(body.as_bytes())
+    }
+
+    #[test]
+    fn minimal_request_parses() {
+        let r = parse(r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        assert_eq!(r.model, "gpt-4o");
+        assert_eq!(
+            r.messages[0].content.as_ref().unwrap().text().unwrap(),
+            "hi"
+        );
+        assert!(!r.is_stream());
+    }
+
+    #[test]
+    fn content_parts_tools_and_unknown_parameters_parse() {
+        let r = parse(
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"metadata":{"a":"b"},
+                "messages":[
+                  {"role":"system","content":"be brief"},
+                  {"role":"user","content":[{"type":"text","text":"what is"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA","detail":"low"}}]},
+                  {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]},
+                  {"role":"tool","tool_call_id":"call_1","content":"42"}],
+                "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],
+                "tool_choice":{"type":"function","function":{"name":"f"}},
+                "response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object"}}},
+                "stop":["\n"]}"#,
+        )
+        .unwrap();
+        assert!(r.is_stream() && r.wants_stream_usage());
+        assert_eq!(r.extra["metadata"]["a"], "b");
+        assert!(matches!(&r.messages[1].content, Some(Content::Parts(p)) if p.len() == 2));
+        assert!(matches!(r.tool_choice, Some(ToolChoice::Named(_))));
+        assert!(matches!(
+            r.response_format,
+            Some(ResponseFormat::JsonSchema { .. })
+        ));
+        assert_eq!(r.stop, Some(Stop::Many(vec!["\n".into()])));
+    }
+
+    #[test]
+    fn serializing_keeps_unknown_parameters_and_leaves_model_to_the_adapter() {
+        let r = parse(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"logit_bias":{"50256":-100},"temperature":0.5}"#).unwrap();
+        let out: Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(out["logit_bias"]["50256"], -100);
+        assert_eq!(out["temperature"], 0.5);
+        assert!(out.get("model").is_none());
+        assert!(out.get("stream").is_none());
+    }
+
+    #[test]
+    fn not_json_is_invalid_json() {
+        let e = parse("{\"model\": ").unwrap_err();
+        assert_eq!((e.status, e.code.as_deref()), (400, Some("invalid_json")));
+        let e = parse("").unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("invalid_json"));
+    }
+
+    #[test]
+    fn schema_errors_name_the_parameter() {
+        let e =
+            parse(r#"{"model":"m","messages":[{"role":"wizard","content":"hi"}]}"#).unwrap_err();
+        assert_eq!(
+            (e.status, e.param.as_deref()),
+            (400, Some("messages[0].role"))
+        );
+        let e = parse(r#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap_err();
+        assert!(e.message.contains("model"), "{e}");
+        let e = parse(r#"{"model":"m","messages":"hi"}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages"));
+        let e = parse(r#"[1,2]"#).unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("invalid_request"));
+    }
+
+    #[test]
+    fn semantic_errors_name_the_parameter() {
+        let cases = [
+            (r#"{"model":"m","messages":[]}"#, "messages"),
+            (
+                r#"{"model":"","messages":[{"role":"user","content":"x"}]}"#,
+                "model",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}"#,
+                "temperature",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":0}"#,
+                "n",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#,
+                "max_tokens",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#,
+                "messages[0].tool_call_id",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}]}"#,
+                "messages[0].content",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}"#,
+                "stream_options",
+            ),
+        ];
+        for (body, param) in cases {
+            let e = parse(body).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some(param), "{body}");
+            assert_eq!(e.status, 400);
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! The gateway's configuration: providers, models with their targets, gateway keys, limits.
+//!
+//! The document is JSON (see `config/README.md` for the format). [`Config::parse`] checks both
+//! its shape and its meaning and reports the first problem with its path in the document, so an
+//! operator sees `models[2].targets[0].provider: unknown provider "opnai"` at start-up instead
+//! of a failure at request time.
+
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+/// Default for `limits.max_body_bytes`: large enough for a chat with a few base64 images.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// Default for a provider's `timeout_ms`.
+pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
+
+/// A problem in the configuration document, at `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn at(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "{}: {}", self.path, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The wire format a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// OpenAI's API, or any vendor that speaks it (Groq, Mistral, DeepSeek, vLLM, Ollama, ...).
+    Openai,
+    /// Switchyard's built-in mock: answers inside the worker, needs no key and no network.
+    Mock,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Without a trailing slash, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// Name of the Workers secret holding the vendor key; `None` for keyless vendors.
+    pub api_key_secret: Option<String>,
+    /// Extra headers sent with every request to this provider.
+    pub headers: Vec<(String, String)>,
+    /// Time allowed for the vendor's response headers to arrive.
+    pub timeout_ms: u64,
+}
+
+/// One place a model can be served from: a provider and the vendor's name for the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Index into [`Config::providers`].
+    pub provider: usize,
+    pub model: String,
+}
+
+/// A public model: the name clients send, its aliases, and its targets in order of preference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Model {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub targets: Vec<Target>,
+    pub owned_by: String,
+}
+
+/// A gateway key, known by the SHA-256 of its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayKey {
+    pub name: String,
+    pub sha256: [u8; 32],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+}
+
+/// A validated configuration. Lookups by model name or alias are O(1).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub providers: Vec<Provider>,
+    pub models: Vec<Model>,
+    pub keys: Vec<GatewayKey>,
+    pub limits: Limits,
+    by_name: HashMap<String, usize>,
+}
+
+// ---- The document as written ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    #[serde(default)]
+    providers: BTreeMap<String, ProviderDoc>,
+    #[serde(default)]
+    models: Vec<ModelDoc>,
+    #[serde(default)]
+    keys: Vec<KeyDoc>,
+    #[serde(default)]
+    limits: LimitsDoc,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderDoc {
+    kind: ProviderKind,
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    api_key_secret: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelDoc {
+    name: String,
+    #[serde(default)]
+    aliases: Vec<String>,
+    targets: Vec<TargetDoc>,
+    #[serde(default)]
+    owned_by: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetDoc {
+    provider: String,
+    model: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyDoc {
+    name: String,
+    sha256: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitsDoc {
+    #[serde(default)]
+    max_body_bytes: Option<usize>,
+}
+
+impl Config {
+    /// Parses and validates a configuration document.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let doc: Document = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            ConfigError::at(path, e.into_inner().to_string())
+        })?;
+        Self::from_document(doc)
+    }
+
+    fn from_document(doc: Document) -> Result<Config, ConfigError> {
+        let mut providers = Vec::with_capacity(doc.providers.len());
+        let mut provider_index = HashMap::new();
+        for (name, p) in doc.providers {
+            let path = format!("providers.{name}");
+            if !is_identifier(&name) {
+                return Err(ConfigError::at(
+                    path,
+                    "a provider name uses only letters, digits, '-', '_' and '.'",
+                ));
+            }
+            let base_url = match (p.kind, p.base_url) {
+                (_, Some(url)) => validate_base_url(&url)
+                    .map_err(|r| ConfigError::at(format!("{path}.base_url"), r))?,
+                (ProviderKind::Mock, None) => String::new(),
+                (_, None) => {
+                    return Err(ConfigError::at(
+                        format!("{path}.base_url"),
+                        "required for this kind",
+                    ))
+                }
+            };
+            if let Some(secret) = &p.api_key_secret {
+                if !is_secret_name(secret) {
+                    return Err(ConfigError::at(
+                        format!("{path}.api_key_secret"),
+                        "the name of a Workers secret: letters, digits and '_'",
+                    ));
+                }
+            }
+            let mut headers = Vec::with_capacity(p.headers.len());
+            for (header, value) in p.headers {
+                if !is_header_name(&header) {
+                    return Err(ConfigError::at(
+                        format!("{path}.headers.{header}"),
+                        "not a valid HTTP header name",
+                    ));
+                }
+                if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                    return Err(ConfigError::at(
+                        format!("{path}.headers.{header}"),
+                        "a header value cannot hold CR, LF or NUL",
+                    ));
+                }
+                headers.push((header.to_ascii_lowercase(), value));
+            }
+            let timeout_ms = p.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+            if timeout_ms == 0 {
+                return Err(ConfigError::at(
+                    format!("{path}.timeout_ms"),
+                    "must be at least 1",
+                ));
+            }
+            provider_index.insert(name.clone(), providers.len());
+            providers.push(Provider {
+                name,
+                kind: p.kind,
+                base_url,
+                api_key_secret: p.api_key_secret,
+                headers,
+                timeout_ms,
+            });
+        }
+
+        let mut models = Vec::with_capacity(doc.models.len());
+        let mut by_name = HashMap::new();
+        for (i, m) in doc.models.into_iter().enumerate() {
+            let path = format!("models[{i}]");
+            let mut claim = |name: &str, at: String| -> Result<(), ConfigError> {
+                if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(ConfigError::at(
+                        at,
+                        "a model name is non-empty and has no whitespace",
+                    ));
+                }
+                if by_name.insert(name.to_owned(), i).is_some() {
+                    return Err(ConfigError::at(
+                        at,
+                        format!("the name \"{name}\" is used twice"),
+                    ));
+                }
+                Ok(())
+            };
+            claim(&m.name, format!("{path}.name"))?;
+            for (j, alias) in m.aliases.iter().enumerate() {
+                claim(alias, format!("{path}.aliases[{j}]"))?;
+            }
+            if m.targets.is_empty() {
+                return Err(ConfigError::at(
+                    format!("{path}.targets"),
+                    "a model needs at least one target",
+                ));
+            }
+            let mut targets = Vec::with_capacity(m.targets.len());
+            for (j, t) in m.targets.into_iter().enumerate() {
+                let Some(&provider) = provider_index.get(&t.provider) else {
+                    return Err(ConfigError::at(
+                        format!("{path}.targets[{j}].provider"),
+                        format!("unknown provider \"{}\"", t.provider),
+                    ));
+                };
+                if t.model.is_empty() {
+                    return Err(ConfigError::at(
+                        format!("{path}.targets[{j}].model"),
+                        "must not be empty",
+                    ));
+                }
+                targets.push(Target {
+                    provider,
+                    model: t.model,
+                });
+            }
+            let owned_by = m
+                .owned_by
+                .unwrap_or_else(|| providers[targets[0].provider].name.clone());
+            models.push(Model {
+                name: m.name,
+                aliases: m.aliases,
+                targets,
+                owned_by,
+            });
+        }
+
+        let mut keys: Vec<GatewayKey> = Vec::with_capacity(doc.keys.len());
+        for (i, k) in doc.keys.into_iter().enumerate() {
+            let path = format!("keys[{i}]");
+            if k.name.is_empty() {
+                return Err(ConfigError::at(format!("{path}.name"), "must not be empty"));
+            }
+            if keys.iter().any(|other| other.name == k.name) {
+                return Err(ConfigError::at(
+                    format!("{path}.name"),
+                    format!("the key name \"{}\" is used twice", k.name),
+                ));
+            }
+            let sha256 = parse_sha256(&k.sha256).ok_or_else(|| {
+                ConfigError::at(format!("{path}.sha256"), "64 hexadecimal digits: the SHA-256 of the key (printf %s \"$KEY\" | sha256sum)")
+            })?;
+            keys.push(GatewayKey {
+                name: k.name,
+                sha256,
+            });
+        }
+
+        let max_body_bytes = doc.limits.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            return Err(ConfigError::at(
+                "limits.max_body_bytes",
+                "must be at least 1024",
+            ));
+        }
+
+        Ok(Config {
+            providers,
+            models,
+            keys,
+            limits: Limits { max_body_bytes },
+            by_name,
+        })
+    }
+
+    /// The model whose name or alias is `name`.
+    pub fn model(&self, name: &str) -> Option<&Model> {
+        self.by_name.get(name).map(|&i| &self.models[i])
+    }
+
+    pub fn provider(&self, target: &Target) -> &Provider {
+        &self.providers[target.provider]
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn is_secret_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn validate_base_url(url: &str) -> Result<String, &'static str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    if rest.contains(['?', '#']) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must be a plain URL without query, fragment or whitespace");
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_HASH: &str = "6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b";
+
+    fn minimal() -> String {
+        format!(
+            r#"{{
+              "providers": {{
+                "openai": {{"kind": "openai", "base_url": "https://api.openai.com/v1/", "api_key_secret": "OPENAI_API_KEY",
+                            "headers": {{"OpenAI-Organization": "org-1"}}, "timeout_ms": 5000}},
+                "mock": {{"kind": "mock"}}
+              }},
+              "models": [
+                {{"name": "gpt-4o-mini", "aliases": ["fast"], "targets": [{{"provider": "openai", "model": "gpt-4o-mini-2024-07-18"}}]}},
+                {{"name": "echo", "targets": [{{"provider": "mock", "model": "echo-1"}}]}}
+              ],
+              "keys": [{{"name": "app", "sha256": "{KEY_HASH}"}}]
+            }}"#
+        )
+    }
+
+    fn error_of(text: &str) -> ConfigError {
+        Config::parse(text).expect_err("the document should be rejected")
+    }
+
+    #[test]
+    fn parses_a_complete_document() {
+        let config = Config::parse(&minimal()).unwrap();
+        assert_eq!(config.providers.len(), 2);
+        let model = config.model("fast").unwrap();
+        assert_eq!(model.name, "gpt-4o-mini");
+        let provider = config.provider(&model.targets[0]);
+        assert_eq!(provider.base_url, "https://api.openai.com/v1");
+        assert_eq!(
+            provider.headers,
+            vec![("openai-organization".to_owned(), "org-1".to_owned())]
+        );
+        assert_eq!(provider.timeout_ms, 5000);
+        assert_eq!(model.owned_by, "openai");
+        assert_eq!(config.keys[0].sha256[0], 0x6b);
+        assert_eq!(config.limits.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn empty_document_is_a_valid_gateway_with_nothing_configured() {
+        let config = Config::parse("{}").unwrap();
+        assert!(config.models.is_empty() && config.keys.is_empty());
+    }
+
+    #[test]
+    fn syntax_error_names_line_and_column() {
+        let e = error_of("{\"providers\": {");
+        assert!(e.reason.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn unknown_field_is_reported_with_its_path() {
+        let e = error_of(
+            r#"{"providers": {"a": {"kind": "openai", "base_url": "http://x", "api_key": "sk-1"}}}"#,
+        );
+        assert_eq!(e.path, "providers.a.api_key");
+        assert!(e.reason.contains("unknown field `api_key`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_kind_is_reported_with_its_path() {
+        let e = error_of(r#"{"providers": {"a": {"kind": "openia", "base_url": "http://x"}}}"#);
+        assert_eq!(e.path, "providers.a.kind");
+    }
+
+    #[test]
+    fn wrong_type_is_reported_with_its_path() {
+        let e = error_of(r#"{"models": [{"name": "m", "targets": "openai"}]}"#);
+        assert_eq!(e.path, "models[0].targets");
+    }
+
+    #[test]
+    fn target_naming_an_unknown_provider_is_rejected() {
+        let text = minimal().replace(r#""provider": "mock""#, r#""provider": "mok""#);
+        let e = error_of(&text);
+        assert_eq!(e.path, "models[1].targets[0].provider");
+        assert!(e.reason.contains("\"mok\""));
+    }
+
+    #[test]
+    fn duplicate_model_name_or_alias_is_rejected() {
+        let text = minimal().replace(r#""name": "echo""#, r#""name": "fast""#);
+        let e = error_of(&text);
+        assert_eq!(e.path, "models[1].name");
+    }
+
+    #[test]
+    fn openai_provider_needs_a_base_url_and_a_real_one() {
+        let e = error_of(r#"{"providers": {"a": {"kind": "openai"}}}"#);
+        assert_eq!(e.path, "providers.a.base_url");
+        let e =
+            error_of(r#"{"providers": {"a": {"kind": "openai", "base_url": "api.openai.com"}}}"#);
+        assert_eq!(e.path, "providers.a.base_url");
+        let e = error_of(r#"{"providers": {"a": {"kind": "openai", "base_url": "https:///v1"}}}"#);
+        assert_eq!(e.path, "providers.a.base_url");
+    }
+
+    #[test]
+    fn model_without_targets_is_rejected() {
+        let e = error_of(r#"{"models": [{"name": "m", "targets": []}]}"#);
+        assert_eq!(e.path, "models[0].targets");
+    }
+
+    #[test]
+    fn key_hash_must_be_64_hex_digits() {
+        let e = error_of(r#"{"keys": [{"name": "k", "sha256": "sk-plaintext-key"}]}"#);
+        assert_eq!(e.path, "keys[0].sha256");
+    }
+
+    #[test]
+    fn header_with_line_break_is_rejected() {
+        let e = error_of(
+            r#"{"providers": {"a": {"kind": "openai", "base_url": "http://x", "headers": {"x-a": "1\r\nx-b: 2"}}}}"#,
+        );
+        assert_eq!(e.path, "providers.a.headers.x-a");
+    }
+}

@@ -1,0 +1,220 @@
+//! The gateway's errors, in OpenAI's shape: `{"error":{"message","type","param","code"}}`.
+//!
+//! Every failure that reaches a client is a [`GatewayError`]; its status and `type` follow what
+//! OpenAI itself answers, so that the official SDKs raise the exception a user expects.
+
+use serde::Serialize;
+use std::borrow::Cow;
+use std::fmt;
+
+/// A failure reported to the client, with the HTTP status it is reported with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayError {
+    pub status: u16,
+    pub kind: &'static str,
+    pub code: Option<Cow<'static, str>>,
+    pub param: Option<String>,
+    pub message: String,
+}
+
+impl GatewayError {
+    pub fn new(
+        status: u16,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            code: Some(Cow::Borrowed(code)),
+            param: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// 400: the body is not JSON at all.
+    pub fn invalid_json(reason: impl fmt::Display) -> Self {
+        Self::new(
+            400,
+            "invalid_request_error",
+            "invalid_json",
+            format!("The request body is not valid JSON: {reason}"),
+        )
+    }
+
+    /// 400: the body is JSON but does not follow the API's schema.
+    pub fn invalid_request(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_request_error", "invalid_request", message).with_param(param)
+    }
+
+    /// 401: no gateway key, or one the gateway does not know.
+    pub fn invalid_api_key(presented: bool) -> Self {
+        let message = if presented {
+            "Incorrect API key provided. Use a Switchyard gateway key, not a vendor's key."
+        } else {
+            "You didn't provide an API key. Send your gateway key as `Authorization: Bearer <key>` (or `x-api-key`)."
+        };
+        Self::new(401, "invalid_request_error", "invalid_api_key", message)
+    }
+
+    /// 404: no configured model or alias has this name.
+    pub fn model_not_found(model: &str) -> Self {
+        Self::new(
+            404,
+            "invalid_request_error",
+            "model_not_found",
+            format!("The model `{model}` does not exist on this gateway. GET /v1/models lists the models it serves."),
+        )
+        .with_param("model")
+    }
+
+    /// 404: no endpoint at this path.
+    pub fn unknown_url(method: &str, path: &str) -> Self {
+        Self::new(
+            404,
+            "invalid_request_error",
+            "unknown_url",
+            format!("Invalid URL ({method} {path})"),
+        )
+    }
+
+    /// 405: the path exists but not with this method.
+    pub fn method_not_allowed(method: &str, path: &str, allowed: &str) -> Self {
+        Self::new(
+            405,
+            "invalid_request_error",
+            "method_not_allowed",
+            format!("Method {method} is not allowed on {path}; use {allowed}."),
+        )
+    }
+
+    /// 413: the body is larger than the configured limit.
+    pub fn request_too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "invalid_request_error",
+            "request_too_large",
+            format!("The request body exceeds the gateway's limit of {limit} bytes."),
+        )
+    }
+
+    /// 502: the vendor could not be reached (connection refused, DNS, TLS, reset).
+    pub fn upstream_unreachable(provider: &str, cause: impl fmt::Display) -> Self {
+        Self::new(
+            502,
+            "server_error",
+            "upstream_unreachable",
+            format!("Provider `{provider}` could not be reached: {cause}"),
+        )
+    }
+
+    /// 502: the vendor answered something that is not its API's answer.
+    pub fn upstream_invalid(provider: &str, cause: impl fmt::Display) -> Self {
+        Self::new(
+            502,
+            "server_error",
+            "upstream_invalid_response",
+            format!("Provider `{provider}` sent an invalid response: {cause}"),
+        )
+    }
+
+    /// 504: the vendor did not answer within the provider's timeout.
+    pub fn upstream_timeout(provider: &str, timeout_ms: u64) -> Self {
+        Self::new(
+            504,
+            "server_error",
+            "upstream_timeout",
+            format!("Provider `{provider}` did not answer within {timeout_ms} ms."),
+        )
+    }
+
+    /// 500: the gateway's configuration is invalid; the operator has to fix it.
+    pub fn config_invalid(cause: impl fmt::Display) -> Self {
+        Self::new(
+            500,
+            "server_error",
+            "config_invalid",
+            format!("The gateway's configuration is invalid: {cause}"),
+        )
+    }
+
+    /// 503: the provider's key is not among the worker's secrets.
+    pub fn provider_key_missing(provider: &str, secret: &str) -> Self {
+        Self::new(
+            503,
+            "server_error",
+            "provider_key_missing",
+            format!("Provider `{provider}` has no key: the secret `{secret}` is not set (wrangler secret put {secret})."),
+        )
+    }
+
+    /// The error as OpenAI's JSON error body.
+    pub fn to_json(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: Inner<'a>,
+        }
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            message: &'a str,
+            #[serde(rename = "type")]
+            kind: &'a str,
+            param: Option<&'a str>,
+            code: Option<&'a str>,
+        }
+        let body = Body {
+            error: Inner {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param.as_deref(),
+                code: self.code.as_deref(),
+            },
+        };
+        // Serializing plain strings into a Vec cannot fail.
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status,
+            self.code.as_deref().unwrap_or(self.kind),
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_has_every_field_of_openais_shape() {
+        let body = GatewayError::model_not_found("gpt-9").to_json();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let e = &v["error"];
+        assert_eq!(e["type"], "invalid_request_error");
+        assert_eq!(e["code"], "model_not_found");
+        assert_eq!(e["param"], "model");
+        assert!(e["message"].as_str().unwrap().contains("gpt-9"));
+    }
+
+    #[test]
+    fn absent_param_is_null_not_missing() {
+        let body = GatewayError::invalid_api_key(false).to_json();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["error"].as_object().unwrap().contains_key("param"));
+        assert!(v["error"]["param"].is_null());
+    }
+}

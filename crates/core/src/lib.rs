@@ -1,0 +1,18 @@
+//! Switchyard's pure core: everything the gateway decides, with no I/O.
+//!
+//! The worker (the crate at the repository's root) moves bytes and calls into this crate; time
+//! and randomness come in as arguments, so everything here is tested natively and
+//! deterministically.
+
+pub mod auth;
+pub mod chat;
+pub mod config;
+pub mod endpoint;
+pub mod error;
+pub mod health;
+pub mod models;
+pub mod providers;
+pub mod sse;
+
+pub use config::Config;
+pub use error::GatewayError;

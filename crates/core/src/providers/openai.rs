@@ -1,0 +1,198 @@
+//! OpenAI's Chat Completions API, and every vendor that speaks it (Groq, Mistral, DeepSeek,
+//! Together, Fireworks, OpenRouter, vLLM, Ollama, ...). The request passes through with only
+//! the model renamed; the response passes through untouched.
+
+use super::{redact, OutboundRequest};
+use crate::chat::ChatRequest;
+use crate::config::Provider;
+use crate::error::GatewayError;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    #[serde(flatten)]
+    request: &'a ChatRequest,
+}
+
+/// The vendor request for `request`, sent to `vendor_model` at `provider`.
+pub fn chat_request(
+    provider: &Provider,
+    vendor_model: &str,
+    request: &ChatRequest,
+    api_key: Option<&str>,
+) -> OutboundRequest {
+    let mut headers = Vec::with_capacity(3 + provider.headers.len());
+    headers.push(("content-type".to_owned(), "application/json".to_owned()));
+    let accept = if request.is_stream() {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    headers.push(("accept".to_owned(), accept.to_owned()));
+    if let Some(key) = api_key {
+        headers.push(("authorization".to_owned(), format!("Bearer {key}")));
+    }
+    headers.extend(provider.headers.iter().cloned());
+    // Serializing validated wire types into a Vec cannot fail.
+    let body = serde_json::to_vec(&Body {
+        model: vendor_model,
+        request,
+    })
+    .unwrap_or_default();
+    OutboundRequest {
+        url: format!("{}/chat/completions", provider.base_url),
+        headers,
+        body,
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody<'a> {
+    #[serde(borrow)]
+    error: ErrorObject<'a>,
+}
+
+#[derive(Deserialize)]
+struct ErrorObject<'a> {
+    #[serde(borrow)]
+    message: Cow<'a, str>,
+    #[serde(default, rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    param: Option<Cow<'a, str>>,
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+}
+
+/// The client's error for a vendor's non-success answer. The vendor's message is kept (without
+/// any trace of the vendor key); a vendor's 401/403 on the gateway's own key is the operator's
+/// problem, reported as a 502 that does not repeat what the vendor said about the key.
+pub fn error_from_vendor(
+    provider: &str,
+    status: u16,
+    body: &[u8],
+    api_key: Option<&str>,
+) -> GatewayError {
+    if status == 401 {
+        return GatewayError::new(
+            502,
+            "server_error",
+            "upstream_auth_failed",
+            format!(
+                "Provider `{provider}` rejected the gateway's credentials; check its key secret."
+            ),
+        );
+    }
+    let kind = match status {
+        400..=499 => "invalid_request_error",
+        _ => "server_error",
+    };
+    let parsed = serde_json::from_slice::<ErrorBody>(body).ok();
+    let Some(ErrorBody { error }) = parsed else {
+        let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
+        let message = format!(
+            "Provider `{provider}` answered HTTP {status}: {}",
+            redact(text.trim(), api_key)
+        );
+        return GatewayError::new(status, kind, "upstream_error", message);
+    };
+    let code = match error.code {
+        Some(serde_json::Value::String(s)) => Some(Cow::Owned(s)),
+        Some(serde_json::Value::Number(n)) => Some(Cow::Owned(n.to_string())),
+        _ => None,
+    };
+    GatewayError {
+        status,
+        kind: match error.kind.as_deref() {
+            Some("invalid_request_error") => "invalid_request_error",
+            Some("rate_limit_error") | Some("requests") | Some("tokens") => "rate_limit_error",
+            Some("insufficient_quota") => "insufficient_quota",
+            _ => kind,
+        },
+        code,
+        param: error.param.map(Cow::into_owned),
+        message: redact(&error.message, api_key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProviderKind;
+
+    fn provider() -> Provider {
+        Provider {
+            name: "openai".into(),
+            kind: ProviderKind::Openai,
+            base_url: "https://api.example.com/v1".into(),
+            api_key_secret: Some("OPENAI_API_KEY".into()),
+            headers: vec![("openai-organization".into(), "org-1".into())],
+            timeout_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn request_renames_the_model_and_keeps_everything_else() {
+        let req = ChatRequest::parse(
+            br#"{"model":"fast","messages":[{"role":"user","content":"hi"}],"stream":true,"logit_bias":{"1":2},"store":false}"#,
+        )
+        .unwrap();
+        let out = chat_request(&provider(), "gpt-4o-mini", &req, Some("sk-vendor"));
+        assert_eq!(out.url, "https://api.example.com/v1/chat/completions");
+        assert!(out
+            .headers
+            .contains(&("authorization".into(), "Bearer sk-vendor".into())));
+        assert!(out
+            .headers
+            .contains(&("accept".into(), "text/event-stream".into())));
+        assert!(out
+            .headers
+            .contains(&("openai-organization".into(), "org-1".into())));
+        let body: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+        assert_eq!(body["model"], "gpt-4o-mini");
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["logit_bias"]["1"], 2);
+        assert_eq!(body["store"], false);
+        assert_eq!(body["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn keyless_vendor_gets_no_authorization_header() {
+        let req =
+            ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#)
+                .unwrap();
+        let out = chat_request(&provider(), "llama3", &req, None);
+        assert!(!out.headers.iter().any(|(h, _)| h == "authorization"));
+    }
+
+    #[test]
+    fn vendor_error_keeps_its_fields_and_loses_the_key() {
+        let body = br#"{"error":{"message":"Bad sk-vendor-123 value","type":"invalid_request_error","param":"messages","code":"bad"}}"#;
+        let e = error_from_vendor("openai", 400, body, Some("sk-vendor-123"));
+        assert_eq!(
+            (e.status, e.kind, e.param.as_deref(), e.code.as_deref()),
+            (400, "invalid_request_error", Some("messages"), Some("bad"))
+        );
+        assert_eq!(e.message, "Bad [redacted] value");
+    }
+
+    #[test]
+    fn vendor_401_is_the_operators_problem() {
+        let body = br#"{"error":{"message":"Incorrect API key provided: sk-ven***123","type":"invalid_request_error"}}"#;
+        let e = error_from_vendor("openai", 401, body, Some("sk-vendor-123"));
+        assert_eq!(e.status, 502);
+        assert!(!e.message.contains("sk-"));
+    }
+
+    #[test]
+    fn non_json_vendor_error_is_wrapped() {
+        let e = error_from_vendor("openai", 503, b"<html>Service Unavailable</html>", None);
+        assert_eq!(
+            (e.status, e.kind, e.code.as_deref()),
+            (503, "server_error", Some("upstream_error"))
+        );
+        assert!(e.message.contains("Service Unavailable"));
+    }
+}

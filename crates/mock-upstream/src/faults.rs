@@ -1,0 +1,87 @@
+//! Faults a test can ask for: an error status, a slow first byte, slow or cut streams, bodies
+//! that are not what the vendor's API promises.
+
+use crate::{full, Body};
+use hyper::{Response, StatusCode};
+use serde::Deserialize;
+
+/// Which requests a fault applies to. Absent fields match anything.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    /// The `model` of the request body.
+    pub model: Option<String>,
+    /// A substring of the request path.
+    pub path: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    #[serde(default, rename = "match")]
+    pub matches: Match,
+    /// How many requests the fault applies to; absent: every matching request.
+    pub times: Option<u32>,
+    /// Answer with this status instead of a success.
+    pub status: Option<u16>,
+    /// Body of that answer: a string is sent as is, anything else as JSON.
+    pub body: Option<serde_json::Value>,
+    /// `Retry-After` header of that answer.
+    pub retry_after: Option<String>,
+    /// `retry-after-ms` header of that answer.
+    pub retry_after_ms: Option<String>,
+    /// Wait before sending anything.
+    pub first_byte_delay_ms: Option<u64>,
+    /// Wait between stream events.
+    pub chunk_delay_ms: Option<u64>,
+    /// Close the connection after this many stream events (or body bytes, unstreamed).
+    pub cut_after: Option<usize>,
+    /// Send a body that is not valid JSON.
+    #[serde(default)]
+    pub malformed: bool,
+    /// Content chunks in a streamed answer, instead of the server's default.
+    pub stream_chunks: Option<usize>,
+}
+
+impl Fault {
+    pub fn matches(&self, path: &str, model: Option<&str>) -> bool {
+        let path_ok = self
+            .matches
+            .path
+            .as_deref()
+            .is_none_or(|p| path.contains(p));
+        let model_ok = self
+            .matches
+            .model
+            .as_deref()
+            .is_none_or(|m| Some(m) == model);
+        path_ok && model_ok
+    }
+
+    /// The error answer this fault asks for, if it asks for one.
+    pub fn error_response(&self) -> Option<Response<Body>> {
+        let status = StatusCode::from_u16(self.status?).ok()?;
+        let (content_type, body) = match &self.body {
+            Some(serde_json::Value::String(s)) => ("text/plain", s.clone().into_bytes()),
+            Some(value) => ("application/json", serde_json::to_vec(value).unwrap_or_default()),
+            None => (
+                "application/json",
+                serde_json::to_vec(&serde_json::json!({"error": {
+                    "message": format!("mock-upstream injected status {}", status.as_u16()),
+                    "type": if status.is_server_error() { "server_error" } else { "invalid_request_error" },
+                    "param": null, "code": null}}))
+                .unwrap_or_default(),
+            ),
+        };
+        let mut response = full(status, content_type, body);
+        for (name, value) in [
+            ("retry-after", &self.retry_after),
+            ("retry-after-ms", &self.retry_after_ms),
+        ] {
+            if let Some(value) = value.as_ref().and_then(|v| v.parse().ok()) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        Some(response)
+    }
+}

@@ -1,0 +1,181 @@
+//! mock-upstream: a native stand-in for AI vendors' HTTP APIs, for Switchyard's end-to-end tests
+//! and benchmarks.
+//!
+//! It answers in the vendors' real wire formats (OpenAI Chat Completions so far), records every
+//! request it receives, and injects faults a test asks for. Control endpoints live under
+//! `/_mock/` (see `control.rs`). Usage: `mock-upstream [--port N] [--stream-chunks N]`; it prints
+//! `mock-upstream listening on http://127.0.0.1:<port>` once it accepts connections, and stops on
+//! SIGINT, SIGTERM or `POST /_mock/shutdown`.
+
+mod control;
+mod faults;
+mod openai;
+
+use bytes::Bytes;
+use faults::Fault;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+pub fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        "content-type",
+        content_type.parse().expect("static content type"),
+    );
+    response
+}
+
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    full(
+        status,
+        "application/json",
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
+}
+
+/// What the server is told at start-up.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub port: u16,
+    /// Content chunks in a streamed answer.
+    pub stream_chunks: usize,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options {
+        port: 0,
+        stream_chunks: 8,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--port" => {
+                options.port = value("--port")?
+                    .parse()
+                    .map_err(|e| format!("--port: {e}"))?
+            }
+            "--stream-chunks" => {
+                options.stream_chunks = value("--stream-chunks")?
+                    .parse()
+                    .map_err(|e| format!("--stream-chunks: {e}"))?
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(options)
+}
+
+pub struct Server {
+    pub options: Options,
+    pub state: control::State,
+    pub shutdown: Notify,
+}
+
+async fn handle(
+    server: Arc<Server>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            return Ok(full(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                format!("unreadable body: {e}"),
+            ))
+        }
+    };
+    if let Some(rest) = path.strip_prefix("/_mock/") {
+        return Ok(control::handle(&server, &parts.method, rest, &body));
+    }
+    let model = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_owned));
+    server.state.record(&parts, &body);
+    let fault = server.state.take_fault(&path, model.as_deref());
+    if let Some(delay) = fault.as_ref().and_then(|f| f.first_byte_delay_ms) {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if let Some(response) = fault.as_ref().and_then(Fault::error_response) {
+        return Ok(response);
+    }
+    let response = if path.ends_with("/chat/completions") && parts.method == hyper::Method::POST {
+        openai::chat_completions(&server.options, &body, fault.as_ref())
+    } else {
+        json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": {"message": format!("mock-upstream has no route {path}"), "type": "invalid_request_error", "param": null, "code": null}}),
+        )
+    };
+    Ok(response)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("mock-upstream: {message}");
+            }
+            eprintln!("usage: mock-upstream [--port N] [--stream-chunks N]");
+            std::process::exit(2);
+        }
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], options.port));
+    let listener = match TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("mock-upstream: cannot listen on {addr}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let local = listener.local_addr().expect("bound socket has an address");
+    println!("mock-upstream listening on http://{local}");
+    let server = Arc::new(Server {
+        options,
+        state: control::State::default(),
+        shutdown: Notify::new(),
+    });
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| handle(server.clone(), request));
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+            _ = server.shutdown.notified() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    eprintln!("mock-upstream: stopped");
+}

@@ -1,0 +1,93 @@
+//! The Switchyard worker: the only code that touches the Workers runtime. It moves bytes
+//! between the client, the vendors and the runtime's state, and asks `switchyard-core` for every
+//! decision.
+//!
+//! The pipeline of one request, in order: endpoint -> configuration -> auth -> body (size limit)
+//! -> parse and validate -> route (model -> targets) -> attempts -> response with
+//! `x-switchyard-*` headers.
+
+mod admin;
+mod chat;
+mod config;
+mod http;
+mod provider_health;
+mod upstream;
+
+pub use provider_health::ProviderHealth;
+
+use switchyard_core::endpoint::{self, Endpoint};
+use switchyard_core::{auth, models, GatewayError};
+use worker::{event, Context, Env, Request, Response};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let request_id = http::request_id();
+    let response = match serve(req, &env, &ctx).await {
+        Ok(response) => response,
+        Err(error) => http::error_response(&error),
+    };
+    Ok(http::finish(response, &request_id))
+}
+
+async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, GatewayError> {
+    let path = req.path();
+    let method = req.method();
+    let endpoint = match endpoint::resolve(method.as_ref(), &path) {
+        Ok(endpoint) => endpoint,
+        Err(e) if e.status == 405 => {
+            return Ok(http::with_allow(
+                http::error_response(&e),
+                endpoint::allowed_methods(&path),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    match endpoint {
+        Endpoint::Preflight => return Ok(http::preflight(endpoint::allowed_methods(&path))),
+        Endpoint::Health => return Ok(http::health(config::current(env).err())),
+        _ => {}
+    }
+
+    let config = config::current(env).map_err(GatewayError::config_invalid)?;
+    if endpoint == Endpoint::AdminHealth {
+        return admin::health(&req, env).await;
+    }
+    let headers = req.headers();
+    let authorization = headers.get("authorization").ok().flatten();
+    let x_api_key = headers.get("x-api-key").ok().flatten();
+    auth::authenticate(
+        &config,
+        auth::presented_key(authorization.as_deref(), x_api_key.as_deref()),
+    )?;
+
+    match endpoint {
+        Endpoint::ListModels => Ok(http::json(200, &models::list(&config))),
+        Endpoint::RetrieveModel(id) => {
+            let model =
+                models::retrieve(&config, &id).ok_or_else(|| GatewayError::model_not_found(&id))?;
+            Ok(http::json(200, &model))
+        }
+        Endpoint::ChatCompletions => {
+            let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
+            let completed = chat::complete(&config, env, &body).await?;
+            if !completed.outcomes.is_empty() {
+                let env = env.clone();
+                ctx.wait_until(
+                    async move { provider_health::report(&env, completed.outcomes).await },
+                );
+            }
+            Ok(completed.response)
+        }
+        Endpoint::Health | Endpoint::Preflight | Endpoint::AdminHealth => unreachable_endpoint(),
+    }
+}
+
+/// Health and preflight are answered before authentication.
+fn unreachable_endpoint() -> Result<Response, GatewayError> {
+    Err(GatewayError::new(
+        500,
+        "server_error",
+        "internal_error",
+        "endpoint dispatched twice",
+    ))
+}

@@ -1,0 +1,118 @@
+//! The `ProviderHealth` Durable Object: one instance (named "global") keeps every target's
+//! record in SQLite, so that every isolate and every edge location sees the same health.
+//!
+//! - `POST /report` with a JSON array of `Outcome`s: folds them into the records;
+//! - `GET /snapshot`: every target's record, as JSON.
+
+use switchyard_core::health::{Outcome, TargetHealth};
+use worker::{
+    durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorage,
+    SqlStorageValue, State,
+};
+
+pub const BINDING: &str = "HEALTH";
+pub const INSTANCE: &str = "global";
+
+#[durable_object]
+pub struct ProviderHealth {
+    sql: SqlStorage,
+}
+
+impl DurableObject for ProviderHealth {
+    fn new(state: State, _env: Env) -> Self {
+        let sql = state.storage().sql();
+        // One row per target; the record is stored as JSON so that new fields need no migration.
+        if let Err(e) = sql.exec(
+            "CREATE TABLE IF NOT EXISTS targets (target TEXT PRIMARY KEY, record TEXT NOT NULL)",
+            None,
+        ) {
+            worker::console_error!("provider health: cannot create its table: {e}");
+        }
+        Self { sql }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        match (req.method(), req.path().as_str()) {
+            (Method::Post, "/report") => {
+                let outcomes: Vec<Outcome> = req.json().await?;
+                for outcome in &outcomes {
+                    let mut record = self
+                        .load(&outcome.target)?
+                        .unwrap_or_else(|| TargetHealth::new(&outcome.target));
+                    record.record(outcome);
+                    self.save(&record)?;
+                }
+                Response::from_json(&serde_json::json!({"recorded": outcomes.len()}))
+            }
+            (Method::Get, "/snapshot") => Response::from_json(&self.snapshot()?),
+            _ => Response::error("not found", 404),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Row {
+    record: String,
+}
+
+impl ProviderHealth {
+    fn load(&self, target: &str) -> Result<Option<TargetHealth>> {
+        let rows: Vec<Row> = self
+            .sql
+            .exec(
+                "SELECT record FROM targets WHERE target = ?",
+                vec![SqlStorageValue::String(target.to_owned())],
+            )?
+            .to_array()?;
+        Ok(rows
+            .first()
+            .and_then(|row| serde_json::from_str(&row.record).ok()))
+    }
+
+    fn save(&self, record: &TargetHealth) -> Result<()> {
+        let json = serde_json::to_string(record)?;
+        self.sql.exec(
+            "INSERT INTO targets (target, record) VALUES (?, ?) ON CONFLICT(target) DO UPDATE SET record = excluded.record",
+            vec![SqlStorageValue::String(record.target.clone()), SqlStorageValue::String(json)],
+        )?;
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Vec<TargetHealth>> {
+        let rows: Vec<Row> = self
+            .sql
+            .exec("SELECT record FROM targets ORDER BY target", None)?
+            .to_array()?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| serde_json::from_str(&row.record).ok())
+            .collect())
+    }
+}
+
+fn stub(env: &Env) -> Result<worker::Stub> {
+    env.durable_object(BINDING)?
+        .id_from_name(INSTANCE)?
+        .get_stub()
+}
+
+/// Sends the outcomes of one request's attempts to the record. Runs after the response
+/// (`ctx.wait_until`); a failure here is logged, never the client's problem.
+pub async fn report(env: &Env, outcomes: Vec<Outcome>) {
+    let sent = async {
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_body(Some(serde_json::to_string(&outcomes)?.into()));
+        stub(env)?
+            .fetch_with_request(Request::new_with_init("https://health/report", &init)?)
+            .await
+    };
+    if let Err(e) = sent.await {
+        worker::console_error!("provider health: report failed: {e}");
+    }
+}
+
+/// Every target's record.
+pub async fn snapshot(env: &Env) -> Result<Response> {
+    stub(env)?.fetch_with_str("https://health/snapshot").await
+}

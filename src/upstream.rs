@@ -1,0 +1,49 @@
+//! Outbound calls to vendors, with a deadline: the runtime's `fetch` has none, so the call races
+//! a timer and is aborted when the timer wins.
+
+use futures::future::{select, Either};
+use std::time::Duration;
+use switchyard_core::providers::OutboundRequest;
+use worker::js_sys::Uint8Array;
+use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+
+/// Why a vendor gave no answer at all.
+#[derive(Debug)]
+pub enum Failure {
+    /// Connection refused or reset, DNS, TLS: the vendor could not be reached.
+    Unreachable(String),
+    /// No response headers within the provider's timeout.
+    Timeout,
+}
+
+/// Sends `outbound` and returns the vendor's response once its headers arrive, or the failure.
+pub async fn send(outbound: &OutboundRequest, timeout_ms: u64) -> Result<Response, Failure> {
+    let request = build(outbound)
+        .map_err(|e| Failure::Unreachable(format!("cannot build the request: {e}")))?;
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let fetch = Fetch::Request(request);
+    let call = fetch.send_with_signal(&signal);
+    let timer = Delay::from(Duration::from_millis(timeout_ms));
+    futures::pin_mut!(call, timer);
+    match select(call, timer).await {
+        Either::Left((Ok(response), _)) => Ok(response),
+        Either::Left((Err(e), _)) => Err(Failure::Unreachable(e.to_string())),
+        Either::Right(_) => {
+            controller.abort();
+            Err(Failure::Timeout)
+        }
+    }
+}
+
+fn build(outbound: &OutboundRequest) -> worker::Result<Request> {
+    let headers = Headers::new();
+    for (name, value) in &outbound.headers {
+        headers.set(name, value)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(Uint8Array::from(outbound.body.as_slice()).into()));
+    Request::new_with_init(&outbound.url, &init)
+}

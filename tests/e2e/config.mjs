@@ -1,0 +1,43 @@
+// The configuration the end-to-end tests run the gateway with, around one mock-upstream.
+
+import { createServer } from "node:net";
+import { GATEWAY_KEY_SHA256 } from "./harness.mjs";
+
+/** A loopback port nothing listens on (bound, then released). */
+export async function closedPort() {
+  const server = createServer();
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export const MAX_BODY_BYTES = 65536;
+export const TIMEOUT_MS = 1500;
+
+export function testConfig(mock, deadPort) {
+  return {
+    providers: {
+      upstream: { kind: "openai", base_url: `${mock.url}/v1`, api_key_secret: "UPSTREAM_KEY", timeout_ms: TIMEOUT_MS },
+      keyless: { kind: "openai", base_url: `${mock.url}/v1`, headers: { "x-extra-header": "configured" } },
+      down: { kind: "openai", base_url: `http://127.0.0.1:${deadPort}/v1`, api_key_secret: "UPSTREAM_KEY" },
+      builtin: { kind: "mock" },
+    },
+    models: [
+      { name: "gpt-test", aliases: ["test-alias"], targets: [{ provider: "upstream", model: "vendor-gpt" }] },
+      { name: "slow-model", targets: [{ provider: "upstream", model: "vendor-slow" }] },
+      { name: "down-model", targets: [{ provider: "down", model: "vendor-down" }] },
+      {
+        name: "fallback-model",
+        targets: [
+          { provider: "down", model: "vendor-down" },
+          { provider: "upstream", model: "vendor-fallback" },
+        ],
+      },
+      { name: "local-llama", targets: [{ provider: "keyless", model: "llama3" }] },
+      { name: "echo", targets: [{ provider: "builtin", model: "mock-1" }] },
+    ],
+    keys: [{ name: "test", sha256: GATEWAY_KEY_SHA256 }],
+    limits: { max_body_bytes: MAX_BODY_BYTES },
+  };
+}
