@@ -19,8 +19,7 @@ fn authorize(req: &Request, env: &Env) -> Result<(), GatewayError> {
     let authorization = req.headers().get("authorization").ok().flatten();
     let presented = switchyard_core::auth::presented_key(authorization.as_deref(), None);
     let matches = presented.is_some_and(|p| {
-        switchyard_core::auth::sha256(p) == switchyard_core::auth::sha256(&expected)
-            && !expected.is_empty()
+        switchyard_core::auth::sha256(p) == switchyard_core::auth::sha256(&expected) && !expected.is_empty()
     });
     if matches {
         Ok(())
@@ -38,12 +37,7 @@ fn authorize(req: &Request, env: &Env) -> Result<(), GatewayError> {
 pub async fn health(req: &Request, env: &Env) -> Result<Response, GatewayError> {
     authorize(req, env)?;
     let mut snapshot = provider_health::snapshot(env).await.map_err(|e| {
-        GatewayError::new(
-            503,
-            "server_error",
-            "health_unavailable",
-            format!("The health record is unavailable: {e}"),
-        )
+        GatewayError::new(503, "server_error", "health_unavailable", format!("The health record is unavailable: {e}"))
     })?;
     let body = snapshot.bytes().await.unwrap_or_default();
     Ok(http::bytes_response(200, "application/json", body))

@@ -18,11 +18,7 @@ thread_local! {
 
 /// The configuration in force, or why it is invalid.
 pub fn current(env: &Env) -> Parsed {
-    let text = env
-        .var(VAR)
-        .map(|v| v.to_string())
-        .ok()
-        .filter(|t| !t.trim().is_empty());
+    let text = env.var(VAR).map(|v| v.to_string()).ok().filter(|t| !t.trim().is_empty());
     let text = text.as_deref().unwrap_or(EMBEDDED);
     CACHE.with(|cache| {
         if let Some((cached_text, parsed)) = cache.borrow().as_ref() {
@@ -30,10 +26,7 @@ pub fn current(env: &Env) -> Parsed {
                 return parsed.clone();
             }
         }
-        let parsed = Config::parse(text).map(Rc::new).map_err(|e| ConfigError {
-            path: e.path,
-            reason: e.reason,
-        });
+        let parsed = Config::parse(text).map(Rc::new).map_err(|e| ConfigError { path: e.path, reason: e.reason });
         if let Err(e) = &parsed {
             worker::console_error!("switchyard: invalid configuration: {e}");
         }

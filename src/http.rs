@@ -8,7 +8,13 @@ use switchyard_core::GatewayError;
 use worker::{Headers, Request, Response, ResponseBuilder};
 
 /// Headers a browser client may read from a cross-origin response.
-const EXPOSED: &str = "x-request-id, x-switchyard-provider, x-switchyard-model, x-switchyard-attempts, x-switchyard-fallbacks";
+const EXPOSED: &str = "x-request-id, x-switchyard-provider, x-switchyard-model, x-switchyard-attempts, \
+    x-switchyard-fallbacks, x-switchyard-dropped-params, x-switchyard-adjusted-params";
+
+/// A header value meaning yes: `1`, `true`, `yes`, `on`.
+pub fn truthy(value: &str) -> bool {
+    matches!(value.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+}
 
 pub fn request_id() -> String {
     let mut bytes = [0u8; 12];
@@ -31,10 +37,7 @@ fn set(headers: &Headers, name: &str, value: &str) {
 pub fn bytes_response(status: u16, content_type: &str, body: Vec<u8>) -> Response {
     let headers = Headers::new();
     set(&headers, "content-type", content_type);
-    ResponseBuilder::new()
-        .with_status(status)
-        .with_headers(headers)
-        .fixed(body)
+    ResponseBuilder::new().with_status(status).with_headers(headers).fixed(body)
 }
 
 pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
@@ -66,13 +69,10 @@ pub fn preflight(allowed: &str) -> Response {
     set(
         &headers,
         "access-control-allow-headers",
-        "authorization, content-type, x-api-key, x-stainless-os, x-stainless-lang, x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, x-stainless-arch, x-stainless-retry-count, x-stainless-timeout, openai-organization, openai-project, anthropic-version, anthropic-beta",
+        "authorization, content-type, x-api-key, x-stainless-os, x-stainless-lang, x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, x-stainless-arch, x-stainless-retry-count, x-stainless-timeout, openai-organization, openai-project, anthropic-version, anthropic-beta, x-switchyard-strict",
     );
     set(&headers, "access-control-max-age", "86400");
-    ResponseBuilder::new()
-        .with_status(204)
-        .with_headers(headers)
-        .empty()
+    ResponseBuilder::new().with_status(204).with_headers(headers).empty()
 }
 
 /// `GET /health`: 200 while the gateway can serve, 503 with the reason when its configuration
@@ -80,10 +80,7 @@ pub fn preflight(allowed: &str) -> Response {
 pub fn health(config_error: Option<ConfigError>) -> Response {
     match config_error {
         None => json(200, &serde_json::json!({"status": "ok"})),
-        Some(e) => json(
-            503,
-            &serde_json::json!({"status": "error", "config": e.to_string()}),
-        ),
+        Some(e) => json(503, &serde_json::json!({"status": "error", "config": e.to_string()})),
     }
 }
 
@@ -99,12 +96,7 @@ pub fn finish(response: Response, request_id: &str) -> Response {
 /// The request body, refused with 413 as soon as it exceeds `limit` bytes (by its
 /// Content-Length, or while it streams in when it has none).
 pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, GatewayError> {
-    let declared = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(GatewayError::request_too_large(limit));
     }
@@ -114,9 +106,8 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Gatew
         return Ok(body);
     };
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            GatewayError::invalid_request("", format!("The request body could not be read: {e}"))
-        })?;
+        let chunk =
+            chunk.map_err(|e| GatewayError::invalid_request("", format!("The request body could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(GatewayError::request_too_large(limit));
         }

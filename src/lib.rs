@@ -35,10 +35,7 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, G
     let endpoint = match endpoint::resolve(method.as_ref(), &path) {
         Ok(endpoint) => endpoint,
         Err(e) if e.status == 405 => {
-            return Ok(http::with_allow(
-                http::error_response(&e),
-                endpoint::allowed_methods(&path),
-            ))
+            return Ok(http::with_allow(http::error_response(&e), endpoint::allowed_methods(&path)))
         }
         Err(e) => return Err(e),
     };
@@ -55,26 +52,21 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, G
     let headers = req.headers();
     let authorization = headers.get("authorization").ok().flatten();
     let x_api_key = headers.get("x-api-key").ok().flatten();
-    auth::authenticate(
-        &config,
-        auth::presented_key(authorization.as_deref(), x_api_key.as_deref()),
-    )?;
+    auth::authenticate(&config, auth::presented_key(authorization.as_deref(), x_api_key.as_deref()))?;
 
     match endpoint {
         Endpoint::ListModels => Ok(http::json(200, &models::list(&config))),
         Endpoint::RetrieveModel(id) => {
-            let model =
-                models::retrieve(&config, &id).ok_or_else(|| GatewayError::model_not_found(&id))?;
+            let model = models::retrieve(&config, &id).ok_or_else(|| GatewayError::model_not_found(&id))?;
             Ok(http::json(200, &model))
         }
         Endpoint::ChatCompletions => {
+            let strict = req.headers().get("x-switchyard-strict").ok().flatten().is_some_and(|v| http::truthy(&v));
             let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
-            let completed = chat::complete(&config, env, &body).await?;
+            let completed = chat::complete(&config, env, &body, strict).await?;
             if !completed.outcomes.is_empty() {
                 let env = env.clone();
-                ctx.wait_until(
-                    async move { provider_health::report(&env, completed.outcomes).await },
-                );
+                ctx.wait_until(async move { provider_health::report(&env, completed.outcomes).await });
             }
             Ok(completed.response)
         }
@@ -84,10 +76,5 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, G
 
 /// Health and preflight are answered before authentication.
 fn unreachable_endpoint() -> Result<Response, GatewayError> {
-    Err(GatewayError::new(
-        500,
-        "server_error",
-        "internal_error",
-        "endpoint dispatched twice",
-    ))
+    Err(GatewayError::new(500, "server_error", "internal_error", "endpoint dispatched twice"))
 }

@@ -6,8 +6,8 @@
 
 use switchyard_core::health::{Outcome, TargetHealth};
 use worker::{
-    durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorage,
-    SqlStorageValue, State,
+    durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorage, SqlStorageValue,
+    State,
 };
 
 pub const BINDING: &str = "HEALTH";
@@ -22,10 +22,9 @@ impl DurableObject for ProviderHealth {
     fn new(state: State, _env: Env) -> Self {
         let sql = state.storage().sql();
         // One row per target; the record is stored as JSON so that new fields need no migration.
-        if let Err(e) = sql.exec(
-            "CREATE TABLE IF NOT EXISTS targets (target TEXT PRIMARY KEY, record TEXT NOT NULL)",
-            None,
-        ) {
+        if let Err(e) =
+            sql.exec("CREATE TABLE IF NOT EXISTS targets (target TEXT PRIMARY KEY, record TEXT NOT NULL)", None)
+        {
             worker::console_error!("provider health: cannot create its table: {e}");
         }
         Self { sql }
@@ -36,9 +35,7 @@ impl DurableObject for ProviderHealth {
             (Method::Post, "/report") => {
                 let outcomes: Vec<Outcome> = req.json().await?;
                 for outcome in &outcomes {
-                    let mut record = self
-                        .load(&outcome.target)?
-                        .unwrap_or_else(|| TargetHealth::new(&outcome.target));
+                    let mut record = self.load(&outcome.target)?.unwrap_or_else(|| TargetHealth::new(&outcome.target));
                     record.record(outcome);
                     self.save(&record)?;
                 }
@@ -59,14 +56,9 @@ impl ProviderHealth {
     fn load(&self, target: &str) -> Result<Option<TargetHealth>> {
         let rows: Vec<Row> = self
             .sql
-            .exec(
-                "SELECT record FROM targets WHERE target = ?",
-                vec![SqlStorageValue::String(target.to_owned())],
-            )?
+            .exec("SELECT record FROM targets WHERE target = ?", vec![SqlStorageValue::String(target.to_owned())])?
             .to_array()?;
-        Ok(rows
-            .first()
-            .and_then(|row| serde_json::from_str(&row.record).ok()))
+        Ok(rows.first().and_then(|row| serde_json::from_str(&row.record).ok()))
     }
 
     fn save(&self, record: &TargetHealth) -> Result<()> {
@@ -79,21 +71,13 @@ impl ProviderHealth {
     }
 
     fn snapshot(&self) -> Result<Vec<TargetHealth>> {
-        let rows: Vec<Row> = self
-            .sql
-            .exec("SELECT record FROM targets ORDER BY target", None)?
-            .to_array()?;
-        Ok(rows
-            .iter()
-            .filter_map(|row| serde_json::from_str(&row.record).ok())
-            .collect())
+        let rows: Vec<Row> = self.sql.exec("SELECT record FROM targets ORDER BY target", None)?.to_array()?;
+        Ok(rows.iter().filter_map(|row| serde_json::from_str(&row.record).ok()).collect())
     }
 }
 
 fn stub(env: &Env) -> Result<worker::Stub> {
-    env.durable_object(BINDING)?
-        .id_from_name(INSTANCE)?
-        .get_stub()
+    env.durable_object(BINDING)?.id_from_name(INSTANCE)?.get_stub()
 }
 
 /// Sends the outcomes of one request's attempts to the record. Runs after the response
@@ -101,11 +85,8 @@ fn stub(env: &Env) -> Result<worker::Stub> {
 pub async fn report(env: &Env, outcomes: Vec<Outcome>) {
     let sent = async {
         let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_body(Some(serde_json::to_string(&outcomes)?.into()));
-        stub(env)?
-            .fetch_with_request(Request::new_with_init("https://health/report", &init)?)
-            .await
+        init.with_method(Method::Post).with_body(Some(serde_json::to_string(&outcomes)?.into()));
+        stub(env)?.fetch_with_request(Request::new_with_init("https://health/report", &init)?).await
     };
     if let Err(e) = sent.await {
         worker::console_error!("provider health: report failed: {e}");

@@ -18,8 +18,7 @@ pub enum Failure {
 
 /// Sends `outbound` and returns the vendor's response once its headers arrive, or the failure.
 pub async fn send(outbound: &OutboundRequest, timeout_ms: u64) -> Result<Response, Failure> {
-    let request = build(outbound)
-        .map_err(|e| Failure::Unreachable(format!("cannot build the request: {e}")))?;
+    let request = build(outbound).map_err(|e| Failure::Unreachable(format!("cannot build the request: {e}")))?;
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(request);

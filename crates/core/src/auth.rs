@@ -8,17 +8,12 @@ use sha2::{Digest, Sha256};
 
 /// The key a client presents: `Authorization: Bearer <key>`, else `x-api-key: <key>` (as the
 /// Anthropic SDK and some other clients send it).
-pub fn presented_key<'a>(
-    authorization: Option<&'a str>,
-    x_api_key: Option<&'a str>,
-) -> Option<&'a str> {
+pub fn presented_key<'a>(authorization: Option<&'a str>, x_api_key: Option<&'a str>) -> Option<&'a str> {
     let bearer = authorization.and_then(|value| {
         let (scheme, token) = value.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
     });
-    bearer
-        .or(x_api_key.map(str::trim))
-        .filter(|key| !key.is_empty())
+    bearer.or(x_api_key.map(str::trim)).filter(|key| !key.is_empty())
 }
 
 pub fn sha256(key: &str) -> [u8; 32] {
@@ -26,10 +21,7 @@ pub fn sha256(key: &str) -> [u8; 32] {
 }
 
 /// The configured key matching the presented one, or a 401.
-pub fn authenticate<'c>(
-    config: &'c Config,
-    presented: Option<&str>,
-) -> Result<&'c GatewayKey, GatewayError> {
+pub fn authenticate<'c>(config: &'c Config, presented: Option<&str>) -> Result<&'c GatewayKey, GatewayError> {
     let key = presented.ok_or_else(|| GatewayError::invalid_api_key(false))?;
     let hash = sha256(key);
     config
@@ -49,14 +41,8 @@ mod tests {
 
     fn config() -> Config {
         // sha256("sk-test") = the value below.
-        let hash = sha256("sk-test")
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>();
-        Config::parse(&format!(
-            r#"{{"keys": [{{"name": "test", "sha256": "{hash}"}}]}}"#
-        ))
-        .unwrap()
+        let hash = sha256("sk-test").iter().map(|b| format!("{b:02x}")).collect::<String>();
+        Config::parse(&format!(r#"{{"keys": [{{"name": "test", "sha256": "{hash}"}}]}}"#)).unwrap()
     }
 
     #[test]
@@ -64,10 +50,7 @@ mod tests {
         assert_eq!(presented_key(Some("Bearer sk-1"), None), Some("sk-1"));
         assert_eq!(presented_key(Some("bearer  sk-1 "), None), Some("sk-1"));
         assert_eq!(presented_key(None, Some("sk-2")), Some("sk-2"));
-        assert_eq!(
-            presented_key(Some("Bearer sk-1"), Some("sk-2")),
-            Some("sk-1")
-        );
+        assert_eq!(presented_key(Some("Bearer sk-1"), Some("sk-2")), Some("sk-1"));
     }
 
     #[test]
@@ -88,10 +71,7 @@ mod tests {
     fn missing_and_wrong_keys_are_401() {
         let config = config();
         let missing = authenticate(&config, None).unwrap_err();
-        assert_eq!(
-            (missing.status, missing.code.as_deref()),
-            (401, Some("invalid_api_key"))
-        );
+        assert_eq!((missing.status, missing.code.as_deref()), (401, Some("invalid_api_key")));
         let wrong = authenticate(&config, Some("sk-other")).unwrap_err();
         assert_eq!(wrong.status, 401);
         assert_ne!(missing.message, wrong.message);

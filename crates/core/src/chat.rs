@@ -277,13 +277,8 @@ impl ChatRequest {
                 serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                     GatewayError::invalid_json(inner)
                 }
-                _ if path == "." => {
-                    GatewayError::invalid_request("", format!("Invalid request body: {inner}"))
-                }
-                _ => GatewayError::invalid_request(
-                    path.clone(),
-                    format!("Invalid value for '{path}': {inner}"),
-                ),
+                _ if path == "." => GatewayError::invalid_request("", format!("Invalid request body: {inner}")),
+                _ => GatewayError::invalid_request(path.clone(), format!("Invalid value for '{path}': {inner}")),
             }
         })?;
         request.validate()?;
@@ -292,16 +287,10 @@ impl ChatRequest {
 
     fn validate(&self) -> Result<(), GatewayError> {
         if self.model.is_empty() {
-            return Err(GatewayError::invalid_request(
-                "model",
-                "'model' must be a non-empty string.",
-            ));
+            return Err(GatewayError::invalid_request("model", "'model' must be a non-empty string."));
         }
         if self.messages.is_empty() {
-            return Err(GatewayError::invalid_request(
-                "messages",
-                "'messages' must contain at least one message.",
-            ));
+            return Err(GatewayError::invalid_request("messages", "'messages' must contain at least one message."));
         }
         for (i, m) in self.messages.iter().enumerate() {
             if m.role == Role::Tool && m.tool_call_id.is_none() {
@@ -322,21 +311,12 @@ impl ChatRequest {
         in_range("top_p", self.top_p, 0.0, 1.0)?;
         if let Some(n) = self.n {
             if !(1..=128).contains(&n) {
-                return Err(GatewayError::invalid_request(
-                    "n",
-                    "'n' must be between 1 and 128.",
-                ));
+                return Err(GatewayError::invalid_request("n", "'n' must be between 1 and 128."));
             }
         }
-        for (name, value) in [
-            ("max_tokens", self.max_tokens),
-            ("max_completion_tokens", self.max_completion_tokens),
-        ] {
+        for (name, value) in [("max_tokens", self.max_tokens), ("max_completion_tokens", self.max_completion_tokens)] {
             if value == Some(0) {
-                return Err(GatewayError::invalid_request(
-                    name,
-                    format!("'{name}' must be at least 1."),
-                ));
+                return Err(GatewayError::invalid_request(name, format!("'{name}' must be at least 1.")));
             }
         }
         if self.stream_options.is_some() && !self.is_stream() {
@@ -359,10 +339,9 @@ impl ChatRequest {
 
 fn in_range(name: &str, value: Option<f64>, min: f64, max: f64) -> Result<(), GatewayError> {
     match value {
-        Some(v) if !(min..=max).contains(&v) => Err(GatewayError::invalid_request(
-            name,
-            format!("'{name}' must be between {min} and {max}; got {v}."),
-        )),
+        Some(v) if !(min..=max).contains(&v) => {
+            Err(GatewayError::invalid_request(name, format!("'{name}' must be between {min} and {max}; got {v}.")))
+        }
         _ => Ok(()),
     }
 }
@@ -399,6 +378,9 @@ pub struct AssistantMessage {
     pub refusal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
+    /// A reasoning model's thinking, kept out of `content` (the field DeepSeek and others use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -416,6 +398,30 @@ pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens read from the vendor's prompt cache.
+    pub cached_tokens: u64,
+    /// Prompt tokens written to the vendor's prompt cache (Anthropic bills these apart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_creation_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletionTokensDetails {
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
+        Self { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens, ..Self::default() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -444,6 +450,30 @@ pub struct Delta {
     pub role: Option<Role>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
+}
+
+/// A piece of a streamed tool call: the first for each `index` carries its id and name, the
+/// following ones pieces of its arguments.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallDelta {
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<FunctionType>,
+    pub function: FunctionCallDelta,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCallDelta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
 }
 
 pub const COMPLETION_OBJECT: &str = "chat.completion";
@@ -461,10 +491,7 @@ mod tests {
     fn minimal_request_parses() {
         let r = parse(r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
         assert_eq!(r.model, "gpt-4o");
-        assert_eq!(
-            r.messages[0].content.as_ref().unwrap().text().unwrap(),
-            "hi"
-        );
+        assert_eq!(r.messages[0].content.as_ref().unwrap().text().unwrap(), "hi");
         assert!(!r.is_stream());
     }
 
@@ -487,10 +514,7 @@ mod tests {
         assert_eq!(r.extra["metadata"]["a"], "b");
         assert!(matches!(&r.messages[1].content, Some(Content::Parts(p)) if p.len() == 2));
         assert!(matches!(r.tool_choice, Some(ToolChoice::Named(_))));
-        assert!(matches!(
-            r.response_format,
-            Some(ResponseFormat::JsonSchema { .. })
-        ));
+        assert!(matches!(r.response_format, Some(ResponseFormat::JsonSchema { .. })));
         assert_eq!(r.stop, Some(Stop::Many(vec!["\n".into()])));
     }
 
@@ -514,12 +538,8 @@ mod tests {
 
     #[test]
     fn schema_errors_name_the_parameter() {
-        let e =
-            parse(r#"{"model":"m","messages":[{"role":"wizard","content":"hi"}]}"#).unwrap_err();
-        assert_eq!(
-            (e.status, e.param.as_deref()),
-            (400, Some("messages[0].role"))
-        );
+        let e = parse(r#"{"model":"m","messages":[{"role":"wizard","content":"hi"}]}"#).unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("messages[0].role")));
         let e = parse(r#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap_err();
         assert!(e.message.contains("model"), "{e}");
         let e = parse(r#"{"model":"m","messages":"hi"}"#).unwrap_err();
@@ -532,30 +552,12 @@ mod tests {
     fn semantic_errors_name_the_parameter() {
         let cases = [
             (r#"{"model":"m","messages":[]}"#, "messages"),
-            (
-                r#"{"model":"","messages":[{"role":"user","content":"x"}]}"#,
-                "model",
-            ),
-            (
-                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}"#,
-                "temperature",
-            ),
-            (
-                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":0}"#,
-                "n",
-            ),
-            (
-                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#,
-                "max_tokens",
-            ),
-            (
-                r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#,
-                "messages[0].tool_call_id",
-            ),
-            (
-                r#"{"model":"m","messages":[{"role":"user"}]}"#,
-                "messages[0].content",
-            ),
+            (r#"{"model":"","messages":[{"role":"user","content":"x"}]}"#, "model"),
+            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}"#, "temperature"),
+            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":0}"#, "n"),
+            (r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#, "max_tokens"),
+            (r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#, "messages[0].tool_call_id"),
+            (r#"{"model":"m","messages":[{"role":"user"}]}"#, "messages[0].content"),
             (
                 r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}"#,
                 "stream_options",

@@ -23,10 +23,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn at(path: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            reason: reason.into(),
-        }
+        Self { path: path.into(), reason: reason.into() }
     }
 }
 
@@ -48,6 +45,8 @@ impl std::error::Error for ConfigError {}
 pub enum ProviderKind {
     /// OpenAI's API, or any vendor that speaks it (Groq, Mistral, DeepSeek, vLLM, Ollama, ...).
     Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
     /// Switchyard's built-in mock: answers inside the worker, needs no key and no network.
     Mock,
 }
@@ -81,6 +80,8 @@ pub struct Model {
     pub aliases: Vec<String>,
     pub targets: Vec<Target>,
     pub owned_by: String,
+    /// Refuse (400) parameters a target cannot honour instead of dropping them.
+    pub strict: bool,
 }
 
 /// A gateway key, known by the SHA-256 of its text.
@@ -143,6 +144,8 @@ struct ModelDoc {
     targets: Vec<TargetDoc>,
     #[serde(default)]
     owned_by: Option<String>,
+    #[serde(default)]
+    strict: bool,
 }
 
 #[derive(Deserialize)]
@@ -184,21 +187,14 @@ impl Config {
         for (name, p) in doc.providers {
             let path = format!("providers.{name}");
             if !is_identifier(&name) {
-                return Err(ConfigError::at(
-                    path,
-                    "a provider name uses only letters, digits, '-', '_' and '.'",
-                ));
+                return Err(ConfigError::at(path, "a provider name uses only letters, digits, '-', '_' and '.'"));
             }
             let base_url = match (p.kind, p.base_url) {
-                (_, Some(url)) => validate_base_url(&url)
-                    .map_err(|r| ConfigError::at(format!("{path}.base_url"), r))?,
-                (ProviderKind::Mock, None) => String::new(),
-                (_, None) => {
-                    return Err(ConfigError::at(
-                        format!("{path}.base_url"),
-                        "required for this kind",
-                    ))
+                (_, Some(url)) => {
+                    validate_base_url(&url).map_err(|r| ConfigError::at(format!("{path}.base_url"), r))?
                 }
+                (ProviderKind::Mock, None) => String::new(),
+                (_, None) => return Err(ConfigError::at(format!("{path}.base_url"), "required for this kind")),
             };
             if let Some(secret) = &p.api_key_secret {
                 if !is_secret_name(secret) {
@@ -211,10 +207,7 @@ impl Config {
             let mut headers = Vec::with_capacity(p.headers.len());
             for (header, value) in p.headers {
                 if !is_header_name(&header) {
-                    return Err(ConfigError::at(
-                        format!("{path}.headers.{header}"),
-                        "not a valid HTTP header name",
-                    ));
+                    return Err(ConfigError::at(format!("{path}.headers.{header}"), "not a valid HTTP header name"));
                 }
                 if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
                     return Err(ConfigError::at(
@@ -226,10 +219,7 @@ impl Config {
             }
             let timeout_ms = p.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
             if timeout_ms == 0 {
-                return Err(ConfigError::at(
-                    format!("{path}.timeout_ms"),
-                    "must be at least 1",
-                ));
+                return Err(ConfigError::at(format!("{path}.timeout_ms"), "must be at least 1"));
             }
             provider_index.insert(name.clone(), providers.len());
             providers.push(Provider {
@@ -248,16 +238,10 @@ impl Config {
             let path = format!("models[{i}]");
             let mut claim = |name: &str, at: String| -> Result<(), ConfigError> {
                 if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    return Err(ConfigError::at(
-                        at,
-                        "a model name is non-empty and has no whitespace",
-                    ));
+                    return Err(ConfigError::at(at, "a model name is non-empty and has no whitespace"));
                 }
                 if by_name.insert(name.to_owned(), i).is_some() {
-                    return Err(ConfigError::at(
-                        at,
-                        format!("the name \"{name}\" is used twice"),
-                    ));
+                    return Err(ConfigError::at(at, format!("the name \"{name}\" is used twice")));
                 }
                 Ok(())
             };
@@ -266,10 +250,7 @@ impl Config {
                 claim(alias, format!("{path}.aliases[{j}]"))?;
             }
             if m.targets.is_empty() {
-                return Err(ConfigError::at(
-                    format!("{path}.targets"),
-                    "a model needs at least one target",
-                ));
+                return Err(ConfigError::at(format!("{path}.targets"), "a model needs at least one target"));
             }
             let mut targets = Vec::with_capacity(m.targets.len());
             for (j, t) in m.targets.into_iter().enumerate() {
@@ -280,25 +261,12 @@ impl Config {
                     ));
                 };
                 if t.model.is_empty() {
-                    return Err(ConfigError::at(
-                        format!("{path}.targets[{j}].model"),
-                        "must not be empty",
-                    ));
+                    return Err(ConfigError::at(format!("{path}.targets[{j}].model"), "must not be empty"));
                 }
-                targets.push(Target {
-                    provider,
-                    model: t.model,
-                });
+                targets.push(Target { provider, model: t.model });
             }
-            let owned_by = m
-                .owned_by
-                .unwrap_or_else(|| providers[targets[0].provider].name.clone());
-            models.push(Model {
-                name: m.name,
-                aliases: m.aliases,
-                targets,
-                owned_by,
-            });
+            let owned_by = m.owned_by.unwrap_or_else(|| providers[targets[0].provider].name.clone());
+            models.push(Model { name: m.name, aliases: m.aliases, targets, owned_by, strict: m.strict });
         }
 
         let mut keys: Vec<GatewayKey> = Vec::with_capacity(doc.keys.len());
@@ -314,29 +282,20 @@ impl Config {
                 ));
             }
             let sha256 = parse_sha256(&k.sha256).ok_or_else(|| {
-                ConfigError::at(format!("{path}.sha256"), "64 hexadecimal digits: the SHA-256 of the key (printf %s \"$KEY\" | sha256sum)")
+                ConfigError::at(
+                    format!("{path}.sha256"),
+                    "64 hexadecimal digits: the SHA-256 of the key (printf %s \"$KEY\" | sha256sum)",
+                )
             })?;
-            keys.push(GatewayKey {
-                name: k.name,
-                sha256,
-            });
+            keys.push(GatewayKey { name: k.name, sha256 });
         }
 
         let max_body_bytes = doc.limits.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes < 1024 {
-            return Err(ConfigError::at(
-                "limits.max_body_bytes",
-                "must be at least 1024",
-            ));
+            return Err(ConfigError::at("limits.max_body_bytes", "must be at least 1024"));
         }
 
-        Ok(Config {
-            providers,
-            models,
-            keys,
-            limits: Limits { max_body_bytes },
-            by_name,
-        })
+        Ok(Config { providers, models, keys, limits: Limits { max_body_bytes }, by_name })
     }
 
     /// The model whose name or alias is `name`.
@@ -350,9 +309,7 @@ impl Config {
 }
 
 fn is_identifier(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn is_secret_name(s: &str) -> bool {
@@ -360,9 +317,7 @@ fn is_secret_name(s: &str) -> bool {
 }
 
 fn is_header_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn validate_base_url(url: &str) -> Result<String, &'static str> {
@@ -429,10 +384,7 @@ mod tests {
         assert_eq!(model.name, "gpt-4o-mini");
         let provider = config.provider(&model.targets[0]);
         assert_eq!(provider.base_url, "https://api.openai.com/v1");
-        assert_eq!(
-            provider.headers,
-            vec![("openai-organization".to_owned(), "org-1".to_owned())]
-        );
+        assert_eq!(provider.headers, vec![("openai-organization".to_owned(), "org-1".to_owned())]);
         assert_eq!(provider.timeout_ms, 5000);
         assert_eq!(model.owned_by, "openai");
         assert_eq!(config.keys[0].sha256[0], 0x6b);
@@ -453,9 +405,7 @@ mod tests {
 
     #[test]
     fn unknown_field_is_reported_with_its_path() {
-        let e = error_of(
-            r#"{"providers": {"a": {"kind": "openai", "base_url": "http://x", "api_key": "sk-1"}}}"#,
-        );
+        let e = error_of(r#"{"providers": {"a": {"kind": "openai", "base_url": "http://x", "api_key": "sk-1"}}}"#);
         assert_eq!(e.path, "providers.a.api_key");
         assert!(e.reason.contains("unknown field `api_key`"), "{e}");
     }
@@ -491,8 +441,7 @@ mod tests {
     fn openai_provider_needs_a_base_url_and_a_real_one() {
         let e = error_of(r#"{"providers": {"a": {"kind": "openai"}}}"#);
         assert_eq!(e.path, "providers.a.base_url");
-        let e =
-            error_of(r#"{"providers": {"a": {"kind": "openai", "base_url": "api.openai.com"}}}"#);
+        let e = error_of(r#"{"providers": {"a": {"kind": "openai", "base_url": "api.openai.com"}}}"#);
         assert_eq!(e.path, "providers.a.base_url");
         let e = error_of(r#"{"providers": {"a": {"kind": "openai", "base_url": "https:///v1"}}}"#);
         assert_eq!(e.path, "providers.a.base_url");

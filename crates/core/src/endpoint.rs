@@ -21,10 +21,7 @@ pub enum Endpoint {
 /// Resolves `method` and `path` to an endpoint: 404 for an unknown path, 405 for a known path
 /// with the wrong method.
 pub fn resolve(method: &str, path: &str) -> Result<Endpoint, GatewayError> {
-    let path = path
-        .strip_suffix('/')
-        .filter(|p| !p.is_empty())
-        .unwrap_or(path);
+    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     let (endpoint, allowed) = match path {
         "/health" => (Endpoint::Health, "GET"),
         "/v1/models" => (Endpoint::ListModels, "GET"),
@@ -90,35 +87,20 @@ mod tests {
     fn known_paths_resolve() {
         assert_eq!(resolve("GET", "/health"), Ok(Endpoint::Health));
         assert_eq!(resolve("GET", "/v1/models"), Ok(Endpoint::ListModels));
-        assert_eq!(
-            resolve("POST", "/v1/chat/completions"),
-            Ok(Endpoint::ChatCompletions)
-        );
-        assert_eq!(
-            resolve("POST", "/v1/chat/completions/"),
-            Ok(Endpoint::ChatCompletions)
-        );
-        assert_eq!(
-            resolve("GET", "/v1/models/gpt-4o"),
-            Ok(Endpoint::RetrieveModel("gpt-4o".into()))
-        );
+        assert_eq!(resolve("POST", "/v1/chat/completions"), Ok(Endpoint::ChatCompletions));
+        assert_eq!(resolve("POST", "/v1/chat/completions/"), Ok(Endpoint::ChatCompletions));
+        assert_eq!(resolve("GET", "/v1/models/gpt-4o"), Ok(Endpoint::RetrieveModel("gpt-4o".into())));
         assert_eq!(
             resolve("GET", "/v1/models/meta-llama%2FLlama-3"),
             Ok(Endpoint::RetrieveModel("meta-llama/Llama-3".into()))
         );
-        assert_eq!(
-            resolve("OPTIONS", "/v1/chat/completions"),
-            Ok(Endpoint::Preflight)
-        );
+        assert_eq!(resolve("OPTIONS", "/v1/chat/completions"), Ok(Endpoint::Preflight));
     }
 
     #[test]
     fn wrong_method_is_405_and_unknown_path_404() {
         let e = resolve("GET", "/v1/chat/completions").unwrap_err();
-        assert_eq!(
-            (e.status, e.code.as_deref()),
-            (405, Some("method_not_allowed"))
-        );
+        assert_eq!((e.status, e.code.as_deref()), (405, Some("method_not_allowed")));
         let e = resolve("DELETE", "/v1/models").unwrap_err();
         assert_eq!(e.status, 405);
         let e = resolve("POST", "/v1/nothing").unwrap_err();

@@ -18,19 +18,8 @@ pub struct GatewayError {
 }
 
 impl GatewayError {
-    pub fn new(
-        status: u16,
-        kind: &'static str,
-        code: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            status,
-            kind,
-            code: Some(Cow::Borrowed(code)),
-            param: None,
-            message: message.into(),
-        }
+    pub fn new(status: u16, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, kind, code: Some(Cow::Borrowed(code)), param: None, message: message.into() }
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
@@ -40,12 +29,7 @@ impl GatewayError {
 
     /// 400: the body is not JSON at all.
     pub fn invalid_json(reason: impl fmt::Display) -> Self {
-        Self::new(
-            400,
-            "invalid_request_error",
-            "invalid_json",
-            format!("The request body is not valid JSON: {reason}"),
-        )
+        Self::new(400, "invalid_request_error", "invalid_json", format!("The request body is not valid JSON: {reason}"))
     }
 
     /// 400: the body is JSON but does not follow the API's schema.
@@ -76,12 +60,7 @@ impl GatewayError {
 
     /// 404: no endpoint at this path.
     pub fn unknown_url(method: &str, path: &str) -> Self {
-        Self::new(
-            404,
-            "invalid_request_error",
-            "unknown_url",
-            format!("Invalid URL ({method} {path})"),
-        )
+        Self::new(404, "invalid_request_error", "unknown_url", format!("Invalid URL ({method} {path})"))
     }
 
     /// 405: the path exists but not with this method.
@@ -136,12 +115,7 @@ impl GatewayError {
 
     /// 500: the gateway's configuration is invalid; the operator has to fix it.
     pub fn config_invalid(cause: impl fmt::Display) -> Self {
-        Self::new(
-            500,
-            "server_error",
-            "config_invalid",
-            format!("The gateway's configuration is invalid: {cause}"),
-        )
+        Self::new(500, "server_error", "config_invalid", format!("The gateway's configuration is invalid: {cause}"))
     }
 
     /// 503: the provider's key is not among the worker's secrets.
@@ -150,7 +124,9 @@ impl GatewayError {
             503,
             "server_error",
             "provider_key_missing",
-            format!("Provider `{provider}` has no key: the secret `{secret}` is not set (wrangler secret put {secret})."),
+            format!(
+                "Provider `{provider}` has no key: the secret `{secret}` is not set (wrangler secret put {secret})."
+            ),
         )
     }
 
@@ -183,13 +159,7 @@ impl GatewayError {
 
 impl fmt::Display for GatewayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.status,
-            self.code.as_deref().unwrap_or(self.kind),
-            self.message
-        )
+        write!(f, "{} {}: {}", self.status, self.code.as_deref().unwrap_or(self.kind), self.message)
     }
 }
 

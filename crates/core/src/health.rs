@@ -39,10 +39,7 @@ const EWMA_WEIGHT: f64 = 0.2;
 
 impl TargetHealth {
     pub fn new(target: &str) -> Self {
-        Self {
-            target: target.to_owned(),
-            ..Self::default()
-        }
+        Self { target: target.to_owned(), ..Self::default() }
     }
 
     /// The record after `outcome`.

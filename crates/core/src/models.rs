@@ -19,12 +19,7 @@ pub struct ModelList<'a> {
 
 fn object<'a>(id: &'a str, model: &'a Model) -> ModelObject<'a> {
     // The gateway has no creation date for a configured model; 0 keeps the field an integer.
-    ModelObject {
-        id,
-        object: "model",
-        created: 0,
-        owned_by: &model.owned_by,
-    }
+    ModelObject { id, object: "model", created: 0, owned_by: &model.owned_by }
 }
 
 /// Every model name and alias the gateway answers to, each as its own entry.
@@ -33,15 +28,10 @@ pub fn list(config: &Config) -> ModelList<'_> {
         .models
         .iter()
         .flat_map(|m| {
-            std::iter::once(m.name.as_str())
-                .chain(m.aliases.iter().map(String::as_str))
-                .map(move |id| object(id, m))
+            std::iter::once(m.name.as_str()).chain(m.aliases.iter().map(String::as_str)).map(move |id| object(id, m))
         })
         .collect();
-    ModelList {
-        object: "list",
-        data,
-    }
+    ModelList { object: "list", data }
 }
 
 /// One model by name or alias, as `GET /v1/models/{model}` answers it.
@@ -63,19 +53,11 @@ mod tests {
         .unwrap();
         let v = serde_json::to_value(list(&config)).unwrap();
         assert_eq!(v["object"], "list");
-        let ids: Vec<&str> = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["id"].as_str().unwrap())
-            .collect();
+        let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["a", "b", "c"]);
         assert_eq!(v["data"][2]["owned_by"], "acme");
         assert_eq!(v["data"][0]["object"], "model");
-        assert_eq!(
-            serde_json::to_value(retrieve(&config, "b").unwrap()).unwrap()["id"],
-            "b"
-        );
+        assert_eq!(serde_json::to_value(retrieve(&config, "b").unwrap()).unwrap()["id"], "b");
         assert!(retrieve(&config, "z").is_none());
     }
 }

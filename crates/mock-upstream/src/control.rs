@@ -30,10 +30,7 @@ impl State {
             .headers
             .iter()
             .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()),
-                )
+                (name.as_str().to_owned(), Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()))
             })
             .collect();
         let entry = json!({
@@ -44,10 +41,7 @@ impl State {
             "body": String::from_utf8_lossy(body),
             "json": serde_json::from_slice::<Value>(body).ok(),
         });
-        self.requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(entry);
+        self.requests.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
     }
 
     /// The first fault matching this request, used up by one if it is counted.
@@ -74,11 +68,7 @@ pub fn handle(server: &Server, method: &Method, path: &str, body: &Bytes) -> Res
             json(StatusCode::OK, &Value::Array(requests.clone()))
         }
         (&Method::DELETE, "requests") => {
-            state
-                .requests
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clear();
+            state.requests.lock().unwrap_or_else(|p| p.into_inner()).clear();
             json(StatusCode::OK, &json!({"cleared": "requests"}))
         }
         (&Method::POST, "faults") => {
@@ -89,47 +79,25 @@ pub fn handle(server: &Server, method: &Method, path: &str, body: &Bytes) -> Res
             match parsed {
                 Ok(new) => {
                     let count = new.len();
-                    state
-                        .faults
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .extend(new);
+                    state.faults.lock().unwrap_or_else(|p| p.into_inner()).extend(new);
                     json(StatusCode::OK, &json!({"added": count}))
                 }
-                Err(e) => json(
-                    StatusCode::BAD_REQUEST,
-                    &json!({"error": format!("invalid fault: {e}")}),
-                ),
+                Err(e) => json(StatusCode::BAD_REQUEST, &json!({"error": format!("invalid fault: {e}")})),
             }
         }
         (&Method::DELETE, "faults") => {
-            state
-                .faults
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clear();
+            state.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
             json(StatusCode::OK, &json!({"cleared": "faults"}))
         }
         (&Method::POST, "reset") => {
-            state
-                .faults
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clear();
-            state
-                .requests
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clear();
+            state.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            state.requests.lock().unwrap_or_else(|p| p.into_inner()).clear();
             json(StatusCode::OK, &json!({"reset": true}))
         }
         (&Method::POST, "shutdown") => {
             server.shutdown.notify_one();
             json(StatusCode::OK, &json!({"stopping": true}))
         }
-        _ => json(
-            StatusCode::NOT_FOUND,
-            &json!({"error": format!("no control endpoint {method} /_mock/{path}")}),
-        ),
+        _ => json(StatusCode::NOT_FOUND, &json!({"error": format!("no control endpoint {method} /_mock/{path}")})),
     }
 }

@@ -1,7 +1,7 @@
 //! Faults a test can ask for: an error status, a slow first byte, slow or cut streams, bodies
 //! that are not what the vendor's API promises.
 
-use crate::{full, Body};
+use crate::{full, Body, Vendor};
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
 
@@ -45,39 +45,32 @@ pub struct Fault {
 
 impl Fault {
     pub fn matches(&self, path: &str, model: Option<&str>) -> bool {
-        let path_ok = self
-            .matches
-            .path
-            .as_deref()
-            .is_none_or(|p| path.contains(p));
-        let model_ok = self
-            .matches
-            .model
-            .as_deref()
-            .is_none_or(|m| Some(m) == model);
+        let path_ok = self.matches.path.as_deref().is_none_or(|p| path.contains(p));
+        let model_ok = self.matches.model.as_deref().is_none_or(|m| Some(m) == model);
         path_ok && model_ok
     }
 
-    /// The error answer this fault asks for, if it asks for one.
-    pub fn error_response(&self) -> Option<Response<Body>> {
+    /// The error answer this fault asks for, if it asks for one, in the vendor's error shape.
+    pub fn error_response(&self, vendor: Vendor) -> Option<Response<Body>> {
         let status = StatusCode::from_u16(self.status?).ok()?;
         let (content_type, body) = match &self.body {
             Some(serde_json::Value::String(s)) => ("text/plain", s.clone().into_bytes()),
             Some(value) => ("application/json", serde_json::to_vec(value).unwrap_or_default()),
-            None => (
-                "application/json",
-                serde_json::to_vec(&serde_json::json!({"error": {
-                    "message": format!("mock-upstream injected status {}", status.as_u16()),
-                    "type": if status.is_server_error() { "server_error" } else { "invalid_request_error" },
-                    "param": null, "code": null}}))
-                .unwrap_or_default(),
-            ),
+            None => {
+                let message = format!("mock-upstream injected status {}", status.as_u16());
+                let body = match vendor {
+                    Vendor::OpenAi => serde_json::json!({"error": {
+                        "message": message,
+                        "type": if status.is_server_error() { "server_error" } else { "invalid_request_error" },
+                        "param": null, "code": null}}),
+                    Vendor::Anthropic => serde_json::json!({"type": "error", "error": {
+                        "type": crate::anthropic::error_type(status.as_u16()), "message": message}}),
+                };
+                ("application/json", serde_json::to_vec(&body).unwrap_or_default())
+            }
         };
         let mut response = full(status, content_type, body);
-        for (name, value) in [
-            ("retry-after", &self.retry_after),
-            ("retry-after-ms", &self.retry_after_ms),
-        ] {
+        for (name, value) in [("retry-after", &self.retry_after), ("retry-after-ms", &self.retry_after_ms)] {
             if let Some(value) = value.as_ref().and_then(|v| v.parse().ok()) {
                 response.headers_mut().insert(name, value);
             }

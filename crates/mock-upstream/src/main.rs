@@ -7,12 +7,13 @@
 //! `mock-upstream listening on http://127.0.0.1:<port>` once it accepts connections, and stops on
 //! SIGINT, SIGTERM or `POST /_mock/shutdown`.
 
+mod anthropic;
 mod control;
 mod faults;
 mod openai;
+mod wire;
 
 use bytes::Bytes;
-use faults::Fault;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -29,25 +30,31 @@ use tokio::sync::Notify;
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
 pub fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(
-        Full::new(body.into())
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    let mut response = Response::new(Full::new(body.into()).map_err(|never| match never {}).boxed());
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        "content-type",
-        content_type.parse().expect("static content type"),
-    );
+    response.headers_mut().insert("content-type", content_type.parse().expect("static content type"));
     response
 }
 
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    full(
-        status,
-        "application/json",
-        serde_json::to_vec(value).unwrap_or_default(),
-    )
+    full(status, "application/json", serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// Whose wire format a path belongs to, for the shape of errors.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Vendor {
+    OpenAi,
+    Anthropic,
+}
+
+impl Vendor {
+    pub fn of(path: &str) -> Self {
+        if path.ends_with("/messages") {
+            Vendor::Anthropic
+        } else {
+            Vendor::OpenAi
+        }
+    }
 }
 
 /// What the server is told at start-up.
@@ -59,23 +66,15 @@ pub struct Options {
 }
 
 fn parse_args() -> Result<Options, String> {
-    let mut options = Options {
-        port: 0,
-        stream_chunks: 8,
-    };
+    let mut options = Options { port: 0, stream_chunks: 8 };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
-            "--port" => {
-                options.port = value("--port")?
-                    .parse()
-                    .map_err(|e| format!("--port: {e}"))?
-            }
+            "--port" => options.port = value("--port")?.parse().map_err(|e| format!("--port: {e}"))?,
             "--stream-chunks" => {
-                options.stream_chunks = value("--stream-chunks")?
-                    .parse()
-                    .map_err(|e| format!("--stream-chunks: {e}"))?
+                options.stream_chunks =
+                    value("--stream-chunks")?.parse().map_err(|e| format!("--stream-chunks: {e}"))?
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
@@ -90,21 +89,12 @@ pub struct Server {
     pub shutdown: Notify,
 }
 
-async fn handle(
-    server: Arc<Server>,
-    request: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+async fn handle(server: Arc<Server>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            return Ok(full(
-                StatusCode::BAD_REQUEST,
-                "text/plain",
-                format!("unreadable body: {e}"),
-            ))
-        }
+        Err(e) => return Ok(full(StatusCode::BAD_REQUEST, "text/plain", format!("unreadable body: {e}"))),
     };
     if let Some(rest) = path.strip_prefix("/_mock/") {
         return Ok(control::handle(&server, &parts.method, rest, &body));
@@ -117,11 +107,15 @@ async fn handle(
     if let Some(delay) = fault.as_ref().and_then(|f| f.first_byte_delay_ms) {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    if let Some(response) = fault.as_ref().and_then(Fault::error_response) {
+    let vendor = Vendor::of(&path);
+    if let Some(response) = fault.as_ref().and_then(|f| f.error_response(vendor)) {
         return Ok(response);
     }
-    let response = if path.ends_with("/chat/completions") && parts.method == hyper::Method::POST {
+    let post = parts.method == hyper::Method::POST;
+    let response = if post && path.ends_with("/chat/completions") {
         openai::chat_completions(&server.options, &body, fault.as_ref())
+    } else if post && path.ends_with("/messages") {
+        anthropic::messages(&server.options, &parts, &body, fault.as_ref())
     } else {
         json(
             StatusCode::NOT_FOUND,
@@ -153,14 +147,10 @@ async fn main() {
     };
     let local = listener.local_addr().expect("bound socket has an address");
     println!("mock-upstream listening on http://{local}");
-    let server = Arc::new(Server {
-        options,
-        state: control::State::default(),
-        shutdown: Notify::new(),
-    });
+    let server = Arc::new(Server { options, state: control::State::default(), shutdown: Notify::new() });
 
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     loop {
         tokio::select! {
             accepted = listener.accept() => {

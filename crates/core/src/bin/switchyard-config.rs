@@ -7,12 +7,7 @@ use switchyard_core::Config;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["check", path] => {
             let text = match std::fs::read_to_string(path) {
                 Ok(text) => text,
@@ -39,10 +34,7 @@ fn main() -> ExitCode {
         }
         ["hash-key", key] => {
             let hash = switchyard_core::auth::sha256(key);
-            println!(
-                "{}",
-                hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
-            );
+            println!("{}", hash.iter().map(|b| format!("{b:02x}")).collect::<String>());
             ExitCode::SUCCESS
         }
         _ => {

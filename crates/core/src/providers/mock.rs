@@ -2,8 +2,8 @@
 //! demo configuration works the moment the gateway starts. It echoes the last user message.
 
 use crate::chat::{
-    AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Delta,
-    FinishReason, Role, Usage, CHUNK_OBJECT, COMPLETION_OBJECT,
+    AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Delta, FinishReason, Role, Usage,
+    CHUNK_OBJECT, COMPLETION_OBJECT,
 };
 use crate::sse;
 
@@ -29,16 +29,9 @@ fn answer(request: &ChatRequest) -> (Vec<String>, FinishReason) {
     // Words keep their leading space so that the stream's deltas concatenate to the full text.
     let mut words: Vec<String> = Vec::new();
     for (i, word) in text.split(' ').enumerate() {
-        words.push(if i == 0 {
-            word.to_owned()
-        } else {
-            format!(" {word}")
-        });
+        words.push(if i == 0 { word.to_owned() } else { format!(" {word}") });
     }
-    let limit = request
-        .max_completion_tokens
-        .or(request.max_tokens)
-        .map(|n| n as usize);
+    let limit = request.max_completion_tokens.or(request.max_tokens).map(|n| n as usize);
     match limit {
         Some(n) if n < words.len() => {
             words.truncate(n);
@@ -53,33 +46,16 @@ fn prompt_tokens(request: &ChatRequest) -> u64 {
     request
         .messages
         .iter()
-        .map(|m| {
-            3 + m
-                .content
-                .as_ref()
-                .and_then(|c| c.text())
-                .map_or(0, |t| t.chars().count().div_ceil(4)) as u64
-        })
+        .map(|m| 3 + m.content.as_ref().and_then(|c| c.text()).map_or(0, |t| t.chars().count().div_ceil(4)) as u64)
         .sum()
 }
 
 fn usage(request: &ChatRequest, completion_tokens: usize) -> Usage {
-    let prompt_tokens = prompt_tokens(request);
-    let completion_tokens = completion_tokens as u64;
-    Usage {
-        prompt_tokens,
-        completion_tokens,
-        total_tokens: prompt_tokens + completion_tokens,
-    }
+    Usage::new(prompt_tokens(request), completion_tokens as u64)
 }
 
 /// The mock's answer as a complete chat completion.
-pub fn completion(
-    request: &ChatRequest,
-    vendor_model: &str,
-    id: String,
-    created: u64,
-) -> ChatCompletion {
+pub fn completion(request: &ChatRequest, vendor_model: &str, id: String, created: u64) -> ChatCompletion {
     let (words, finish_reason) = answer(request);
     let n = request.n.unwrap_or(1);
     let content = words.concat();
@@ -91,6 +67,7 @@ pub fn completion(
                 content: Some(content.clone()),
                 refusal: None,
                 tool_calls: None,
+                reasoning_content: None,
             },
             finish_reason,
             logprobs: None,
@@ -115,36 +92,16 @@ pub fn stream(request: &ChatRequest, vendor_model: &str, id: String, created: u6
         object: CHUNK_OBJECT.to_owned(),
         created,
         model: vendor_model.to_owned(),
-        choices: vec![ChunkChoice {
-            index: 0,
-            delta,
-            finish_reason,
-            logprobs: None,
-        }],
+        choices: vec![ChunkChoice { index: 0, delta, finish_reason, logprobs: None }],
         usage: None,
     };
     let mut out = Vec::with_capacity(256 * (words.len() + 3));
     sse::push_event(
         &mut out,
-        &chunk(
-            Delta {
-                role: Some(Role::Assistant),
-                content: Some(String::new()),
-            },
-            None,
-        ),
+        &chunk(Delta { role: Some(Role::Assistant), content: Some(String::new()), ..Delta::default() }, None),
     );
     for word in &words {
-        sse::push_event(
-            &mut out,
-            &chunk(
-                Delta {
-                    role: None,
-                    content: Some(word.clone()),
-                },
-                None,
-            ),
-        );
+        sse::push_event(&mut out, &chunk(Delta { content: Some(word.clone()), ..Delta::default() }, None));
     }
     sse::push_event(&mut out, &chunk(Delta::default(), Some(finish_reason)));
     if request.wants_stream_usage() {
@@ -174,10 +131,7 @@ mod tests {
         let text = c.choices[0].message.content.as_deref().unwrap();
         assert!(text.ends_with("You said: ping pong"), "{text}");
         assert_eq!(c.choices[0].finish_reason, FinishReason::Stop);
-        assert_eq!(
-            (c.model.as_str(), c.created, c.object.as_str()),
-            ("echo-1", 7, "chat.completion")
-        );
+        assert_eq!((c.model.as_str(), c.created, c.object.as_str()), ("echo-1", 7, "chat.completion"));
         let u = c.usage.unwrap();
         assert_eq!(u.total_tokens, u.prompt_tokens + u.completion_tokens);
     }
@@ -191,12 +145,8 @@ mod tests {
 
     #[test]
     fn stream_deltas_concatenate_to_the_completion_and_end_with_done() {
-        let body = stream(
-            &request(r#","stream":true,"stream_options":{"include_usage":true}"#),
-            "echo-1",
-            "id".into(),
-            0,
-        );
+        let body =
+            stream(&request(r#","stream":true,"stream_options":{"include_usage":true}"#), "echo-1", "id".into(), 0);
         let text = String::from_utf8(body).unwrap();
         assert!(text.ends_with("data: [DONE]\n\n"));
         let events: Vec<serde_json::Value> = text
@@ -205,21 +155,12 @@ mod tests {
             .filter(|e| *e != "[DONE]")
             .map(|e| serde_json::from_str(e).unwrap())
             .collect();
-        let joined: String = events
-            .iter()
-            .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
-            .collect();
+        let joined: String = events.iter().filter_map(|e| e["choices"][0]["delta"]["content"].as_str()).collect();
         let whole = completion(&request(""), "echo-1", "id".into(), 0);
-        assert_eq!(
-            Some(joined.as_str()),
-            whole.choices[0].message.content.as_deref()
-        );
+        assert_eq!(Some(joined.as_str()), whole.choices[0].message.content.as_deref());
         let last = events.last().unwrap();
         assert_eq!(last["choices"].as_array().unwrap().len(), 0);
         assert!(last["usage"]["total_tokens"].as_u64().unwrap() > 0);
-        assert_eq!(
-            events[events.len() - 2]["choices"][0]["finish_reason"],
-            "stop"
-        );
+        assert_eq!(events[events.len() - 2]["choices"][0]["finish_reason"], "stop");
     }
 }

@@ -1,8 +1,18 @@
 //! Vendor adapters: pure transformations between the canonical OpenAI-shaped request and each
 //! vendor's wire format. The worker performs the HTTP call; adapters only build and read bytes.
+//!
+//! Each adapter provides: the vendor request for a chat (URL, headers, body) with a report of
+//! the parameters it could not honour; the decoding of the vendor's answer into a
+//! `ChatCompletion`; a `StreamTranslator` from the vendor's event stream to OpenAI's; and the
+//! classification of the vendor's errors.
 
+pub mod anthropic;
 pub mod mock;
 pub mod openai;
+
+use crate::chat::{ChatCompletion, ChatRequest};
+use crate::config::{Provider, ProviderKind};
+use crate::error::GatewayError;
 
 /// An HTTP request for a vendor, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,8 +22,147 @@ pub struct OutboundRequest {
     pub body: Vec<u8>,
 }
 
+/// Parameters a target could not take as sent: dropped, or changed to fit (named with the
+/// value used). Reported to the client in `x-switchyard-dropped-params` and
+/// `x-switchyard-adjusted-params`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParamReport {
+    pub dropped: Vec<String>,
+    pub adjusted: Vec<String>,
+}
+
+/// Decides, parameter by parameter, what happens to one the vendor cannot honour: in lenient
+/// mode it is dropped (or adjusted) and reported; in strict mode the request is refused.
+pub struct ParamPolicy {
+    strict: bool,
+    vendor: &'static str,
+    pub report: ParamReport,
+}
+
+impl ParamPolicy {
+    pub fn new(vendor: &'static str, strict: bool) -> Self {
+        Self { strict, vendor, report: ParamReport::default() }
+    }
+
+    fn refuse(&self, name: &str, what: &str) -> GatewayError {
+        GatewayError::new(
+            400,
+            "invalid_request_error",
+            "unsupported_parameter",
+            format!(
+                "{what} '{name}' is not supported by {} models (strict mode); remove it or turn strict mode off.",
+                self.vendor
+            ),
+        )
+        .with_param(name)
+    }
+
+    pub fn drop(&mut self, name: &str) -> Result<(), GatewayError> {
+        if self.strict {
+            return Err(self.refuse(name, "The parameter"));
+        }
+        self.report.dropped.push(name.to_owned());
+        Ok(())
+    }
+
+    pub fn adjust(&mut self, name: &str, used: impl std::fmt::Display) -> Result<(), GatewayError> {
+        if self.strict {
+            return Err(self.refuse(name, "The value of"));
+        }
+        self.report.adjusted.push(format!("{name}={used}"));
+        Ok(())
+    }
+}
+
+/// What decoding the vendor's answer needs to know about the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChatPlan {
+    pub stream: bool,
+    /// The client asked for the usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+    /// The request's JSON output was obtained by forcing this tool: its input is the answer.
+    pub json_tool: Option<String>,
+}
+
+impl ChatPlan {
+    pub fn of(request: &ChatRequest) -> Self {
+        Self { stream: request.is_stream(), include_usage: request.wants_stream_usage(), json_tool: None }
+    }
+}
+
+/// A vendor request and what is needed to read its answer.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub outbound: OutboundRequest,
+    pub report: ParamReport,
+    pub plan: ChatPlan,
+}
+
+/// Turns a vendor's event stream into OpenAI's, incrementally.
+pub trait StreamTranslator {
+    /// Feeds bytes as they arrive; appends what the client should receive now to `out`.
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>);
+    /// The vendor's stream ended, cleanly or (with `error`) not. Appends the end of the
+    /// client's stream: an error event if the vendor's stream did not complete, then `[DONE]`.
+    fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>);
+}
+
+/// The vendor request for a chat, by the provider's wire format.
+pub fn prepare_chat(
+    provider: &Provider,
+    vendor_model: &str,
+    request: &ChatRequest,
+    api_key: Option<&str>,
+    strict: bool,
+) -> Result<Prepared, GatewayError> {
+    match provider.kind {
+        ProviderKind::Openai => Ok(Prepared {
+            outbound: openai::chat_request(provider, vendor_model, request, api_key),
+            report: ParamReport::default(),
+            plan: ChatPlan::of(request),
+        }),
+        ProviderKind::Anthropic => anthropic::chat_request(provider, vendor_model, request, api_key, strict),
+        ProviderKind::Mock => Err(GatewayError::new(
+            500,
+            "server_error",
+            "internal_error",
+            "the built-in mock provider answers in the worker; it has no vendor request",
+        )),
+    }
+}
+
+/// The vendor's (non-streamed) answer as a chat completion; `None` when it already is one and
+/// passes through untouched.
+pub fn decode_chat(
+    provider: &Provider,
+    body: &[u8],
+    plan: &ChatPlan,
+    created: u64,
+) -> Result<Option<ChatCompletion>, GatewayError> {
+    match provider.kind {
+        ProviderKind::Openai | ProviderKind::Mock => Ok(None),
+        ProviderKind::Anthropic => anthropic::chat_response(&provider.name, body, plan, created).map(Some),
+    }
+}
+
+/// The translator of the vendor's event stream into OpenAI's.
+pub fn chat_stream(provider: &Provider, plan: ChatPlan, created: u64) -> Box<dyn StreamTranslator> {
+    match provider.kind {
+        ProviderKind::Openai | ProviderKind::Mock => Box::new(openai::Stream::new(&provider.name)),
+        ProviderKind::Anthropic => Box::new(anthropic::Stream::new(&provider.name, plan, created)),
+    }
+}
+
+/// The client's error for a vendor's error answer.
+pub fn vendor_error(provider: &Provider, status: u16, body: &[u8], api_key: Option<&str>) -> GatewayError {
+    match provider.kind {
+        ProviderKind::Openai | ProviderKind::Mock => openai::error_from_vendor(&provider.name, status, body, api_key),
+        ProviderKind::Anthropic => anthropic::error_from_vendor(&provider.name, status, body, api_key),
+    }
+}
+
 /// Whether a vendor status is the vendor's trouble (another target may succeed) rather than a
-/// problem with the request itself.
+/// problem with the request itself. 529 is Anthropic's "overloaded".
 pub fn is_retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || status >= 500
 }
@@ -24,5 +173,53 @@ pub fn redact(text: &str, secret: Option<&str>) -> String {
     match secret {
         Some(s) if s.len() >= 4 && text.contains(s) => text.replace(s, "[redacted]"),
         _ => text.to_owned(),
+    }
+}
+
+/// A `data:` URL's media type and base64 payload.
+pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
+    let media_type = meta.strip_suffix(";base64")?;
+    Some((if media_type.is_empty() { "application/octet-stream" } else { media_type }, data))
+}
+
+/// The error for a vendor answer that is not its API's answer.
+pub fn invalid_answer(provider: &str, cause: impl std::fmt::Display) -> GatewayError {
+    GatewayError::upstream_invalid(provider, cause)
+}
+
+/// The OpenAI error event a translated stream ends with when the vendor's stream breaks.
+pub fn push_stream_error(out: &mut Vec<u8>, error: &GatewayError) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(&error.to_json());
+    out.extend_from_slice(b"\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_urls_split_into_media_type_and_payload() {
+        assert_eq!(parse_data_url("data:image/png;base64,AAAA"), Some(("image/png", "AAAA")));
+        assert_eq!(parse_data_url("data:;base64,AA"), Some(("application/octet-stream", "AA")));
+        assert_eq!(parse_data_url("data:text/plain,hello"), None);
+        assert_eq!(parse_data_url("https://x/y.png"), None);
+    }
+
+    #[test]
+    fn strict_policy_refuses_and_lenient_reports() {
+        let mut lenient = ParamPolicy::new("Anthropic", false);
+        lenient.drop("logprobs").unwrap();
+        lenient.adjust("temperature", 1).unwrap();
+        assert_eq!(lenient.report.dropped, ["logprobs"]);
+        assert_eq!(lenient.report.adjusted, ["temperature=1"]);
+        let mut strict = ParamPolicy::new("Anthropic", true);
+        let e = strict.drop("logprobs").unwrap_err();
+        assert_eq!(
+            (e.status, e.param.as_deref(), e.code.as_deref()),
+            (400, Some("logprobs"), Some("unsupported_parameter"))
+        );
     }
 }

@@ -25,27 +25,15 @@ pub fn chat_request(
 ) -> OutboundRequest {
     let mut headers = Vec::with_capacity(3 + provider.headers.len());
     headers.push(("content-type".to_owned(), "application/json".to_owned()));
-    let accept = if request.is_stream() {
-        "text/event-stream"
-    } else {
-        "application/json"
-    };
+    let accept = if request.is_stream() { "text/event-stream" } else { "application/json" };
     headers.push(("accept".to_owned(), accept.to_owned()));
     if let Some(key) = api_key {
         headers.push(("authorization".to_owned(), format!("Bearer {key}")));
     }
     headers.extend(provider.headers.iter().cloned());
     // Serializing validated wire types into a Vec cannot fail.
-    let body = serde_json::to_vec(&Body {
-        model: vendor_model,
-        request,
-    })
-    .unwrap_or_default();
-    OutboundRequest {
-        url: format!("{}/chat/completions", provider.base_url),
-        headers,
-        body,
-    }
+    let body = serde_json::to_vec(&Body { model: vendor_model, request }).unwrap_or_default();
+    OutboundRequest { url: format!("{}/chat/completions", provider.base_url), headers, body }
 }
 
 #[derive(Deserialize)]
@@ -69,20 +57,13 @@ struct ErrorObject<'a> {
 /// The client's error for a vendor's non-success answer. The vendor's message is kept (without
 /// any trace of the vendor key); a vendor's 401/403 on the gateway's own key is the operator's
 /// problem, reported as a 502 that does not repeat what the vendor said about the key.
-pub fn error_from_vendor(
-    provider: &str,
-    status: u16,
-    body: &[u8],
-    api_key: Option<&str>,
-) -> GatewayError {
+pub fn error_from_vendor(provider: &str, status: u16, body: &[u8], api_key: Option<&str>) -> GatewayError {
     if status == 401 {
         return GatewayError::new(
             502,
             "server_error",
             "upstream_auth_failed",
-            format!(
-                "Provider `{provider}` rejected the gateway's credentials; check its key secret."
-            ),
+            format!("Provider `{provider}` rejected the gateway's credentials; check its key secret."),
         );
     }
     let kind = match status {
@@ -92,10 +73,7 @@ pub fn error_from_vendor(
     let parsed = serde_json::from_slice::<ErrorBody>(body).ok();
     let Some(ErrorBody { error }) = parsed else {
         let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
-        let message = format!(
-            "Provider `{provider}` answered HTTP {status}: {}",
-            redact(text.trim(), api_key)
-        );
+        let message = format!("Provider `{provider}` answered HTTP {status}: {}", redact(text.trim(), api_key));
         return GatewayError::new(status, kind, "upstream_error", message);
     };
     let code = match error.code {
@@ -141,15 +119,9 @@ mod tests {
         .unwrap();
         let out = chat_request(&provider(), "gpt-4o-mini", &req, Some("sk-vendor"));
         assert_eq!(out.url, "https://api.example.com/v1/chat/completions");
-        assert!(out
-            .headers
-            .contains(&("authorization".into(), "Bearer sk-vendor".into())));
-        assert!(out
-            .headers
-            .contains(&("accept".into(), "text/event-stream".into())));
-        assert!(out
-            .headers
-            .contains(&("openai-organization".into(), "org-1".into())));
+        assert!(out.headers.contains(&("authorization".into(), "Bearer sk-vendor".into())));
+        assert!(out.headers.contains(&("accept".into(), "text/event-stream".into())));
+        assert!(out.headers.contains(&("openai-organization".into(), "org-1".into())));
         let body: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
         assert_eq!(body["model"], "gpt-4o-mini");
         assert_eq!(body["stream"], true);
@@ -160,9 +132,7 @@ mod tests {
 
     #[test]
     fn keyless_vendor_gets_no_authorization_header() {
-        let req =
-            ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#)
-                .unwrap();
+        let req = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
         let out = chat_request(&provider(), "llama3", &req, None);
         assert!(!out.headers.iter().any(|(h, _)| h == "authorization"));
     }
@@ -180,7 +150,8 @@ mod tests {
 
     #[test]
     fn vendor_401_is_the_operators_problem() {
-        let body = br#"{"error":{"message":"Incorrect API key provided: sk-ven***123","type":"invalid_request_error"}}"#;
+        let body =
+            br#"{"error":{"message":"Incorrect API key provided: sk-ven***123","type":"invalid_request_error"}}"#;
         let e = error_from_vendor("openai", 401, body, Some("sk-vendor-123"));
         assert_eq!(e.status, 502);
         assert!(!e.message.contains("sk-"));
@@ -189,10 +160,89 @@ mod tests {
     #[test]
     fn non_json_vendor_error_is_wrapped() {
         let e = error_from_vendor("openai", 503, b"<html>Service Unavailable</html>", None);
-        assert_eq!(
-            (e.status, e.kind, e.code.as_deref()),
-            (503, "server_error", Some("upstream_error"))
-        );
+        assert_eq!((e.status, e.kind, e.code.as_deref()), (503, "server_error", Some("upstream_error")));
         assert!(e.message.contains("Service Unavailable"));
+    }
+}
+
+/// An OpenAI-format stream passes through byte for byte; this watches it go by so that a stream
+/// the vendor breaks off before `[DONE]` still ends, for the client, with an error event and
+/// `[DONE]` instead of a silent truncation.
+pub struct Stream {
+    provider: String,
+    parser: crate::sse::SseParser,
+    /// `[DONE]` or an error event went by: the client's stream is complete.
+    ended: bool,
+    errored: bool,
+}
+
+impl Stream {
+    pub fn new(provider: &str) -> Self {
+        Self { provider: provider.to_owned(), parser: crate::sse::SseParser::new(), ended: false, errored: false }
+    }
+}
+
+impl super::StreamTranslator for Stream {
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(bytes);
+        let (ended, errored) = (&mut self.ended, &mut self.errored);
+        self.parser.push(bytes, &mut |_, data| {
+            if data == b"[DONE]" {
+                *ended = true;
+            } else if data.starts_with(b"{\"error\"") {
+                *errored = true;
+            }
+        });
+    }
+
+    fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
+        self.parser.finish();
+        if self.ended {
+            return;
+        }
+        if !self.errored {
+            let cause = error.unwrap_or("the stream ended before [DONE]");
+            let error = GatewayError::new(
+                502,
+                "server_error",
+                "upstream_stream_broken",
+                format!("Provider `{}` broke off its stream: {cause}", self.provider),
+            );
+            // A cut may leave half an event behind: a blank line closes it before the error.
+            out.extend_from_slice(b"\n\n");
+            super::push_stream_error(out, &error);
+        }
+        out.extend_from_slice(crate::sse::DONE);
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+    use crate::providers::StreamTranslator;
+
+    #[test]
+    fn a_complete_stream_passes_through_byte_for_byte() {
+        let input = b"data: {\"id\":\"1\",\"choices\":[]}\n\ndata: [DONE]\n\n";
+        let mut out = Vec::new();
+        let mut s = Stream::new("p");
+        for chunk in input.chunks(7) {
+            s.push(chunk, &mut out);
+        }
+        s.finish(None, &mut out);
+        assert_eq!(out, input);
+    }
+
+    #[test]
+    fn a_cut_stream_ends_with_an_error_event_and_done() {
+        let mut out = Vec::new();
+        let mut s = Stream::new("p");
+        s.push(b"data: {\"id\":\"1\",\"choices\":[]}\n\ndata: {\"id\":", &mut out);
+        s.finish(Some("connection reset"), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("\n\ndata: {\"error\":{\"message\":\"Provider `p` broke off its stream: connection reset\"")
+        );
+        assert!(text.ends_with("data: [DONE]\n\n"));
     }
 }

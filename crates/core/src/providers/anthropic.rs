@@ -1,0 +1,888 @@
+//! Anthropic's Messages API (`POST /v1/messages`, `x-api-key`, `anthropic-version`).
+//!
+//! Request: every system and developer message goes to `system`; consecutive turns of one role
+//! are merged; tool results become `tool_result` blocks of one user turn; images become
+//! base64 or URL sources. Answer: text blocks to `content`, `tool_use` to `tool_calls`,
+//! thinking to `reasoning_content`, stop reasons and usage (cache reads and writes included)
+//! mapped to OpenAI's.
+
+use super::{
+    parse_data_url, push_stream_error, redact, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator,
+};
+use crate::chat::{
+    AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, CompletionTokensDetails, Content,
+    ContentPart, Delta, FinishReason, FunctionCall, FunctionCallDelta, FunctionType, PromptTokensDetails,
+    ResponseFormat, Role, Stop, ToolCall, ToolCallDelta, ToolChoice, ToolChoiceMode, Usage, CHUNK_OBJECT,
+    COMPLETION_OBJECT,
+};
+use crate::config::Provider;
+use crate::error::GatewayError;
+use crate::sse::{self, SseParser};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::borrow::Cow;
+
+pub const API_VERSION: &str = "2023-06-01";
+/// The tool forced to obtain JSON output (`response_format`); its input is the answer.
+pub const JSON_TOOL: &str = "json_response";
+
+/// Output tokens when the client sets no limit: the model's documented maximum output.
+pub fn default_max_tokens(model: &str) -> u32 {
+    let m = model.to_ascii_lowercase();
+    if m.contains("opus-4") {
+        32_000
+    } else if m.contains("sonnet-4") || m.contains("haiku-4") || m.contains("3-7-sonnet") {
+        64_000
+    } else if m.contains("3-5-sonnet") || m.contains("3-5-haiku") {
+        8_192
+    } else {
+        4_096
+    }
+}
+
+// ---- Request ----
+
+#[derive(Serialize)]
+struct MessagesRequest<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    messages: Vec<Message<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    system: Vec<Block<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_sequences: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Tool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<AnthropicToolChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Metadata<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<Thinking>,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: Vec<Block<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Text {
+        text: Cow<'a, str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<&'a Value>,
+    },
+    Image {
+        source: Source<'a>,
+    },
+    Document {
+        source: Source<'a>,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: Value,
+    },
+    ToolResult {
+        tool_use_id: &'a str,
+        content: Vec<Block<'a>>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Source<'a> {
+    Base64 { media_type: &'a str, data: &'a str },
+    Url { url: &'a str },
+}
+
+#[derive(Serialize)]
+struct Tool<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    input_schema: Cow<'a, Value>,
+}
+
+#[derive(Serialize)]
+struct AnthropicToolChoice<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    disable_parallel_tool_use: bool,
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    user_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct Thinking {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    budget_tokens: u32,
+}
+
+fn empty_object_schema() -> Value {
+    serde_json::json!({"type": "object", "properties": {}})
+}
+
+/// The blocks of a user, tool or system message's content.
+fn blocks<'a>(content: &'a Content, at: &str) -> Result<Vec<Block<'a>>, GatewayError> {
+    match content {
+        Content::Text(text) => {
+            Ok(if text.is_empty() { vec![] } else { vec![Block::Text { text: text.into(), cache_control: None }] })
+        }
+        Content::Parts(parts) => {
+            let mut out = Vec::with_capacity(parts.len());
+            for (i, part) in parts.iter().enumerate() {
+                let at = format!("{at}[{i}]");
+                match part {
+                    ContentPart::Text { text, cache_control } => {
+                        if !text.is_empty() {
+                            out.push(Block::Text { text: text.into(), cache_control: cache_control.as_ref() });
+                        }
+                    }
+                    ContentPart::ImageUrl { image_url } => {
+                        let source = if let Some((media_type, data)) = parse_data_url(&image_url.url) {
+                            Source::Base64 { media_type, data }
+                        } else if image_url.url.starts_with("https://") || image_url.url.starts_with("http://") {
+                            Source::Url { url: &image_url.url }
+                        } else {
+                            return Err(GatewayError::invalid_request(
+                                format!("{at}.image_url.url"),
+                                "An image is a base64 data URL or an http(s) URL.",
+                            ));
+                        };
+                        out.push(Block::Image { source });
+                    }
+                    ContentPart::File { file } => {
+                        let data_url = file.get("file_data").and_then(Value::as_str).and_then(parse_data_url);
+                        match data_url {
+                            Some((media_type, data)) => out.push(Block::Document { source: Source::Base64 { media_type, data } }),
+                            None => {
+                                return Err(GatewayError::invalid_request(
+                                    format!("{at}.file"),
+                                    "Anthropic models take files as `file_data` (a base64 data URL); uploaded file ids are not supported.",
+                                ))
+                            }
+                        }
+                    }
+                    ContentPart::InputAudio { .. } => {
+                        return Err(GatewayError::invalid_request(at, "Anthropic models do not take audio input."));
+                    }
+                    ContentPart::Refusal { refusal } => {
+                        out.push(Block::Text { text: refusal.into(), cache_control: None })
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Appends `content` as a turn of `role`, merged into the previous turn if it has the same role.
+fn push_turn<'a>(messages: &mut Vec<Message<'a>>, role: &'static str, content: Vec<Block<'a>>) {
+    if content.is_empty() {
+        return;
+    }
+    match messages.last_mut() {
+        Some(last) if last.role == role => last.content.extend(content),
+        _ => messages.push(Message { role, content }),
+    }
+}
+
+/// The vendor request for a chat.
+pub fn chat_request(
+    provider: &Provider,
+    vendor_model: &str,
+    request: &ChatRequest,
+    api_key: Option<&str>,
+    strict: bool,
+) -> Result<Prepared, GatewayError> {
+    let mut policy = ParamPolicy::new("Anthropic", strict);
+    let mut plan = ChatPlan::of(request);
+
+    if request.n.is_some_and(|n| n > 1) {
+        return Err(GatewayError::invalid_request("n", "Anthropic models return one choice; 'n' must be 1."));
+    }
+
+    let mut system = Vec::new();
+    let mut messages: Vec<Message> = Vec::with_capacity(request.messages.len());
+    for (i, m) in request.messages.iter().enumerate() {
+        let at = format!("messages[{i}].content");
+        match m.role {
+            Role::System | Role::Developer => {
+                if let Some(content) = &m.content {
+                    system.extend(blocks(content, &at)?);
+                }
+            }
+            Role::User => push_turn(
+                &mut messages,
+                "user",
+                m.content.as_ref().map(|c| blocks(c, &at)).transpose()?.unwrap_or_default(),
+            ),
+            Role::Assistant => {
+                let mut content = m.content.as_ref().map(|c| blocks(c, &at)).transpose()?.unwrap_or_default();
+                for (j, call) in m.tool_calls.iter().flatten().enumerate() {
+                    let input: Value = if call.function.arguments.trim().is_empty() {
+                        empty_object_schema_input()
+                    } else {
+                        serde_json::from_str(&call.function.arguments).map_err(|e| {
+                            GatewayError::invalid_request(
+                                format!("messages[{i}].tool_calls[{j}].function.arguments"),
+                                format!("Tool call arguments must be a JSON object: {e}"),
+                            )
+                        })?
+                    };
+                    content.push(Block::ToolUse { id: &call.id, name: &call.function.name, input });
+                }
+                push_turn(&mut messages, "assistant", content);
+            }
+            Role::Tool | Role::Function => {
+                let tool_use_id = m.tool_call_id.as_deref().or(m.name.as_deref()).unwrap_or_default();
+                let content = m.content.as_ref().map(|c| blocks(c, &at)).transpose()?.unwrap_or_default();
+                push_turn(&mut messages, "user", vec![Block::ToolResult { tool_use_id, content }]);
+            }
+        }
+    }
+
+    let mut tools: Vec<Tool> = request
+        .tools
+        .iter()
+        .flatten()
+        .map(|t| Tool {
+            name: &t.function.name,
+            description: t.function.description.as_deref(),
+            input_schema: t
+                .function
+                .parameters
+                .as_ref()
+                .map_or_else(|| Cow::Owned(empty_object_schema()), Cow::Borrowed),
+        })
+        .collect();
+
+    let disable_parallel = request.parallel_tool_calls == Some(false);
+    let mut tool_choice = match &request.tool_choice {
+        None if disable_parallel && !tools.is_empty() => {
+            Some(AnthropicToolChoice { kind: "auto", name: None, disable_parallel_tool_use: true })
+        }
+        None => None,
+        Some(ToolChoice::Mode(mode)) => Some(AnthropicToolChoice {
+            kind: match mode {
+                ToolChoiceMode::Auto => "auto",
+                ToolChoiceMode::None => "none",
+                ToolChoiceMode::Required => "any",
+            },
+            name: None,
+            disable_parallel_tool_use: disable_parallel && *mode != ToolChoiceMode::None,
+        }),
+        Some(ToolChoice::Named(named)) => Some(AnthropicToolChoice {
+            kind: "tool",
+            name: Some(&named.function.name),
+            disable_parallel_tool_use: disable_parallel,
+        }),
+    };
+
+    // JSON output: force a tool whose input schema is the requested schema; its input is the answer.
+    match &request.response_format {
+        Some(ResponseFormat::JsonSchema { json_schema }) => {
+            tools.push(Tool {
+                name: JSON_TOOL,
+                description: Some(
+                    json_schema.description.as_deref().unwrap_or("Respond with JSON matching this schema."),
+                ),
+                input_schema: json_schema
+                    .schema
+                    .as_ref()
+                    .map_or_else(|| Cow::Owned(empty_object_schema()), Cow::Borrowed),
+            });
+            tool_choice =
+                Some(AnthropicToolChoice { kind: "tool", name: Some(JSON_TOOL), disable_parallel_tool_use: true });
+            plan.json_tool = Some(JSON_TOOL.to_owned());
+        }
+        Some(ResponseFormat::JsonObject) => {
+            tools.push(Tool {
+                name: JSON_TOOL,
+                description: Some("Respond with a JSON object."),
+                input_schema: Cow::Owned(serde_json::json!({"type": "object", "additionalProperties": true})),
+            });
+            tool_choice =
+                Some(AnthropicToolChoice { kind: "tool", name: Some(JSON_TOOL), disable_parallel_tool_use: true });
+            plan.json_tool = Some(JSON_TOOL.to_owned());
+        }
+        Some(ResponseFormat::Text) | None => {}
+    }
+
+    let mut max_tokens =
+        request.max_completion_tokens.or(request.max_tokens).unwrap_or_else(|| default_max_tokens(vendor_model));
+    let thinking = match request.reasoning_effort.as_deref() {
+        None | Some("none") | Some("minimal") => None,
+        Some(effort) => {
+            let budget_tokens = match effort {
+                "low" => 1_024,
+                "medium" => 4_096,
+                "high" => 16_384,
+                other => {
+                    return Err(GatewayError::invalid_request(
+                        "reasoning_effort",
+                        format!("'reasoning_effort' is one of none, minimal, low, medium, high; got '{other}'."),
+                    ))
+                }
+            };
+            // Anthropic counts thinking inside max_tokens, which must exceed the budget.
+            if max_tokens <= budget_tokens {
+                max_tokens += budget_tokens;
+            }
+            Some(Thinking { kind: "enabled", budget_tokens })
+        }
+    };
+
+    let mut temperature = request.temperature;
+    if let Some(t) = temperature {
+        if thinking.is_some() {
+            policy.drop("temperature")?;
+            temperature = None;
+        } else if t > 1.0 {
+            policy.adjust("temperature", 1)?;
+            temperature = Some(1.0);
+        }
+    }
+    let top_p = if thinking.is_some() && request.top_p.is_some() {
+        policy.drop("top_p")?;
+        None
+    } else {
+        request.top_p
+    };
+    if thinking.is_some() && matches!(tool_choice, Some(AnthropicToolChoice { kind: "any" | "tool", .. })) {
+        return Err(GatewayError::invalid_request(
+            "reasoning_effort",
+            "Anthropic models cannot think while a tool (or JSON output) is forced; drop reasoning_effort or the forced tool.",
+        ));
+    }
+    if request.seed.is_some() {
+        policy.drop("seed")?;
+    }
+    for name in request.extra.keys() {
+        policy.drop(name)?;
+    }
+
+    let body = MessagesRequest {
+        model: vendor_model,
+        max_tokens,
+        messages,
+        system,
+        stop_sequences: request.stop.as_ref().map(|s| match s {
+            Stop::One(one) => vec![one.as_str()],
+            Stop::Many(many) => many.iter().map(String::as_str).collect(),
+        }),
+        temperature,
+        top_p,
+        stream: request.is_stream(),
+        tools,
+        tool_choice,
+        metadata: request.user.as_deref().map(|user_id| Metadata { user_id }),
+        thinking,
+    };
+    let mut headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("anthropic-version".to_owned(), API_VERSION.to_owned()),
+    ];
+    if let Some(key) = api_key {
+        headers.push(("x-api-key".to_owned(), key.to_owned()));
+    }
+    headers.extend(provider.headers.iter().cloned());
+    let body = serde_json::to_vec(&body)
+        .map_err(|e| GatewayError::invalid_request("", format!("The request cannot be encoded: {e}")))?;
+    Ok(Prepared {
+        outbound: OutboundRequest { url: format!("{}/messages", provider.base_url), headers, body },
+        report: policy.report,
+        plan,
+    })
+}
+
+fn empty_object_schema_input() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+// ---- Answer ----
+
+#[derive(Deserialize)]
+struct MessagesResponse {
+    id: String,
+    model: String,
+    content: Vec<ResponseBlock>,
+    stop_reason: Option<String>,
+    usage: AnthropicUsage,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ResponseBlock {
+    Text {
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
+    Thinking {
+        thinking: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+struct AnthropicUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl AnthropicUsage {
+    /// Later figures replace earlier ones: Anthropic's counts are cumulative, never deltas.
+    fn update(&mut self, newer: &AnthropicUsage) {
+        self.input_tokens = newer.input_tokens.or(self.input_tokens);
+        self.output_tokens = newer.output_tokens.or(self.output_tokens);
+        self.cache_creation_input_tokens = newer.cache_creation_input_tokens.or(self.cache_creation_input_tokens);
+        self.cache_read_input_tokens = newer.cache_read_input_tokens.or(self.cache_read_input_tokens);
+    }
+
+    fn to_openai(self, reasoning_tokens: Option<u64>) -> Usage {
+        let cache_read = self.cache_read_input_tokens.unwrap_or(0);
+        let cache_write = self.cache_creation_input_tokens.unwrap_or(0);
+        // OpenAI's prompt_tokens include cached tokens; Anthropic's input_tokens do not.
+        let mut usage =
+            Usage::new(self.input_tokens.unwrap_or(0) + cache_read + cache_write, self.output_tokens.unwrap_or(0));
+        usage.prompt_tokens_details = Some(PromptTokensDetails {
+            cached_tokens: cache_read,
+            cache_creation_tokens: self.cache_creation_input_tokens,
+        });
+        if let Some(reasoning_tokens) = reasoning_tokens {
+            usage.completion_tokens_details = Some(CompletionTokensDetails { reasoning_tokens });
+        }
+        usage
+    }
+}
+
+pub fn finish_reason(stop_reason: Option<&str>, plan: &ChatPlan) -> FinishReason {
+    match stop_reason {
+        Some("max_tokens") | Some("model_context_window_exceeded") => FinishReason::Length,
+        Some("tool_use") if plan.json_tool.is_none() => FinishReason::ToolCalls,
+        Some("refusal") => FinishReason::ContentFilter,
+        _ => FinishReason::Stop,
+    }
+}
+
+/// The vendor's answer as an OpenAI chat completion.
+pub fn chat_response(
+    provider: &str,
+    body: &[u8],
+    plan: &ChatPlan,
+    created: u64,
+) -> Result<ChatCompletion, GatewayError> {
+    let answer: MessagesResponse = serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, e))?;
+    let mut text = String::new();
+    let mut reasoning = String::new();
+    let mut tool_calls = Vec::new();
+    for block in answer.content {
+        match block {
+            ResponseBlock::Text { text: t } => text.push_str(&t),
+            ResponseBlock::ToolUse { name, input, .. } if plan.json_tool.as_deref() == Some(name.as_str()) => {
+                text.push_str(&input.to_string());
+            }
+            ResponseBlock::ToolUse { id, name, input } => tool_calls.push(ToolCall {
+                id,
+                kind: FunctionType::Function,
+                function: FunctionCall { name, arguments: input.to_string() },
+            }),
+            ResponseBlock::Thinking { thinking } => reasoning.push_str(&thinking),
+            ResponseBlock::Other => {}
+        }
+    }
+    let finish_reason = finish_reason(answer.stop_reason.as_deref(), plan);
+    Ok(ChatCompletion {
+        id: answer.id,
+        object: COMPLETION_OBJECT.to_owned(),
+        created,
+        model: answer.model,
+        choices: vec![Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: Role::Assistant,
+                content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
+                refusal: None,
+                tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+                reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
+            },
+            finish_reason,
+            logprobs: None,
+        }],
+        usage: Some(answer.usage.to_openai(None)),
+        system_fingerprint: None,
+    })
+}
+
+// ---- Errors ----
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorObject,
+}
+
+#[derive(Deserialize)]
+struct ErrorObject {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// The client's error for an Anthropic error answer (or stream `error` event).
+fn error_from_parts(provider: &str, status: u16, kind: &str, message: &str, api_key: Option<&str>) -> GatewayError {
+    let message = redact(message, api_key);
+    match (status, kind) {
+        (401, _) | (_, "authentication_error") => GatewayError::new(
+            502,
+            "server_error",
+            "upstream_auth_failed",
+            format!("Provider `{provider}` rejected the gateway's credentials; check its key secret."),
+        ),
+        (529, _) | (_, "overloaded_error") => GatewayError::new(
+            503,
+            "server_error",
+            "upstream_overloaded",
+            format!("Provider `{provider}` is overloaded: {message}"),
+        ),
+        (429, _) | (_, "rate_limit_error") => {
+            GatewayError::new(429, "rate_limit_error", "rate_limit_exceeded", message)
+        }
+        (413, _) | (_, "request_too_large") => {
+            GatewayError::new(413, "invalid_request_error", "request_too_large", message)
+        }
+        (403, _) | (_, "permission_error") => GatewayError::new(403, "permission_error", "permission_denied", message),
+        (404, _) | (_, "not_found_error") => {
+            GatewayError::new(404, "invalid_request_error", "model_not_found", message)
+        }
+        (400..=499, _) | (_, "invalid_request_error") => {
+            GatewayError::new(status.clamp(400, 499), "invalid_request_error", "invalid_request", message)
+        }
+        _ => GatewayError::new(if status >= 500 { status } else { 502 }, "server_error", "upstream_error", message),
+    }
+}
+
+pub fn error_from_vendor(provider: &str, status: u16, body: &[u8], api_key: Option<&str>) -> GatewayError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { error }) => error_from_parts(provider, status, &error.kind, &error.message, api_key),
+        Err(_) => {
+            let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
+            error_from_parts(
+                provider,
+                status,
+                "",
+                &format!("Provider `{provider}` answered HTTP {status}: {}", text.trim()),
+                api_key,
+            )
+        }
+    }
+}
+
+// ---- Stream ----
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StreamEvent {
+    MessageStart {
+        message: StartMessage,
+    },
+    ContentBlockStart {
+        index: usize,
+        content_block: StartBlock,
+    },
+    ContentBlockDelta {
+        index: usize,
+        delta: BlockDelta,
+    },
+    ContentBlockStop {},
+    MessageDelta {
+        delta: MessageDeltaBody,
+        #[serde(default)]
+        usage: Option<AnthropicUsage>,
+    },
+    MessageStop {},
+    Ping {},
+    Error {
+        error: ErrorObject,
+    },
+}
+
+#[derive(Deserialize)]
+struct StartMessage {
+    id: String,
+    model: String,
+    #[serde(default)]
+    usage: AnthropicUsage,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StartBlock {
+    Text {
+        #[serde(default)]
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+    },
+    Thinking {},
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockDelta {
+    TextDelta {
+        text: String,
+    },
+    InputJsonDelta {
+        partial_json: String,
+    },
+    ThinkingDelta {
+        thinking: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct MessageDeltaBody {
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum BlockKind {
+    Text,
+    /// A tool call, with its index among the answer's tool calls.
+    Tool(u32),
+    /// The forced JSON tool: its input streams out as content.
+    Json,
+    Thinking,
+    Other,
+}
+
+/// Anthropic's event stream to OpenAI's chunks.
+pub struct Stream {
+    provider: String,
+    plan: ChatPlan,
+    parser: SseParser,
+    id: String,
+    model: String,
+    created: u64,
+    blocks: Vec<BlockKind>,
+    tool_calls: u32,
+    usage: AnthropicUsage,
+    finish: Option<FinishReason>,
+    done: bool,
+}
+
+impl Stream {
+    pub fn new(provider: &str, plan: ChatPlan, created: u64) -> Self {
+        Self {
+            provider: provider.to_owned(),
+            plan,
+            parser: SseParser::new(),
+            id: String::new(),
+            model: String::new(),
+            created,
+            blocks: Vec::new(),
+            tool_calls: 0,
+            usage: AnthropicUsage::default(),
+            finish: None,
+            done: false,
+        }
+    }
+
+    fn chunk(&self, delta: Delta, finish_reason: Option<FinishReason>) -> ChatChunk {
+        ChatChunk {
+            id: self.id.clone(),
+            object: CHUNK_OBJECT.to_owned(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice { index: 0, delta, finish_reason, logprobs: None }],
+            usage: None,
+        }
+    }
+
+    fn emit(&self, out: &mut Vec<u8>, delta: Delta) {
+        sse::push_event(out, &self.chunk(delta, None));
+    }
+
+    fn fail(&mut self, out: &mut Vec<u8>, error: GatewayError) {
+        if !self.done {
+            push_stream_error(out, &error);
+            out.extend_from_slice(sse::DONE);
+            self.done = true;
+        }
+    }
+
+    fn on_event(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        let event: StreamEvent = match serde_json::from_slice(data) {
+            Ok(event) => event,
+            Err(e) => {
+                // An event type Anthropic adds later is skipped; a broken event ends the stream.
+                if serde_json::from_slice::<Value>(data).is_ok() {
+                    return;
+                }
+                let error = super::invalid_answer(&self.provider, format!("unreadable stream event: {e}"));
+                return self.fail(out, error);
+            }
+        };
+        match event {
+            StreamEvent::MessageStart { message } => {
+                self.id = message.id;
+                self.model = message.model;
+                self.usage.update(&message.usage);
+                self.emit(out, Delta { role: Some(Role::Assistant), content: Some(String::new()), ..Delta::default() });
+            }
+            StreamEvent::ContentBlockStart { index, content_block } => {
+                let kind = match content_block {
+                    StartBlock::Text { text } => {
+                        if !text.is_empty() {
+                            self.emit(out, Delta { content: Some(text), ..Delta::default() });
+                        }
+                        BlockKind::Text
+                    }
+                    StartBlock::ToolUse { name, .. } if self.plan.json_tool.as_deref() == Some(name.as_str()) => {
+                        BlockKind::Json
+                    }
+                    StartBlock::ToolUse { id, name } => {
+                        let tool_index = self.tool_calls;
+                        self.tool_calls += 1;
+                        let call = ToolCallDelta {
+                            index: tool_index,
+                            id: Some(id),
+                            kind: Some(FunctionType::Function),
+                            function: FunctionCallDelta { name: Some(name), arguments: Some(String::new()) },
+                        };
+                        self.emit(out, Delta { tool_calls: Some(vec![call]), ..Delta::default() });
+                        BlockKind::Tool(tool_index)
+                    }
+                    StartBlock::Thinking {} => BlockKind::Thinking,
+                    StartBlock::Other => BlockKind::Other,
+                };
+                if self.blocks.len() <= index {
+                    self.blocks.resize(index + 1, BlockKind::Other);
+                }
+                self.blocks[index] = kind;
+            }
+            StreamEvent::ContentBlockDelta { index, delta } => {
+                let kind = self.blocks.get(index).copied().unwrap_or(BlockKind::Other);
+                let delta = match (kind, delta) {
+                    (BlockKind::Text, BlockDelta::TextDelta { text }) => {
+                        Delta { content: Some(text), ..Delta::default() }
+                    }
+                    (BlockKind::Json, BlockDelta::InputJsonDelta { partial_json }) => {
+                        Delta { content: Some(partial_json), ..Delta::default() }
+                    }
+                    (_, BlockDelta::InputJsonDelta { partial_json }) if partial_json.is_empty() => return,
+                    (BlockKind::Tool(i), BlockDelta::InputJsonDelta { partial_json }) => Delta {
+                        tool_calls: Some(vec![ToolCallDelta {
+                            index: i,
+                            function: FunctionCallDelta {
+                                arguments: Some(partial_json),
+                                ..FunctionCallDelta::default()
+                            },
+                            ..ToolCallDelta::default()
+                        }]),
+                        ..Delta::default()
+                    },
+                    (BlockKind::Thinking, BlockDelta::ThinkingDelta { thinking }) => {
+                        Delta { reasoning_content: Some(thinking), ..Delta::default() }
+                    }
+                    _ => return,
+                };
+                self.emit(out, delta);
+            }
+            StreamEvent::MessageDelta { delta, usage } => {
+                if let Some(usage) = usage {
+                    self.usage.update(&usage);
+                }
+                self.finish = Some(finish_reason(delta.stop_reason.as_deref(), &self.plan));
+            }
+            StreamEvent::MessageStop {} => {
+                sse::push_event(out, &self.chunk(Delta::default(), Some(self.finish.unwrap_or(FinishReason::Stop))));
+                if self.plan.include_usage {
+                    let mut last = self.chunk(Delta::default(), None);
+                    last.choices.clear();
+                    last.usage = Some(self.usage.to_openai(None));
+                    sse::push_event(out, &last);
+                }
+                out.extend_from_slice(sse::DONE);
+                self.done = true;
+            }
+            StreamEvent::ContentBlockStop {} | StreamEvent::Ping {} => {}
+            StreamEvent::Error { error } => {
+                let status = match error.kind.as_str() {
+                    "overloaded_error" => 529,
+                    "rate_limit_error" => 429,
+                    "invalid_request_error" => 400,
+                    _ => 500,
+                };
+                let error = error_from_parts(&self.provider, status, &error.kind, &error.message, None);
+                self.fail(out, error);
+            }
+        }
+    }
+
+    /// The usage reported so far (input from `message_start`, output from `message_delta`).
+    pub fn usage(&self) -> Usage {
+        self.usage.to_openai(None)
+    }
+}
+
+impl StreamTranslator for Stream {
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        let mut parser = std::mem::take(&mut self.parser);
+        parser.push(bytes, &mut |_, data| self.on_event(data, out));
+        self.parser = parser;
+    }
+
+    fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
+        self.parser.finish();
+        if !self.done {
+            let cause = error.unwrap_or("the stream ended before the answer was complete");
+            let error = GatewayError::new(
+                502,
+                "server_error",
+                "upstream_stream_broken",
+                format!("Provider `{}` broke off its stream: {cause}", self.provider),
+            );
+            self.fail(out, error);
+        }
+    }
+}

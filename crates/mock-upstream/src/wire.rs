@@ -1,0 +1,115 @@
+//! What every vendor mock shares: canned words, example values from a JSON schema, and event
+//! streams with their faults (delays between events, a cut in the middle).
+
+use crate::faults::Fault;
+use crate::Body;
+use bytes::Bytes;
+use futures_util::stream;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::Response;
+use serde_json::{json, Map, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a cut body waits before dropping the connection, so what precedes it is flushed.
+const CUT_GRACE: Duration = Duration::from_millis(30);
+
+const WORDS: [&str; 8] = ["Hello", "from", "mock-upstream,", "the", "vendor", "stand-in", "of", "Switchyard."];
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The i-th word of the canned answer, with its leading space.
+pub fn word(i: usize) -> String {
+    let w = WORDS[i % WORDS.len()];
+    if i == 0 {
+        w.to_owned()
+    } else {
+        format!(" {w}")
+    }
+}
+
+pub fn text(words: usize) -> String {
+    (0..words.max(1)).map(word).collect()
+}
+
+/// A value that satisfies a (simple) JSON schema, for mock tool arguments and JSON output.
+pub fn example(schema: &Value) -> Value {
+    if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+        return first.clone();
+    }
+    let kind = match schema.get("type") {
+        Some(Value::String(t)) => t.as_str(),
+        Some(Value::Array(types)) => types.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("null"),
+        _ if schema.get("properties").is_some() => "object",
+        _ => "string",
+    };
+    match kind {
+        "object" => {
+            let mut out = Map::new();
+            if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+                for (name, property) in properties {
+                    out.insert(name.clone(), example(property));
+                }
+            }
+            Value::Object(out)
+        }
+        "array" => json!([example(schema.get("items").unwrap_or(&Value::Null))]),
+        "integer" => json!(42),
+        "number" => json!(1.5),
+        "boolean" => json!(true),
+        "null" => Value::Null,
+        _ => json!("example"),
+    }
+}
+
+/// A streamed response of `events`, with the fault's delay between events and its cut.
+pub fn event_stream(mut events: Vec<Bytes>, fault: Option<&Fault>) -> Response<Body> {
+    let cut_after = fault.and_then(|f| f.cut_after);
+    if let Some(cut) = cut_after {
+        events.truncate(cut);
+    }
+    let delay = fault.and_then(|f| f.chunk_delay_ms).map(Duration::from_millis);
+    let body_stream = stream::unfold((events.into_iter(), 0usize), move |(mut events, sent)| async move {
+        match events.next() {
+            Some(event) => {
+                if let (Some(delay), true) = (delay, sent > 0) {
+                    tokio::time::sleep(delay).await;
+                }
+                Some((Ok(Frame::data(event)), (events, sent + 1)))
+            }
+            // A cut stream ends with an error, which makes hyper drop the connection without the
+            // chunked encoding's terminating chunk: the client sees a truncated stream. hyper
+            // drops its unflushed buffer on a body error, so first give it time to send what came
+            // before, as a real connection that dies mid-stream would have.
+            None if cut_after.is_some() && sent != usize::MAX => {
+                tokio::time::sleep(CUT_GRACE).await;
+                let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "mock-upstream cut the stream");
+                Some((Err(cut), (events, usize::MAX)))
+            }
+            None => None,
+        }
+    });
+    let mut response = Response::new(StreamBody::new(body_stream).boxed());
+    let headers = response.headers_mut();
+    headers.insert("content-type", "text/event-stream; charset=utf-8".parse().expect("static"));
+    headers.insert("cache-control", "no-cache".parse().expect("static"));
+    response
+}
+
+/// A JSON answer, possibly malformed or cut, as the fault asks.
+pub fn json_answer(answer: &Value, fault: Option<&Fault>) -> Response<Body> {
+    let mut bytes = serde_json::to_vec(answer).unwrap_or_default();
+    if fault.is_some_and(|f| f.malformed) {
+        bytes.truncate(bytes.len() / 2);
+    }
+    if let Some(cut) = fault.and_then(|f| f.cut_after) {
+        bytes.truncate(cut);
+        let mut response =
+            event_stream(vec![Bytes::from(bytes)], Some(&Fault { cut_after: Some(1), ..Fault::default() }));
+        response.headers_mut().insert("content-type", "application/json".parse().expect("static"));
+        return response;
+    }
+    crate::full(hyper::StatusCode::OK, "application/json", bytes)
+}
