@@ -41,23 +41,25 @@ fn invalid(message: &str) -> Response<Body> {
 }
 
 /// Refuses what the real API refuses, so that a translation mistake fails the tests.
-fn check(parts: &Parts, request: &Value) -> Result<(), Response<Body>> {
+fn check(parts: &Parts, request: &Value) -> Result<(), Box<Response<Body>>> {
     if parts.headers.get("x-api-key").is_none() {
-        return Err(error(StatusCode::UNAUTHORIZED, "authentication_error", "x-api-key header is required"));
+        return Err(Box::new(error(StatusCode::UNAUTHORIZED, "authentication_error", "x-api-key header is required")));
     }
     if parts.headers.get("anthropic-version").is_none() {
-        return Err(invalid("anthropic-version: header is required"));
+        return Err(Box::new(invalid("anthropic-version: header is required")));
     }
     if !request.get("max_tokens").is_some_and(Value::is_u64) {
-        return Err(invalid("max_tokens: Field required"));
+        return Err(Box::new(invalid("max_tokens: Field required")));
     }
-    let messages =
-        request.get("messages").and_then(Value::as_array).ok_or_else(|| invalid("messages: Field required"))?;
+    let messages = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Box::new(invalid("messages: Field required")))?;
     let mut expected = "user";
     for (i, m) in messages.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
         if role != expected {
-            return Err(invalid(&format!("messages.{i}.role: roles must alternate between \"user\" and \"assistant\", starting with \"user\"; got \"{role}\"")));
+            return Err(Box::new(invalid(&format!("messages.{i}.role: roles must alternate between \"user\" and \"assistant\", starting with \"user\"; got \"{role}\""))));
         }
         let content_ok = match m.get("content") {
             Some(Value::String(s)) => !s.is_empty(),
@@ -65,15 +67,15 @@ fn check(parts: &Parts, request: &Value) -> Result<(), Response<Body>> {
             _ => false,
         };
         if !content_ok {
-            return Err(invalid(&format!(
+            return Err(Box::new(invalid(&format!(
                 "messages.{i}.content: a non-empty string or array of content blocks is required"
-            )));
+            ))));
         }
         expected = if role == "user" { "assistant" } else { "user" };
     }
     if let Some(t) = request.get("temperature").and_then(Value::as_f64) {
         if !(0.0..=1.0).contains(&t) {
-            return Err(invalid("temperature: Input should be less than or equal to 1"));
+            return Err(Box::new(invalid("temperature: Input should be less than or equal to 1")));
         }
     }
     Ok(())
@@ -125,7 +127,7 @@ pub fn messages(options: &Options, parts: &Parts, body: &[u8], fault: Option<&Fa
         return invalid("There was an error parsing the body of your request as JSON.");
     };
     if let Err(refusal) = check(parts, &request) {
-        return refusal;
+        return *refusal;
     }
     let model = request.get("model").and_then(Value::as_str).unwrap_or("claude").to_owned();
     let id = format!("msg_mock{:06}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
