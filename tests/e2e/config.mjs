@@ -23,6 +23,7 @@ export function testConfig(mock, deadPort) {
       down: { kind: "openai", base_url: `http://127.0.0.1:${deadPort}/v1`, api_key_secret: "UPSTREAM_KEY" },
       builtin: { kind: "mock" },
       claude: { kind: "anthropic", base_url: `${mock.url}/v1`, api_key_secret: "ANTHROPIC_KEY", timeout_ms: TIMEOUT_MS },
+      google: { kind: "gemini", base_url: `${mock.url}/v1beta`, api_key_secret: "GEMINI_KEY", timeout_ms: TIMEOUT_MS },
     },
     models: [
       { name: "gpt-test", aliases: ["test-alias"], targets: [{ provider: "upstream", model: "vendor-gpt" }] },
@@ -38,6 +39,7 @@ export function testConfig(mock, deadPort) {
       { name: "local-llama", targets: [{ provider: "keyless", model: "llama3" }] },
       { name: "echo", targets: [{ provider: "builtin", model: "mock-1" }] },
       { name: "claude-sonnet", targets: [{ provider: "claude", model: "claude-sonnet-4-5" }] },
+      { name: "gemini-flash", targets: [{ provider: "google", model: "gemini-2.5-flash" }] },
       { name: "claude-strict", strict: true, targets: [{ provider: "claude", model: "claude-haiku-4-5" }] },
     ],
     keys: [{ name: "test", sha256: GATEWAY_KEY_SHA256 }],

@@ -47,6 +47,8 @@ pub enum ProviderKind {
     Openai,
     /// Anthropic's Messages API.
     Anthropic,
+    /// Google's Gemini API (generateContent).
+    Gemini,
     /// Switchyard's built-in mock: answers inside the worker, needs no key and no network.
     Mock,
 }

@@ -3,7 +3,8 @@
 //! Each case is a folder `fixtures/<vendor>/<case>/` holding some of:
 //! - `openai-request.json` + `vendor-request.json`: the client's request and the body the
 //!   vendor must receive (`report.json`: the dropped and adjusted parameters, when any);
-//! - `vendor-response.json` + `openai-response.json`: the vendor's answer and the client's;
+//! - `vendor-response.json` + `openai-response.json`: the vendor's answer and the client's (or
+//!   the error the client gets for it);
 //! - `vendor-stream.sse` + `openai-stream.json`: the vendor's event stream and the client's
 //!   events, the stream being fed in pieces of every size from 1 byte up;
 //! - `vendor-error.json` (`{"status": .., "body": ..}`) + `openai-error.json`: an error answer.
@@ -14,7 +15,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Provider, ProviderKind};
-use switchyard_core::providers::{self, anthropic, is_retryable_status, ChatPlan, StreamTranslator};
+use switchyard_core::providers::{self, anthropic, gemini, is_retryable_status, ChatPlan, StreamTranslator};
 
 const CREATED: u64 = 1_750_000_000;
 const KEY: &str = "sk-vendor-fixture-key";
@@ -55,6 +56,26 @@ fn anthropic_vendor() -> Vendor {
         },
         stream: |plan| Box::new(anthropic::Stream::new("vendor", plan, CREATED)),
         error: |status, body| anthropic::error_from_vendor("vendor", status, body, Some(KEY)),
+    }
+}
+
+fn gemini_vendor() -> Vendor {
+    Vendor {
+        name: "gemini",
+        prepare: |r| {
+            let p = provider(ProviderKind::Gemini, "https://generativelanguage.googleapis.com/v1beta");
+            let prepared = gemini::chat_request(&p, "gemini-2.5-flash", r, Some(KEY), false)?;
+            assert!(!prepared.outbound.url.contains(KEY), "the Gemini key never goes in the URL");
+            let method = if r.is_stream() { "streamGenerateContent?alt=sse" } else { "generateContent" };
+            assert_eq!(
+                prepared.outbound.url,
+                format!("https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:{method}")
+            );
+            Ok(prepared)
+        },
+        response: |b, plan| gemini::chat_response("vendor", b, plan, CREATED).map(|c| serde_json::to_value(c).unwrap()),
+        stream: |plan| Box::new(gemini::Stream::new("vendor", plan, CREATED)),
+        error: |status, body| gemini::error_from_vendor("vendor", status, body, Some(KEY)),
     }
 }
 
@@ -125,7 +146,8 @@ fn run_case(vendor: &Vendor, dir: &Path) {
         }
     }
     if let Ok(body) = std::fs::read(dir.join("vendor-response.json")) {
-        let actual = (vendor.response)(&body, &plan).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let actual = (vendor.response)(&body, &plan)
+            .unwrap_or_else(|e| json!({"error": {"status": e.status, "code": e.code, "message": e.message}}));
         expect(&dir.join("openai-response.json"), &actual);
     }
     if let Ok(stream) = std::fs::read(dir.join("vendor-stream.sse")) {
@@ -178,6 +200,14 @@ fn cases(vendor: &str) -> Vec<PathBuf> {
 #[test]
 fn anthropic_fixtures() {
     let vendor = anthropic_vendor();
+    for dir in cases(vendor.name) {
+        run_case(&vendor, &dir);
+    }
+}
+
+#[test]
+fn gemini_fixtures() {
+    let vendor = gemini_vendor();
     for dir in cases(vendor.name) {
         run_case(&vendor, &dir);
     }

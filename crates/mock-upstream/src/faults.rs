@@ -65,6 +65,7 @@ impl Fault {
                         "param": null, "code": null}}),
                     Vendor::Anthropic => serde_json::json!({"type": "error", "error": {
                         "type": crate::anthropic::error_type(status.as_u16()), "message": message}}),
+                    Vendor::Gemini => crate::gemini::error(status.as_u16(), &message),
                 };
                 ("application/json", serde_json::to_vec(&body).unwrap_or_default())
             }

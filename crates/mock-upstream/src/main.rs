@@ -10,6 +10,7 @@
 mod anthropic;
 mod control;
 mod faults;
+mod gemini;
 mod openai;
 mod wire;
 
@@ -45,12 +46,15 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 pub enum Vendor {
     OpenAi,
     Anthropic,
+    Gemini,
 }
 
 impl Vendor {
     pub fn of(path: &str) -> Self {
         if path.ends_with("/messages") {
             Vendor::Anthropic
+        } else if path.contains("/models/") && path.contains(':') {
+            Vendor::Gemini
         } else {
             Vendor::OpenAi
         }
@@ -116,6 +120,8 @@ async fn handle(server: Arc<Server>, request: Request<Incoming>) -> Result<Respo
         openai::chat_completions(&server.options, &body, fault.as_ref())
     } else if post && path.ends_with("/messages") {
         anthropic::messages(&server.options, &parts, &body, fault.as_ref())
+    } else if post && (path.ends_with(":generateContent") || path.ends_with(":streamGenerateContent")) {
+        gemini::generate(&server.options, &parts, &path, &body, fault.as_ref())
     } else {
         json(
             StatusCode::NOT_FOUND,

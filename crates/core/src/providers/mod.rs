@@ -7,6 +7,7 @@
 //! classification of the vendor's errors.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod mock;
 pub mod openai;
 
@@ -122,6 +123,7 @@ pub fn prepare_chat(
             plan: ChatPlan::of(request),
         }),
         ProviderKind::Anthropic => anthropic::chat_request(provider, vendor_model, request, api_key, strict),
+        ProviderKind::Gemini => gemini::chat_request(provider, vendor_model, request, api_key, strict),
         ProviderKind::Mock => Err(GatewayError::new(
             500,
             "server_error",
@@ -142,6 +144,7 @@ pub fn decode_chat(
     match provider.kind {
         ProviderKind::Openai | ProviderKind::Mock => Ok(None),
         ProviderKind::Anthropic => anthropic::chat_response(&provider.name, body, plan, created).map(Some),
+        ProviderKind::Gemini => gemini::chat_response(&provider.name, body, plan, created).map(Some),
     }
 }
 
@@ -150,6 +153,7 @@ pub fn chat_stream(provider: &Provider, plan: ChatPlan, created: u64) -> Box<dyn
     match provider.kind {
         ProviderKind::Openai | ProviderKind::Mock => Box::new(openai::Stream::new(&provider.name)),
         ProviderKind::Anthropic => Box::new(anthropic::Stream::new(&provider.name, plan, created)),
+        ProviderKind::Gemini => Box::new(gemini::Stream::new(&provider.name, plan, created)),
     }
 }
 
@@ -158,6 +162,7 @@ pub fn vendor_error(provider: &Provider, status: u16, body: &[u8], api_key: Opti
     match provider.kind {
         ProviderKind::Openai | ProviderKind::Mock => openai::error_from_vendor(&provider.name, status, body, api_key),
         ProviderKind::Anthropic => anthropic::error_from_vendor(&provider.name, status, body, api_key),
+        ProviderKind::Gemini => gemini::error_from_vendor(&provider.name, status, body, api_key),
     }
 }
 

@@ -1,0 +1,921 @@
+//! Google's Gemini API (`models/{model}:generateContent`, `:streamGenerateContent?alt=sse`),
+//! with the key in the `x-goog-api-key` header, never in the URL.
+//!
+//! Request: system messages to `systemInstruction`; roles `user` / `model`, consecutive turns
+//! merged; images inline or by URI; tools to `functionDeclarations` with their JSON Schema
+//! reduced to the subset Gemini accepts; tool results named after the call they answer.
+//! Answer: candidates to choices, function calls to tool calls with stable ids, finish reasons
+//! and usage (thinking and cached tokens included) mapped to OpenAI's.
+
+use super::{
+    parse_data_url, push_stream_error, redact, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator,
+};
+use crate::chat::{
+    AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, CompletionTokensDetails, Content,
+    ContentPart, Delta, FinishReason, FunctionCall, FunctionCallDelta, FunctionType, PromptTokensDetails,
+    ResponseFormat, Role, Stop, ToolCall, ToolCallDelta, ToolChoice, ToolChoiceMode, Usage, CHUNK_OBJECT,
+    COMPLETION_OBJECT,
+};
+use crate::config::Provider;
+use crate::error::GatewayError;
+use crate::sse::{self, SseParser};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+// ---- Request ----
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerateRequest<'a> {
+    contents: Vec<Turn<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system_instruction: Option<Turn<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<ToolSet<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_config: Option<ToolConfig<'a>>,
+    #[serde(skip_serializing_if = "GenerationConfig::is_empty")]
+    generation_config: GenerationConfig,
+}
+
+#[derive(Serialize)]
+struct Turn<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    parts: Vec<Part<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
+enum Part<'a> {
+    Text(Cow<'a, str>),
+    InlineData { mime_type: &'a str, data: &'a str },
+    FileData { mime_type: Cow<'a, str>, file_uri: &'a str },
+    FunctionCall { name: &'a str, args: Value },
+    FunctionResponse { name: &'a str, response: Value },
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ToolSet<'a> {
+    function_declarations: Vec<FunctionDeclaration<'a>>,
+}
+
+#[derive(Serialize)]
+struct FunctionDeclaration<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<Value>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ToolConfig<'a> {
+    function_calling_config: FunctionCallingConfig<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FunctionCallingConfig<'a> {
+    mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_function_names: Option<Vec<&'a str>>,
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GenerationConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_output_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_sequences: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_mime_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_schema: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking_config: Option<ThinkingConfig>,
+}
+
+impl GenerationConfig {
+    fn is_empty(&self) -> bool {
+        serde_json::to_value(self).is_ok_and(|v| v.as_object().is_some_and(Map::is_empty))
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ThinkingConfig {
+    thinking_budget: u32,
+}
+
+/// Schema keywords Gemini's `Schema` object accepts; every other keyword is removed.
+const SCHEMA_KEYWORDS: &[&str] = &[
+    "type",
+    "format",
+    "title",
+    "description",
+    "nullable",
+    "enum",
+    "items",
+    "minItems",
+    "maxItems",
+    "properties",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minimum",
+    "maximum",
+    "anyOf",
+    "propertyOrdering",
+    "default",
+];
+
+/// A JSON Schema reduced to what Gemini accepts: `$ref`s inlined from `$defs`/`definitions`,
+/// `type: [T, "null"]` as `nullable`, `const` as a one-value `enum`, unknown keywords removed.
+pub fn reduce_schema(schema: &Value) -> Value {
+    let defs = schema.get("$defs").or_else(|| schema.get("definitions")).cloned().unwrap_or(Value::Null);
+    reduce(schema, &defs, 0)
+}
+
+fn reduce(schema: &Value, defs: &Value, depth: usize) -> Value {
+    let Some(object) = schema.as_object() else { return schema.clone() };
+    if depth > 32 {
+        return serde_json::json!({"type": "object"}); // a recursive $ref: Gemini has no cycles
+    }
+    if let Some(target) = object.get("$ref").and_then(Value::as_str) {
+        let name = target.rsplit('/').next().unwrap_or_default();
+        if let Some(found) = defs.get(name) {
+            return reduce(found, defs, depth + 1);
+        }
+    }
+    let mut out = Map::new();
+    for (key, value) in object {
+        match key.as_str() {
+            "type" => match value {
+                Value::Array(types) => {
+                    let non_null: Vec<&Value> = types.iter().filter(|t| t.as_str() != Some("null")).collect();
+                    if non_null.len() < types.len() {
+                        out.insert("nullable".into(), Value::Bool(true));
+                    }
+                    if let Some(first) = non_null.first() {
+                        out.insert("type".into(), (*first).clone());
+                    }
+                }
+                other => {
+                    out.insert("type".into(), other.clone());
+                }
+            },
+            "const" => {
+                out.insert("enum".into(), Value::Array(vec![value.clone()]));
+            }
+            "properties" => {
+                let properties =
+                    value.as_object().map(|p| p.iter().map(|(k, v)| (k.clone(), reduce(v, defs, depth + 1))).collect());
+                out.insert(key.clone(), properties.map_or(Value::Object(Map::new()), Value::Object));
+            }
+            "items" => {
+                out.insert(key.clone(), reduce(value, defs, depth + 1));
+            }
+            "anyOf" | "oneOf" => {
+                let options: Vec<Value> =
+                    value.as_array().into_iter().flatten().map(|v| reduce(v, defs, depth + 1)).collect();
+                out.insert("anyOf".into(), Value::Array(options));
+            }
+            "enum" => {
+                // Gemini's enums hold strings; a null among them means the value is nullable.
+                let values = value.as_array().cloned().unwrap_or_default();
+                if values.iter().any(Value::is_null) {
+                    out.insert("nullable".into(), Value::Bool(true));
+                }
+                out.insert(key.clone(), Value::Array(values.into_iter().filter(|v| !v.is_null()).collect()));
+            }
+            k if SCHEMA_KEYWORDS.contains(&k) => {
+                out.insert(key.clone(), value.clone());
+            }
+            _ => {}
+        }
+    }
+    Value::Object(out)
+}
+
+fn guess_mime_type(url: &str) -> &'static str {
+    let path = url.split(['?', '#']).next().unwrap_or_default().to_ascii_lowercase();
+    match path.rsplit('.').next().unwrap_or_default() {
+        "png" => "image/png",
+        "webp" => "image/webp",
+        "gif" => "image/gif",
+        "heic" => "image/heic",
+        "pdf" => "application/pdf",
+        "mp3" => "audio/mp3",
+        "wav" => "audio/wav",
+        "mp4" => "video/mp4",
+        _ => "image/jpeg",
+    }
+}
+
+fn parts<'a>(content: &'a Content, at: &str) -> Result<Vec<Part<'a>>, GatewayError> {
+    match content {
+        Content::Text(text) => Ok(if text.is_empty() { vec![] } else { vec![Part::Text(text.into())] }),
+        Content::Parts(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for (i, part) in list.iter().enumerate() {
+                let at = format!("{at}[{i}]");
+                match part {
+                    ContentPart::Text { text, .. } => {
+                        if !text.is_empty() {
+                            out.push(Part::Text(text.into()));
+                        }
+                    }
+                    ContentPart::ImageUrl { image_url } => {
+                        if let Some((mime_type, data)) = parse_data_url(&image_url.url) {
+                            out.push(Part::InlineData { mime_type, data });
+                        } else if image_url.url.contains("://") {
+                            out.push(Part::FileData {
+                                mime_type: guess_mime_type(&image_url.url).into(),
+                                file_uri: &image_url.url,
+                            });
+                        } else {
+                            return Err(GatewayError::invalid_request(
+                                format!("{at}.image_url.url"),
+                                "An image is a base64 data URL or a URL.",
+                            ));
+                        }
+                    }
+                    ContentPart::InputAudio { input_audio } => {
+                        let data = input_audio.get("data").and_then(Value::as_str);
+                        let format = input_audio.get("format").and_then(Value::as_str).unwrap_or("wav");
+                        let Some(data) = data else {
+                            return Err(GatewayError::invalid_request(
+                                format!("{at}.input_audio.data"),
+                                "Audio needs its base64 `data`.",
+                            ));
+                        };
+                        let mime_type = if format == "mp3" { "audio/mp3" } else { "audio/wav" };
+                        out.push(Part::InlineData { mime_type, data });
+                    }
+                    ContentPart::File { file } => {
+                        match file.get("file_data").and_then(Value::as_str).and_then(parse_data_url) {
+                            Some((mime_type, data)) => out.push(Part::InlineData { mime_type, data }),
+                            None => {
+                                return Err(GatewayError::invalid_request(
+                                    format!("{at}.file"),
+                                    "Gemini models take files as `file_data` (a base64 data URL); uploaded file ids are not supported.",
+                                ))
+                            }
+                        }
+                    }
+                    ContentPart::Refusal { refusal } => out.push(Part::Text(refusal.into())),
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn push_turn<'a>(contents: &mut Vec<Turn<'a>>, role: &'static str, parts: Vec<Part<'a>>) {
+    if parts.is_empty() {
+        return;
+    }
+    match contents.last_mut() {
+        Some(last) if last.role == Some(role) => last.parts.extend(parts),
+        _ => contents.push(Turn { role: Some(role), parts }),
+    }
+}
+
+/// A tool result's content as the JSON object Gemini's `functionResponse.response` must be.
+fn function_response(content: Option<&Content>) -> Value {
+    let text = content.and_then(Content::text).unwrap_or_default();
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(object)) => Value::Object(object),
+        Ok(other) => serde_json::json!({ "result": other }),
+        Err(_) => serde_json::json!({ "result": text }),
+    }
+}
+
+fn model_path(vendor_model: &str) -> &str {
+    vendor_model.strip_prefix("models/").unwrap_or(vendor_model)
+}
+
+/// The vendor request for a chat.
+pub fn chat_request(
+    provider: &Provider,
+    vendor_model: &str,
+    request: &ChatRequest,
+    api_key: Option<&str>,
+    strict: bool,
+) -> Result<Prepared, GatewayError> {
+    let mut policy = ParamPolicy::new("Gemini", strict);
+    let plan = ChatPlan::of(request);
+
+    let mut system = Vec::new();
+    let mut contents: Vec<Turn> = Vec::with_capacity(request.messages.len());
+    // Gemini's function responses are matched by name; OpenAI's tool results by call id.
+    let mut call_names: HashMap<&str, &str> = HashMap::new();
+    for (i, m) in request.messages.iter().enumerate() {
+        let at = format!("messages[{i}].content");
+        match m.role {
+            Role::System | Role::Developer => {
+                if let Some(content) = &m.content {
+                    system.extend(parts(content, &at)?);
+                }
+            }
+            Role::User => push_turn(
+                &mut contents,
+                "user",
+                m.content.as_ref().map(|c| parts(c, &at)).transpose()?.unwrap_or_default(),
+            ),
+            Role::Assistant => {
+                let mut turn = m.content.as_ref().map(|c| parts(c, &at)).transpose()?.unwrap_or_default();
+                for (j, call) in m.tool_calls.iter().flatten().enumerate() {
+                    call_names.insert(&call.id, &call.function.name);
+                    let args: Value = if call.function.arguments.trim().is_empty() {
+                        Value::Object(Map::new())
+                    } else {
+                        serde_json::from_str(&call.function.arguments).map_err(|e| {
+                            GatewayError::invalid_request(
+                                format!("messages[{i}].tool_calls[{j}].function.arguments"),
+                                format!("Tool call arguments must be a JSON object: {e}"),
+                            )
+                        })?
+                    };
+                    turn.push(Part::FunctionCall { name: &call.function.name, args });
+                }
+                push_turn(&mut contents, "model", turn);
+            }
+            Role::Tool | Role::Function => {
+                let name = match (m.role, m.tool_call_id.as_deref()) {
+                    (Role::Function, _) => m.name.as_deref(),
+                    (_, Some(id)) => call_names.get(id).copied(),
+                    _ => None,
+                };
+                let Some(name) = name else {
+                    return Err(GatewayError::invalid_request(
+                        format!("messages[{i}].tool_call_id"),
+                        format!("messages[{i}] answers a tool call that no earlier assistant message made."),
+                    ));
+                };
+                let response = function_response(m.content.as_ref());
+                push_turn(&mut contents, "user", vec![Part::FunctionResponse { name, response }]);
+            }
+        }
+    }
+
+    let declarations: Vec<FunctionDeclaration> = request
+        .tools
+        .iter()
+        .flatten()
+        .map(|t| FunctionDeclaration {
+            name: &t.function.name,
+            description: t.function.description.as_deref(),
+            parameters: t
+                .function
+                .parameters
+                .as_ref()
+                .filter(|p| p.get("properties").and_then(Value::as_object).is_some_and(|props| !props.is_empty()))
+                .map(reduce_schema),
+        })
+        .collect();
+    let tool_config = request.tool_choice.as_ref().map(|choice| {
+        let (mode, allowed_function_names) = match choice {
+            ToolChoice::Mode(ToolChoiceMode::Auto) => ("AUTO", None),
+            ToolChoice::Mode(ToolChoiceMode::None) => ("NONE", None),
+            ToolChoice::Mode(ToolChoiceMode::Required) => ("ANY", None),
+            ToolChoice::Named(named) => ("ANY", Some(vec![named.function.name.as_str()])),
+        };
+        ToolConfig { function_calling_config: FunctionCallingConfig { mode, allowed_function_names } }
+    });
+    if request.parallel_tool_calls.is_some() {
+        policy.drop("parallel_tool_calls")?;
+    }
+
+    let mut generation_config = GenerationConfig {
+        temperature: request.temperature,
+        top_p: request.top_p,
+        max_output_tokens: request.max_completion_tokens.or(request.max_tokens),
+        stop_sequences: request.stop.as_ref().map(|s| match s {
+            Stop::One(one) => vec![one.clone()],
+            Stop::Many(many) => many.clone(),
+        }),
+        candidate_count: request.n.filter(|&n| n > 1),
+        seed: request.seed,
+        ..GenerationConfig::default()
+    };
+    match &request.response_format {
+        Some(ResponseFormat::JsonObject) => generation_config.response_mime_type = Some("application/json"),
+        Some(ResponseFormat::JsonSchema { json_schema }) => {
+            generation_config.response_mime_type = Some("application/json");
+            generation_config.response_schema = json_schema.schema.as_ref().map(reduce_schema);
+        }
+        Some(ResponseFormat::Text) | None => {}
+    }
+    generation_config.thinking_config = match request.reasoning_effort.as_deref() {
+        None => None,
+        Some("none") => Some(ThinkingConfig { thinking_budget: 0 }),
+        Some("minimal") | Some("low") => Some(ThinkingConfig { thinking_budget: 1_024 }),
+        Some("medium") => Some(ThinkingConfig { thinking_budget: 8_192 }),
+        Some("high") => Some(ThinkingConfig { thinking_budget: 24_576 }),
+        Some(other) => {
+            return Err(GatewayError::invalid_request(
+                "reasoning_effort",
+                format!("'reasoning_effort' is one of none, minimal, low, medium, high; got '{other}'."),
+            ))
+        }
+    };
+    for name in request.extra.keys() {
+        match name.as_str() {
+            "presence_penalty" => generation_config.presence_penalty = request.extra[name].as_f64(),
+            "frequency_penalty" => generation_config.frequency_penalty = request.extra[name].as_f64(),
+            other => policy.drop(other)?,
+        }
+    }
+    if request.user.is_some() {
+        policy.drop("user")?;
+    }
+
+    let body = GenerateRequest {
+        contents,
+        system_instruction: (!system.is_empty()).then_some(Turn { role: None, parts: system }),
+        tools: if declarations.is_empty() { vec![] } else { vec![ToolSet { function_declarations: declarations }] },
+        tool_config,
+        generation_config,
+    };
+    let method = if plan.stream { "streamGenerateContent?alt=sse" } else { "generateContent" };
+    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    if let Some(key) = api_key {
+        headers.push(("x-goog-api-key".to_owned(), key.to_owned()));
+    }
+    headers.extend(provider.headers.iter().cloned());
+    let body = serde_json::to_vec(&body)
+        .map_err(|e| GatewayError::invalid_request("", format!("The request cannot be encoded: {e}")))?;
+    let url = format!("{}/models/{}:{method}", provider.base_url, model_path(vendor_model));
+    Ok(Prepared { outbound: OutboundRequest { url, headers, body }, report: policy.report, plan })
+}
+
+// ---- Answer ----
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GenerateResponse {
+    #[serde(default)]
+    candidates: Vec<Candidate>,
+    #[serde(default)]
+    prompt_feedback: Option<PromptFeedback>,
+    #[serde(default)]
+    usage_metadata: Option<UsageMetadata>,
+    #[serde(default)]
+    model_version: Option<String>,
+    #[serde(default)]
+    response_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Candidate {
+    #[serde(default)]
+    content: Option<CandidateContent>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+    #[serde(default)]
+    index: u32,
+}
+
+#[derive(Deserialize, Default)]
+struct CandidateContent {
+    #[serde(default)]
+    parts: Vec<ResponsePart>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponsePart {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    thought: bool,
+    #[serde(default)]
+    function_call: Option<ResponseFunctionCall>,
+}
+
+#[derive(Deserialize)]
+struct ResponseFunctionCall {
+    name: String,
+    #[serde(default)]
+    args: Value,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PromptFeedback {
+    #[serde(default)]
+    block_reason: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy, Default)]
+#[serde(rename_all = "camelCase")]
+struct UsageMetadata {
+    #[serde(default)]
+    prompt_token_count: u64,
+    #[serde(default)]
+    candidates_token_count: u64,
+    #[serde(default)]
+    thoughts_token_count: Option<u64>,
+    #[serde(default)]
+    cached_content_token_count: Option<u64>,
+}
+
+impl UsageMetadata {
+    fn to_openai(self) -> Usage {
+        let reasoning = self.thoughts_token_count.unwrap_or(0);
+        // OpenAI counts reasoning inside completion tokens; Gemini counts them apart.
+        let mut usage = Usage::new(self.prompt_token_count, self.candidates_token_count + reasoning);
+        if let Some(cached_tokens) = self.cached_content_token_count {
+            usage.prompt_tokens_details = Some(PromptTokensDetails { cached_tokens, cache_creation_tokens: None });
+        }
+        if self.thoughts_token_count.is_some() {
+            usage.completion_tokens_details = Some(CompletionTokensDetails { reasoning_tokens: reasoning });
+        }
+        usage
+    }
+}
+
+fn finish_reason(reason: &str, called_tools: bool) -> FinishReason {
+    match reason {
+        "MAX_TOKENS" => FinishReason::Length,
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" | "LANGUAGE" => {
+            FinishReason::ContentFilter
+        }
+        _ if called_tools => FinishReason::ToolCalls,
+        _ => FinishReason::Stop,
+    }
+}
+
+/// A tool call id that is the same for the same answer: Gemini's own when it sends one, else
+/// derived from the response id, the candidate and the call's position.
+fn call_id(given: Option<String>, response_id: &str, candidate: u32, position: u32, name: &str) -> String {
+    if let Some(id) = given.filter(|id| !id.is_empty()) {
+        return id;
+    }
+    // FNV-1a: small, stable across platforms and releases.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in response_id.bytes().chain(candidate.to_le_bytes()).chain(position.to_le_bytes()).chain(name.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("call_{hash:016x}")
+}
+
+fn blocked(provider: &str, feedback: &Option<PromptFeedback>) -> Option<GatewayError> {
+    let reason = feedback.as_ref()?.block_reason.as_deref()?;
+    Some(GatewayError::new(
+        400,
+        "invalid_request_error",
+        "content_filter",
+        format!("Provider `{provider}` refused the prompt: it was blocked for {reason}."),
+    ))
+}
+
+/// The vendor's answer as an OpenAI chat completion.
+pub fn chat_response(
+    provider: &str,
+    body: &[u8],
+    _plan: &ChatPlan,
+    created: u64,
+) -> Result<ChatCompletion, GatewayError> {
+    let answer: GenerateResponse = serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, e))?;
+    if answer.candidates.is_empty() {
+        return Err(blocked(provider, &answer.prompt_feedback)
+            .unwrap_or_else(|| super::invalid_answer(provider, "the answer has no candidates")));
+    }
+    let response_id = answer.response_id.clone().unwrap_or_default();
+    let choices = answer
+        .candidates
+        .into_iter()
+        .map(|candidate| {
+            let mut text = String::new();
+            let mut reasoning = String::new();
+            let mut tool_calls = Vec::new();
+            for part in candidate.content.unwrap_or_default().parts {
+                match (part.text, part.function_call) {
+                    (Some(t), _) if part.thought => reasoning.push_str(&t),
+                    (Some(t), _) => text.push_str(&t),
+                    (None, Some(call)) => {
+                        let id = call_id(call.id, &response_id, candidate.index, tool_calls.len() as u32, &call.name);
+                        let arguments = if call.args.is_null() { "{}".to_owned() } else { call.args.to_string() };
+                        tool_calls.push(ToolCall {
+                            id,
+                            kind: FunctionType::Function,
+                            function: FunctionCall { name: call.name, arguments },
+                        });
+                    }
+                    (None, None) => {}
+                }
+            }
+            let finish_reason =
+                finish_reason(candidate.finish_reason.as_deref().unwrap_or("STOP"), !tool_calls.is_empty());
+            Choice {
+                index: candidate.index,
+                message: AssistantMessage {
+                    role: Role::Assistant,
+                    content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
+                    refusal: None,
+                    tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+                    reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
+                },
+                finish_reason,
+                logprobs: None,
+            }
+        })
+        .collect();
+    Ok(ChatCompletion {
+        id: format!("chatcmpl-{}", if response_id.is_empty() { "gemini" } else { &response_id }),
+        object: COMPLETION_OBJECT.to_owned(),
+        created,
+        model: answer.model_version.unwrap_or_default(),
+        choices,
+        usage: answer.usage_metadata.map(UsageMetadata::to_openai),
+        system_fingerprint: None,
+    })
+}
+
+// ---- Errors ----
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorObject,
+}
+
+#[derive(Deserialize)]
+struct ErrorObject {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    status: String,
+}
+
+/// The client's error for a Gemini error answer.
+pub fn error_from_vendor(provider: &str, status: u16, body: &[u8], api_key: Option<&str>) -> GatewayError {
+    let (message, kind) = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { error }) => (redact(&error.message, api_key), error.status),
+        Err(_) => {
+            let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
+            (redact(&format!("Provider `{provider}` answered HTTP {status}: {}", text.trim()), api_key), String::new())
+        }
+    };
+    // Gemini reports a bad key as 400 INVALID_ARGUMENT ("API key not valid") or 403.
+    if status == 401 || kind == "UNAUTHENTICATED" || ((status == 400 || status == 403) && message.contains("API key")) {
+        return GatewayError::new(
+            502,
+            "server_error",
+            "upstream_auth_failed",
+            format!("Provider `{provider}` rejected the gateway's credentials; check its key secret."),
+        );
+    }
+    match status {
+        429 => GatewayError::new(429, "rate_limit_error", "rate_limit_exceeded", message),
+        404 => GatewayError::new(404, "invalid_request_error", "model_not_found", message),
+        403 => GatewayError::new(403, "permission_error", "permission_denied", message),
+        400..=499 => GatewayError::new(status, "invalid_request_error", "invalid_request", message),
+        _ => GatewayError::new(if status >= 500 { status } else { 502 }, "server_error", "upstream_error", message),
+    }
+}
+
+// ---- Stream ----
+
+/// Gemini's event stream (each event a partial `GenerateContentResponse`) to OpenAI's chunks.
+/// Gemini sends no terminal event: the stream is complete once every candidate has a finish
+/// reason; ending before that is a break.
+pub struct Stream {
+    provider: String,
+    plan: ChatPlan,
+    parser: SseParser,
+    id: String,
+    response_id: String,
+    model: String,
+    created: u64,
+    /// Per candidate: whether its role chunk went out, its tool calls so far, whether it finished.
+    candidates: Vec<CandidateState>,
+    usage: Option<UsageMetadata>,
+    done: bool,
+}
+
+#[derive(Default, Clone)]
+struct CandidateState {
+    started: bool,
+    tool_calls: u32,
+    finished: bool,
+}
+
+impl Stream {
+    pub fn new(provider: &str, plan: ChatPlan, created: u64) -> Self {
+        Self {
+            provider: provider.to_owned(),
+            plan,
+            parser: SseParser::new(),
+            id: String::new(),
+            response_id: String::new(),
+            model: String::new(),
+            created,
+            candidates: Vec::new(),
+            usage: None,
+            done: false,
+        }
+    }
+
+    fn chunk(&self, index: u32, delta: Delta, finish_reason: Option<FinishReason>) -> ChatChunk {
+        ChatChunk {
+            id: self.id.clone(),
+            object: CHUNK_OBJECT.to_owned(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice { index, delta, finish_reason, logprobs: None }],
+            usage: None,
+        }
+    }
+
+    fn fail(&mut self, out: &mut Vec<u8>, error: GatewayError) {
+        if !self.done {
+            push_stream_error(out, &error);
+            out.extend_from_slice(sse::DONE);
+            self.done = true;
+        }
+    }
+
+    fn on_event(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        let event: GenerateResponse = match serde_json::from_slice(data) {
+            Ok(event) => event,
+            Err(e) => {
+                let error = match serde_json::from_slice::<ErrorBody>(data) {
+                    Ok(_) => error_from_vendor(&self.provider, 500, data, None),
+                    Err(_) => super::invalid_answer(&self.provider, format!("unreadable stream event: {e}")),
+                };
+                return self.fail(out, error);
+            }
+        };
+        if self.id.is_empty() {
+            self.response_id = event.response_id.clone().unwrap_or_default();
+            self.id = format!("chatcmpl-{}", if self.response_id.is_empty() { "gemini" } else { &self.response_id });
+        }
+        if let Some(model) = &event.model_version {
+            self.model.clone_from(model);
+        }
+        if event.candidates.is_empty() {
+            if let Some(error) = blocked(&self.provider, &event.prompt_feedback) {
+                return self.fail(out, error);
+            }
+        }
+        if event.usage_metadata.is_some() {
+            self.usage = event.usage_metadata;
+        }
+        for candidate in event.candidates {
+            let index = candidate.index;
+            let i = index as usize;
+            if self.candidates.len() <= i {
+                self.candidates.resize(i + 1, CandidateState::default());
+            }
+            if !self.candidates[i].started {
+                self.candidates[i].started = true;
+                let delta = Delta { role: Some(Role::Assistant), content: Some(String::new()), ..Delta::default() };
+                sse::push_event(out, &self.chunk(index, delta, None));
+            }
+            for part in candidate.content.unwrap_or_default().parts {
+                let delta = match (part.text, part.function_call) {
+                    (Some(t), _) if t.is_empty() => continue,
+                    (Some(t), _) if part.thought => Delta { reasoning_content: Some(t), ..Delta::default() },
+                    (Some(t), _) => Delta { content: Some(t), ..Delta::default() },
+                    (None, Some(call)) => {
+                        let position = self.candidates[i].tool_calls;
+                        self.candidates[i].tool_calls += 1;
+                        let arguments = if call.args.is_null() { "{}".to_owned() } else { call.args.to_string() };
+                        Delta {
+                            tool_calls: Some(vec![ToolCallDelta {
+                                index: position,
+                                id: Some(call_id(call.id, &self.response_id, index, position, &call.name)),
+                                kind: Some(FunctionType::Function),
+                                function: FunctionCallDelta { name: Some(call.name), arguments: Some(arguments) },
+                            }]),
+                            ..Delta::default()
+                        }
+                    }
+                    (None, None) => continue,
+                };
+                sse::push_event(out, &self.chunk(index, delta, None));
+            }
+            if let Some(reason) = candidate.finish_reason {
+                let state = &mut self.candidates[i];
+                state.finished = true;
+                let finish = finish_reason(&reason, state.tool_calls > 0);
+                sse::push_event(out, &self.chunk(index, Delta::default(), Some(finish)));
+            }
+        }
+    }
+}
+
+impl StreamTranslator for Stream {
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        let mut parser = std::mem::take(&mut self.parser);
+        parser.push(bytes, &mut |_, data| self.on_event(data, out));
+        self.parser = parser;
+    }
+
+    fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
+        self.parser.finish();
+        if self.done {
+            return;
+        }
+        let complete = !self.candidates.is_empty() && self.candidates.iter().all(|c| c.finished);
+        if !complete || error.is_some() {
+            let cause = error.unwrap_or("the stream ended before the answer was complete");
+            let error = GatewayError::new(
+                502,
+                "server_error",
+                "upstream_stream_broken",
+                format!("Provider `{}` broke off its stream: {cause}", self.provider),
+            );
+            return self.fail(out, error);
+        }
+        if self.plan.include_usage {
+            let mut last = self.chunk(0, Delta::default(), None);
+            last.choices.clear();
+            last.usage = Some(self.usage.unwrap_or_default().to_openai());
+            sse::push_event(out, &last);
+        }
+        out.extend_from_slice(sse::DONE);
+        self.done = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn schema_reduction_keeps_what_gemini_takes() {
+        let schema = json!({
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "name": {"type": ["string", "null"], "description": "Name", "examples": ["x"]},
+                "kind": {"const": "person"},
+                "address": {"$ref": "#/$defs/Address"},
+                "tags": {"type": "array", "items": {"type": "string", "minLength": 1}}
+            },
+            "required": ["name"],
+            "$defs": {"Address": {"type": "object", "properties": {"city": {"type": "string"}}, "additionalProperties": false}}
+        });
+        assert_eq!(
+            reduce_schema(&schema),
+            json!({
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "nullable": true, "description": "Name"},
+                    "kind": {"enum": ["person"]},
+                    "address": {"type": "object", "properties": {"city": {"type": "string"}}},
+                    "tags": {"type": "array", "items": {"type": "string", "minLength": 1}}
+                },
+                "required": ["name"]
+            })
+        );
+    }
+
+    #[test]
+    fn recursive_refs_end() {
+        let schema = json!({"$defs": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}}, "$ref": "#/$defs/Node"});
+        let reduced = reduce_schema(&schema).to_string();
+        assert!(reduced.len() < 20_000);
+    }
+
+    #[test]
+    fn generated_tool_call_ids_are_stable_and_distinct() {
+        let a = call_id(None, "resp1", 0, 0, "f");
+        assert_eq!(a, call_id(None, "resp1", 0, 0, "f"));
+        assert_ne!(a, call_id(None, "resp1", 0, 1, "f"));
+        assert_eq!(call_id(Some("given".into()), "resp1", 0, 0, "f"), "given");
+    }
+}

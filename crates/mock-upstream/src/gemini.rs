@@ -1,0 +1,177 @@
+//! Google's Gemini API (`models/{model}:generateContent` and `:streamGenerateContent?alt=sse`),
+//! as the real API answers: a `GenerateContentResponse`, or an event stream of partial ones
+//! (CRLF-separated, no terminal event; the last carries `finishReason` and `usageMetadata`).
+//! Errors have Google's shape (`{"error":{"code","message","status"}}`).
+//!
+//! What it answers: with function declarations offered (and not refused with mode NONE), a
+//! `functionCall` of the allowed or first function with arguments that fit its schema; after a
+//! `functionResponse`, a text quoting it; with `responseSchema`, JSON that fits it; otherwise
+//! the canned words. It refuses a key in the URL and a request without `x-goog-api-key`.
+
+use crate::faults::Fault;
+use crate::wire::{event_stream, example, json_answer, text, word};
+use crate::{json, Body, Options};
+use bytes::Bytes;
+use hyper::http::request::Parts;
+use hyper::{Response, StatusCode};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+pub fn error(status: u16, message: &str) -> Value {
+    let kind = match status {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        429 => "RESOURCE_EXHAUSTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "INTERNAL",
+    };
+    json!({"error": {"code": status, "message": message, "status": kind}})
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response<Body> {
+    json(status, &error(status.as_u16(), message))
+}
+
+enum Answer {
+    Canned,
+    Text(String),
+    Call { name: String, args: Value },
+}
+
+fn answer(request: &Value) -> Answer {
+    let contents = request.get("contents").and_then(Value::as_array).cloned().unwrap_or_default();
+    let last_parts =
+        contents.last().and_then(|c| c.get("parts")).and_then(Value::as_array).cloned().unwrap_or_default();
+    if let Some(response) = last_parts.iter().find_map(|p| p.get("functionResponse")) {
+        return Answer::Text(format!("The tool answered: {}", response.get("response").unwrap_or(&Value::Null)));
+    }
+    let declarations: Vec<Value> = request
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.get("functionDeclarations").and_then(Value::as_array))
+        .flatten()
+        .cloned()
+        .collect();
+    let config = request.pointer("/toolConfig/functionCallingConfig");
+    let mode = config.and_then(|c| c.get("mode")).and_then(Value::as_str).unwrap_or("AUTO");
+    if !declarations.is_empty() && mode != "NONE" {
+        let allowed = config.and_then(|c| c.get("allowedFunctionNames")).and_then(Value::as_array);
+        let declaration = declarations
+            .iter()
+            .find(|d| allowed.is_none_or(|names| names.iter().any(|n| n == d.get("name").unwrap_or(&Value::Null))))
+            .unwrap_or(&declarations[0]);
+        let name = declaration.get("name").and_then(Value::as_str).unwrap_or("tool").to_owned();
+        let args = declaration.get("parameters").map_or_else(|| json!({}), example);
+        return Answer::Call { name, args };
+    }
+    if let Some(schema) = request.pointer("/generationConfig/responseSchema") {
+        return Answer::Text(example(schema).to_string());
+    }
+    Answer::Canned
+}
+
+fn usage(request: &Value, candidates: usize) -> Value {
+    let prompt = request.get("contents").map_or(0, |c| c.to_string().len().div_ceil(4))
+        + request.get("systemInstruction").map_or(0, |s| s.to_string().len().div_ceil(4));
+    json!({"promptTokenCount": prompt, "candidatesTokenCount": candidates, "totalTokenCount": prompt + candidates,
+           "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]})
+}
+
+pub fn generate(options: &Options, parts: &Parts, path: &str, body: &[u8], fault: Option<&Fault>) -> Response<Body> {
+    let query = parts.uri.query().unwrap_or_default();
+    if query.split('&').any(|p| p.starts_with("key=")) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "mock-upstream: the API key must travel in x-goog-api-key, not in the URL",
+        );
+    }
+    if parts.headers.get("x-goog-api-key").is_none() {
+        return refuse(StatusCode::FORBIDDEN, "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.");
+    }
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return refuse(StatusCode::BAD_REQUEST, "Invalid JSON payload received.");
+    };
+    let Some(contents) = request.get("contents").and_then(Value::as_array).filter(|c| !c.is_empty()) else {
+        return refuse(StatusCode::BAD_REQUEST, "* GenerateContentRequest.contents: contents is not specified");
+    };
+    for (i, turn) in contents.iter().enumerate() {
+        let role = turn.get("role").and_then(Value::as_str).unwrap_or("user");
+        if role != "user" && role != "model" {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                &format!("* GenerateContentRequest.contents[{i}].role: Please use a valid role: user, model."),
+            );
+        }
+    }
+    let model = path.rsplit('/').next().and_then(|m| m.split(':').next()).unwrap_or("gemini").to_owned();
+    let response_id = format!("mockresp{:06}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let candidates =
+        request.pointer("/generationConfig/candidateCount").and_then(Value::as_u64).unwrap_or(1).max(1) as usize;
+    let words = fault.and_then(|f| f.stream_chunks).unwrap_or(options.stream_chunks);
+    let answer = answer(&request);
+    let response = |parts: Value, finish: Option<&str>, usage: Option<Value>| {
+        let list: Vec<Value> = (0..candidates)
+            .map(|index| {
+                let mut c = json!({"content": {"parts": parts, "role": "model"}, "index": index});
+                if let Some(reason) = finish {
+                    c["finishReason"] = json!(reason);
+                }
+                c
+            })
+            .collect();
+        let mut r = json!({"candidates": list, "modelVersion": model, "responseId": response_id});
+        if let Some(usage) = usage {
+            r["usageMetadata"] = usage;
+        }
+        r
+    };
+    if path.ends_with(":streamGenerateContent") {
+        if query != "alt=sse" {
+            return refuse(StatusCode::BAD_REQUEST, "mock-upstream speaks only the alt=sse stream");
+        }
+        let mut events = Vec::new();
+        if fault.is_some_and(|f| f.malformed) {
+            events.push(Bytes::from_static(b"data: {\"candidates\": [{\"content\r\n\r\n"));
+        }
+        let mut push = |value: Value| events.push(Bytes::from(format!("data: {value}\r\n\r\n")));
+        match answer {
+            Answer::Canned => {
+                let n = words.max(1);
+                for i in 0..n {
+                    let last = i + 1 == n;
+                    push(response(
+                        json!([{"text": word(i)}]),
+                        last.then_some("STOP"),
+                        last.then(|| usage(&request, n)),
+                    ));
+                }
+            }
+            Answer::Text(t) => {
+                let middle = t.char_indices().nth(t.chars().count() / 2).map_or(0, |(i, _)| i);
+                push(response(json!([{"text": &t[..middle]}]), None, None));
+                push(response(json!([{"text": &t[middle..]}]), Some("STOP"), Some(usage(&request, 8))));
+            }
+            Answer::Call { name, args } => {
+                push(response(
+                    json!([{"functionCall": {"name": name, "args": args}}]),
+                    Some("STOP"),
+                    Some(usage(&request, 10)),
+                ));
+            }
+        }
+        return event_stream(events, fault);
+    }
+    let (parts_json, tokens) = match answer {
+        Answer::Canned => (json!([{"text": text(words)}]), words.max(1)),
+        Answer::Text(t) => (json!([{"text": t}]), 8),
+        Answer::Call { name, args } => (json!([{"functionCall": {"name": name, "args": args}}]), 10),
+    };
+    json_answer(&response(parts_json, Some("STOP"), Some(usage(&request, tokens))), fault)
+}
