@@ -26,10 +26,11 @@ has_wasm_std() { # $1 = rustc
 }
 
 # 1. The wasm32 toolchain. wasm_path is prepended to PATH for the wasm build only.
+# SWITCHYARD_WASM_ROUTE=debian takes the Debian route even where rustup has the target.
 wasm_path=""
-if has_wasm_std rustc; then
+if [ "${SWITCHYARD_WASM_ROUTE:-}" != debian ] && has_wasm_std rustc; then
   :
-elif command -v rustup >/dev/null && timeout 20 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 && has_wasm_std rustc; then
+elif [ "${SWITCHYARD_WASM_ROUTE:-}" != debian ] && command -v rustup >/dev/null && timeout 20 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 && has_wasm_std rustc; then
   say "installed rustup's wasm32-unknown-unknown target"
 else
   # Debian route: rustc-web/cargo-web ship the compiler, rust-web-src the std sources, lld-22 rust-lld.
@@ -44,14 +45,14 @@ else
     mkdir -p "$scratch/src"
     printf '[package]\nname = "wasm-std"\nversion = "0.0.0"\nedition = "2021"\n[lib]\ncrate-type = ["cdylib"]\n[profile.release]\npanic = "abort"\n' >"$scratch/Cargo.toml"
     : >"$scratch/src/lib.rs"
-    (cd "$scratch" && RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Cembed-bitcode=yes" PATH="/usr/bin:$PATH" \
+    (cd "$scratch" && CARGO_TARGET_DIR="$scratch/target" RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Cembed-bitcode=yes" PATH="/usr/bin:$PATH" \
       cargo build -q --release --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort)
     libdir="$(/usr/bin/rustc --target wasm32-unknown-unknown --print target-libdir)"
     as_root mkdir -p "$libdir"
     as_root cp "$scratch"/target/wasm32-unknown-unknown/release/deps/*.rlib "$libdir/"
     rm -rf "$scratch"
     # Artifacts built against the previous sysroot would no longer link.
-    rm -rf "$root/target/wasm32-unknown-unknown"
+    rm -rf "${CARGO_TARGET_DIR:-$root/target}/wasm32-unknown-unknown"
   fi
   wasm_path="/usr/bin"
 fi

@@ -7,8 +7,10 @@
 //! `x-switchyard-*` headers.
 
 mod admin;
+mod attempts;
 mod chat;
 mod config;
+mod embeddings;
 mod http;
 mod provider_health;
 mod upstream;
@@ -64,14 +66,25 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, G
             let strict = req.headers().get("x-switchyard-strict").ok().flatten().is_some_and(|v| http::truthy(&v));
             let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
             let completed = chat::complete(&config, env, &body, strict).await?;
-            if !completed.outcomes.is_empty() {
-                let env = env.clone();
-                ctx.wait_until(async move { provider_health::report(&env, completed.outcomes).await });
-            }
-            Ok(completed.response)
+            Ok(record(completed, env, ctx))
+        }
+        Endpoint::Embeddings => {
+            let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
+            let completed = embeddings::complete(&config, env, &body).await?;
+            Ok(record(completed, env, ctx))
         }
         Endpoint::Health | Endpoint::Preflight | Endpoint::AdminHealth => unreachable_endpoint(),
     }
+}
+
+/// Reports the attempts' outcomes to the health record after the response, off the hot path.
+fn record(completed: attempts::Completed, env: &Env, ctx: &Context) -> Response {
+    if !completed.outcomes.is_empty() {
+        let env = env.clone();
+        let outcomes = completed.outcomes;
+        ctx.wait_until(async move { provider_health::report(&env, outcomes).await });
+    }
+    completed.response
 }
 
 /// Health and preflight are answered before authentication.

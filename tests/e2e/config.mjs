@@ -40,6 +40,8 @@ export function testConfig(mock, deadPort) {
       { name: "echo", targets: [{ provider: "builtin", model: "mock-1" }] },
       { name: "claude-sonnet", targets: [{ provider: "claude", model: "claude-sonnet-4-5" }] },
       { name: "gemini-flash", targets: [{ provider: "google", model: "gemini-2.5-flash" }] },
+      { name: "embed-openai", targets: [{ provider: "upstream", model: "text-embedding-3-small" }] },
+      { name: "embed-gemini", targets: [{ provider: "google", model: "gemini-embedding-001" }] },
       { name: "claude-strict", strict: true, targets: [{ provider: "claude", model: "claude-haiku-4-5" }] },
     ],
     keys: [{ name: "test", sha256: GATEWAY_KEY_SHA256 }],

@@ -218,3 +218,30 @@ test("a Gemini stream cut in the middle ends with an error event and [DONE]", as
   assert.equal(events.at(-1), "[DONE]");
   assert.equal(events.at(-2).error.code, "upstream_stream_broken");
 });
+
+test("embeddings through batchEmbedContents: one vector per input, in order, floats or base64", async () => {
+  const floats = await client.embeddings.create({ model: "embed-gemini", input: ["alpha", "beta", "gamma"], dimensions: 16, encoding_format: "float" });
+  assert.equal(floats.object, "list");
+  assert.deepEqual(floats.data.map((d) => d.index), [0, 1, 2]);
+  for (const d of floats.data) {
+    assert.equal(d.object, "embedding");
+    assert.equal(d.embedding.length, 16);
+  }
+  assert.ok(floats.usage.prompt_tokens > 0);
+  const last = (await mock.requests()).at(-1);
+  assert.equal(last.path, "/v1beta/models/gemini-embedding-001:batchEmbedContents");
+  assert.equal(last.headers["x-goog-api-key"], GEMINI_KEY);
+  assert.deepEqual(last.json.requests[1], { model: "models/gemini-embedding-001", content: { parts: [{ text: "beta" }] }, outputDimensionality: 16 });
+
+  // The SDK asks for base64 by default and decodes it: the same vectors must come out.
+  const decoded = await client.embeddings.create({ model: "embed-gemini", input: ["alpha", "beta", "gamma"], dimensions: 16 });
+  decoded.data.forEach((d, i) =>
+    d.embedding.forEach((v, j) => assert.ok(Math.abs(v - floats.data[i].embedding[j]) < 1e-6, `vector ${i}[${j}]`)),
+  );
+  const raw = await call(gateway, "/v1/embeddings", { body: { model: "embed-gemini", input: "alpha", encoding_format: "base64" } });
+  assert.equal(typeof (await raw.json()).data[0].embedding, "string");
+
+  const tokens = await call(gateway, "/v1/embeddings", { body: { model: "embed-gemini", input: [1, 2, 3] } });
+  assert.equal(tokens.status, 400);
+  assert.equal((await openaiError(tokens)).param, "input");
+});

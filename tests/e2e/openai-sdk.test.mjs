@@ -79,3 +79,19 @@ test("errors raise the SDK's typed exceptions", async () => {
     (e) => e instanceof OpenAI.BadRequestError && e.param === "messages",
   );
 });
+
+test("embeddings.create passes through an OpenAI-format vendor", async () => {
+  const { data: list, response } = await client.embeddings
+    .create({ model: "embed-openai", input: ["one", "two"], dimensions: 12 })
+    .withResponse();
+  assert.equal(response.headers.get("x-switchyard-model"), "text-embedding-3-small");
+  assert.equal(list.data.length, 2);
+  assert.equal(list.data[0].embedding.length, 12);
+  assert.ok(list.usage.total_tokens > 0);
+  const floats = await client.embeddings.create({ model: "embed-openai", input: "one", dimensions: 12, encoding_format: "float" });
+  floats.data[0].embedding.forEach((v, j) => assert.ok(Math.abs(v - list.data[0].embedding[j]) < 1e-6));
+  await assert.rejects(
+    client.embeddings.create({ model: "claude-sonnet", input: "x" }),
+    (e) => e instanceof OpenAI.BadRequestError && e.code === "unsupported_model",
+  );
+});

@@ -12,6 +12,8 @@ pub enum Endpoint {
     RetrieveModel(String),
     /// `POST /v1/chat/completions`
     ChatCompletions,
+    /// `POST /v1/embeddings`
+    Embeddings,
     /// `GET /admin/health`: every target's health record (admin token).
     AdminHealth,
     /// `OPTIONS` on any endpoint: a browser's CORS preflight.
@@ -26,6 +28,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, GatewayError> {
         "/health" => (Endpoint::Health, "GET"),
         "/v1/models" => (Endpoint::ListModels, "GET"),
         "/v1/chat/completions" => (Endpoint::ChatCompletions, "POST"),
+        "/v1/embeddings" => (Endpoint::Embeddings, "POST"),
         "/admin/health" => (Endpoint::AdminHealth, "GET"),
         _ => match path.strip_prefix("/v1/models/") {
             Some(id) if !id.is_empty() => (Endpoint::RetrieveModel(percent_decode(id)), "GET"),
@@ -45,7 +48,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, GatewayError> {
 
 /// The methods an endpoint answers, for the `Allow` header of a 405 and of a preflight.
 pub fn allowed_methods(path: &str) -> &'static str {
-    if path.starts_with("/v1/chat/") {
+    if path.starts_with("/v1/chat/") || path.starts_with("/v1/embeddings") {
         "POST, OPTIONS"
     } else {
         "GET, HEAD, OPTIONS"

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod chat;
 pub mod config;
+pub mod embeddings;
 pub mod endpoint;
 pub mod error;
 pub mod health;

@@ -175,3 +175,38 @@ pub fn generate(options: &Options, parts: &Parts, path: &str, body: &[u8], fault
     };
     json_answer(&response(parts_json, Some("STOP"), Some(usage(&request, tokens))), fault)
 }
+
+/// `models/{model}:batchEmbedContents`: one deterministic vector per request, in order.
+pub fn batch_embed(parts: &Parts, path: &str, body: &[u8]) -> Response<Body> {
+    if parts.headers.get("x-goog-api-key").is_none() || parts.uri.query().is_some_and(|q| q.contains("key=")) {
+        return refuse(StatusCode::FORBIDDEN, "the API key travels in x-goog-api-key only");
+    }
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return refuse(StatusCode::BAD_REQUEST, "Invalid JSON payload received.");
+    };
+    let model = path.rsplit('/').next().and_then(|m| m.split(':').next()).unwrap_or_default();
+    let Some(requests) = request.get("requests").and_then(Value::as_array).filter(|r| !r.is_empty()) else {
+        return refuse(StatusCode::BAD_REQUEST, "* BatchEmbedContentsRequest.requests: requests is required");
+    };
+    let mut embeddings = Vec::with_capacity(requests.len());
+    for (i, r) in requests.iter().enumerate() {
+        if r.get("model").and_then(Value::as_str) != Some(&format!("models/{model}")) {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "* BatchEmbedContentsRequest.requests[{i}].model: the model of each request must be models/{model}"
+                ),
+            );
+        }
+        let text: String = r
+            .pointer("/content/parts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect();
+        let dimensions = r.get("outputDimensionality").and_then(Value::as_u64).unwrap_or(8) as usize;
+        embeddings.push(json!({"values": crate::wire::vector(&text, dimensions)}));
+    }
+    json(StatusCode::OK, &json!({"embeddings": embeddings}))
+}

@@ -120,6 +120,10 @@ async fn handle(server: Arc<Server>, request: Request<Incoming>) -> Result<Respo
         openai::chat_completions(&server.options, &body, fault.as_ref())
     } else if post && path.ends_with("/messages") {
         anthropic::messages(&server.options, &parts, &body, fault.as_ref())
+    } else if post && path.ends_with("/embeddings") {
+        openai::embeddings(&body)
+    } else if post && path.ends_with(":batchEmbedContents") {
+        gemini::batch_embed(&parts, &path, &body)
     } else if post && (path.ends_with(":generateContent") || path.ends_with(":streamGenerateContent")) {
         gemini::generate(&server.options, &parts, &path, &body, fault.as_ref())
     } else {

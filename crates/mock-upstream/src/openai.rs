@@ -184,3 +184,43 @@ fn stream_response(
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
     event_stream(events, fault)
 }
+
+/// Dimensions of a mock embedding when the request does not ask for a number.
+const EMBEDDING_DIMENSIONS: usize = 8;
+
+/// `POST /v1/embeddings`: one deterministic vector per input, as floats or base64.
+pub fn embeddings(body: &[u8]) -> Response<Body> {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return invalid("We could not parse the JSON body of your request.");
+    };
+    let Some(model) = request.get("model").and_then(Value::as_str) else {
+        return invalid("you must provide a model parameter");
+    };
+    let inputs: Vec<String> = match request.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) if !items.is_empty() => items.iter().map(|i| i.to_string()).collect(),
+        _ => return invalid("'input' is a required property"),
+    };
+    let dimensions = request.get("dimensions").and_then(Value::as_u64).map_or(EMBEDDING_DIMENSIONS, |d| d as usize);
+    let base64 = request.get("encoding_format").and_then(Value::as_str) == Some("base64");
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, input)| {
+            let values = crate::wire::vector(input.trim_matches('"'), dimensions);
+            let embedding = if base64 {
+                use base64::Engine;
+                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(values)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    let tokens: usize = inputs.iter().map(|i| i.len().div_ceil(4)).sum();
+    json(
+        StatusCode::OK,
+        &json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+    )
+}

@@ -113,3 +113,23 @@ pub fn json_answer(answer: &Value, fault: Option<&Fault>) -> Response<Body> {
     }
     crate::full(hyper::StatusCode::OK, "application/json", bytes)
 }
+
+/// A deterministic unit vector for `text`: the same text always embeds the same way.
+pub fn vector(text: &str, dimensions: usize) -> Vec<f32> {
+    let mut state: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        state ^= u64::from(byte);
+        state = state.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut values: Vec<f32> = (0..dimensions.max(1))
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect();
+    let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::EPSILON);
+    values.iter_mut().for_each(|v| *v /= norm);
+    values
+}

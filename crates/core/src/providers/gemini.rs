@@ -919,3 +919,95 @@ mod tests {
         assert_eq!(call_id(Some("given".into()), "resp1", 0, 0, "f"), "given");
     }
 }
+
+// ---- Embeddings (batchEmbedContents) ----
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EmbedRequest<'a> {
+    model: String,
+    content: Turn<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_dimensionality: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct BatchEmbedRequest<'a> {
+    requests: Vec<EmbedRequest<'a>>,
+}
+
+#[derive(Deserialize)]
+struct BatchEmbedResponse {
+    embeddings: Vec<EmbeddingValues>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingValues {
+    values: Vec<f32>,
+}
+
+/// The vendor request for embeddings: one `batchEmbedContents` call, one request per input.
+pub fn embeddings_request(
+    provider: &Provider,
+    vendor_model: &str,
+    request: &crate::embeddings::EmbeddingRequest,
+    api_key: Option<&str>,
+) -> Result<OutboundRequest, GatewayError> {
+    let texts = request.input.texts().ok_or_else(|| {
+        GatewayError::invalid_request("input", "Gemini embedding models take text; token ids are not supported.")
+    })?;
+    let model = model_path(vendor_model);
+    let body = BatchEmbedRequest {
+        requests: texts
+            .into_iter()
+            .map(|text| EmbedRequest {
+                model: format!("models/{model}"),
+                content: Turn { role: None, parts: vec![Part::Text(text.into())] },
+                output_dimensionality: request.dimensions,
+            })
+            .collect(),
+    };
+    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    if let Some(key) = api_key {
+        headers.push(("x-goog-api-key".to_owned(), key.to_owned()));
+    }
+    headers.extend(provider.headers.iter().cloned());
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    Ok(OutboundRequest { url: format!("{}/models/{model}:batchEmbedContents", provider.base_url), headers, body })
+}
+
+/// The vendor's embeddings as OpenAI's list, in the order of the inputs. Gemini reports no
+/// token counts for embeddings: usage is estimated at four characters a token.
+pub fn embeddings_response(
+    provider: &str,
+    body: &[u8],
+    request: &crate::embeddings::EmbeddingRequest,
+    vendor_model: &str,
+) -> Result<crate::embeddings::EmbeddingList, GatewayError> {
+    use crate::embeddings::{Embedding, EmbeddingList, EmbeddingUsage, EmbeddingVector};
+    let answer: BatchEmbedResponse = serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, e))?;
+    let texts = request.input.texts().unwrap_or_default();
+    if answer.embeddings.len() != texts.len() {
+        return Err(super::invalid_answer(
+            provider,
+            format!("{} embeddings for {} inputs", answer.embeddings.len(), texts.len()),
+        ));
+    }
+    let tokens: u64 = texts.iter().map(|t| t.chars().count().div_ceil(4) as u64).sum();
+    let base64 = request.wants_base64();
+    Ok(EmbeddingList {
+        object: "list".to_owned(),
+        data: answer
+            .embeddings
+            .into_iter()
+            .enumerate()
+            .map(|(index, e)| Embedding {
+                object: "embedding".to_owned(),
+                index: index as u32,
+                embedding: EmbeddingVector::encode(e.values, base64),
+            })
+            .collect(),
+        model: model_path(vendor_model).to_owned(),
+        usage: EmbeddingUsage { prompt_tokens: tokens, total_tokens: tokens },
+    })
+}

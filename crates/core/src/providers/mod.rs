@@ -13,6 +13,7 @@ pub mod openai;
 
 use crate::chat::{ChatCompletion, ChatRequest};
 use crate::config::{Provider, ProviderKind};
+use crate::embeddings::{EmbeddingList, EmbeddingRequest};
 use crate::error::GatewayError;
 
 /// An HTTP request for a vendor, ready to send.
@@ -163,6 +164,50 @@ pub fn vendor_error(provider: &Provider, status: u16, body: &[u8], api_key: Opti
         ProviderKind::Openai | ProviderKind::Mock => openai::error_from_vendor(&provider.name, status, body, api_key),
         ProviderKind::Anthropic => anthropic::error_from_vendor(&provider.name, status, body, api_key),
         ProviderKind::Gemini => gemini::error_from_vendor(&provider.name, status, body, api_key),
+    }
+}
+
+/// Whether the provider has an embeddings API at all (checked before its key is looked up).
+pub fn check_embeddings(provider: &Provider, request: &EmbeddingRequest) -> Result<(), GatewayError> {
+    match provider.kind {
+        ProviderKind::Openai | ProviderKind::Gemini => Ok(()),
+        ProviderKind::Anthropic | ProviderKind::Mock => Err(GatewayError::new(
+            400,
+            "invalid_request_error",
+            "unsupported_model",
+            format!(
+                "The model `{}` cannot make embeddings: provider `{}` has no embeddings API.",
+                request.model, provider.name
+            ),
+        )
+        .with_param("model")),
+    }
+}
+
+/// The vendor request for embeddings, by the provider's wire format.
+pub fn prepare_embeddings(
+    provider: &Provider,
+    vendor_model: &str,
+    request: &EmbeddingRequest,
+    api_key: Option<&str>,
+) -> Result<OutboundRequest, GatewayError> {
+    check_embeddings(provider, request)?;
+    match provider.kind {
+        ProviderKind::Gemini => gemini::embeddings_request(provider, vendor_model, request, api_key),
+        _ => Ok(openai::embeddings_request(provider, vendor_model, request, api_key)),
+    }
+}
+
+/// The vendor's embeddings as OpenAI's list; `None` when the answer already is one.
+pub fn decode_embeddings(
+    provider: &Provider,
+    body: &[u8],
+    request: &EmbeddingRequest,
+    vendor_model: &str,
+) -> Result<Option<EmbeddingList>, GatewayError> {
+    match provider.kind {
+        ProviderKind::Gemini => gemini::embeddings_response(&provider.name, body, request, vendor_model).map(Some),
+        _ => Ok(None),
     }
 }
 

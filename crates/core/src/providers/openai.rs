@@ -246,3 +246,26 @@ mod stream_tests {
         assert!(text.ends_with("data: [DONE]\n\n"));
     }
 }
+
+#[derive(Serialize)]
+struct EmbeddingsBody<'a> {
+    model: &'a str,
+    #[serde(flatten)]
+    request: &'a crate::embeddings::EmbeddingRequest,
+}
+
+/// The vendor request for embeddings: the client's, with the vendor's model.
+pub fn embeddings_request(
+    provider: &Provider,
+    vendor_model: &str,
+    request: &crate::embeddings::EmbeddingRequest,
+    api_key: Option<&str>,
+) -> OutboundRequest {
+    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    if let Some(key) = api_key {
+        headers.push(("authorization".to_owned(), format!("Bearer {key}")));
+    }
+    headers.extend(provider.headers.iter().cloned());
+    let body = serde_json::to_vec(&EmbeddingsBody { model: vendor_model, request }).unwrap_or_default();
+    OutboundRequest { url: format!("{}/embeddings", provider.base_url), headers, body }
+}

@@ -1,0 +1,176 @@
+//! The attempt loop every model endpoint shares: try the model's targets in order, fail over on
+//! the vendor's trouble (unreachable, timeout, 408, 429, 5xx), stop at the request's own fault,
+//! and name in headers who answered and why earlier targets were abandoned.
+
+use crate::upstream;
+use std::future::Future;
+use switchyard_core::config::{Config, Model, Provider, ProviderKind, Target};
+use switchyard_core::health::Outcome;
+use switchyard_core::providers::{self, is_retryable_status, OutboundRequest};
+use switchyard_core::GatewayError;
+use worker::{Date, Env, Response};
+
+/// An attempt that produced no answer for the client.
+pub struct Failed {
+    pub error: Box<GatewayError>,
+    /// Whether the next target may succeed where this one failed.
+    pub retryable: bool,
+    pub retry_after: Option<String>,
+    /// The vendor's status, when it answered at all.
+    pub vendor_status: Option<u16>,
+}
+
+impl Failed {
+    /// The vendor's trouble: another target may succeed.
+    pub fn retryable(error: GatewayError) -> Self {
+        Self { error: Box::new(error), retryable: true, retry_after: None, vendor_status: None }
+    }
+
+    /// The request itself is at fault: another target would refuse it too.
+    pub fn final_(error: GatewayError) -> Self {
+        Self { error: Box::new(error), retryable: false, retry_after: None, vendor_status: None }
+    }
+}
+
+/// The client's answer, and what each attempt at a vendor came to (for the health record).
+pub struct Completed {
+    pub response: Response,
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Tries `model`'s targets in order with `attempt` until one answers or one fails for a reason
+/// that another target would share.
+pub async fn run<'c, F, Fut>(config: &'c Config, model: &'c Model, mut attempt: F) -> Completed
+where
+    F: FnMut(&'c Provider, &'c Target) -> Fut,
+    Fut: Future<Output = Result<Response, Failed>>,
+{
+    let mut failures: Vec<(&Target, Failed)> = Vec::new();
+    let mut outcomes = Vec::new();
+    for target in &model.targets {
+        let provider = config.provider(target);
+        let started = Date::now().as_millis();
+        let result = attempt(provider, target).await;
+        if provider.kind != ProviderKind::Mock {
+            outcomes.push(outcome(config, target, &result, started));
+        }
+        match result {
+            Ok(response) => return Completed { response: annotate(response, config, target, &failures), outcomes },
+            Err(failed) => {
+                let stop = !failed.retryable;
+                failures.push((target, failed));
+                if stop {
+                    break;
+                }
+            }
+        }
+    }
+    Completed { response: failure_response(config, failures), outcomes }
+}
+
+/// The vendor key of `provider`, from its secret.
+pub fn vendor_key(provider: &Provider, env: &Env) -> Result<Option<String>, Failed> {
+    match &provider.api_key_secret {
+        Some(secret) => env
+            .secret(secret)
+            .map(|s| Some(s.to_string()))
+            .map_err(|_| Failed::retryable(GatewayError::provider_key_missing(&provider.name, secret))),
+        None => Ok(None),
+    }
+}
+
+/// Sends `outbound` to the vendor: its successful response, or the failure in the client's
+/// terms (the vendor's error translated, its key never repeated).
+pub async fn call_vendor(
+    provider: &Provider,
+    outbound: &OutboundRequest,
+    key: Option<&str>,
+) -> Result<Response, Failed> {
+    let mut response = upstream::send(outbound, provider.timeout_ms).await.map_err(|failure| match failure {
+        upstream::Failure::Unreachable(cause) => {
+            Failed::retryable(GatewayError::upstream_unreachable(&provider.name, cause))
+        }
+        upstream::Failure::Timeout => {
+            Failed::retryable(GatewayError::upstream_timeout(&provider.name, provider.timeout_ms))
+        }
+    })?;
+    let status = response.status_code();
+    if (200..300).contains(&status) {
+        return Ok(response);
+    }
+    let retry_after = response.headers().get("retry-after").ok().flatten();
+    let body = response.bytes().await.unwrap_or_default();
+    Err(Failed {
+        error: Box::new(providers::vendor_error(provider, status, &body, key)),
+        retryable: is_retryable_status(status),
+        retry_after,
+        vendor_status: Some(status),
+    })
+}
+
+fn outcome(config: &Config, target: &Target, result: &Result<Response, Failed>, started: u64) -> Outcome {
+    let at_ms = Date::now().as_millis();
+    let (ok, status, error) = match result {
+        Ok(response) => (true, Some(response.status_code()), None),
+        // A failure that is not retryable is the request's fault, not the vendor's: the vendor
+        // answered, and is healthy.
+        Err(failed) => (!failed.retryable, failed.vendor_status, failed.error.code.as_deref().map(str::to_owned)),
+    };
+    Outcome {
+        target: describe(config, target),
+        ok,
+        status,
+        error,
+        latency_ms: at_ms.saturating_sub(started) as f64,
+        at_ms,
+    }
+}
+
+fn describe(config: &Config, target: &Target) -> String {
+    format!("{}/{}", config.provider(target).name, target.model)
+}
+
+/// The `x-switchyard-*` headers: who answered, after how many attempts, and why earlier
+/// attempts were abandoned.
+fn annotate(response: Response, config: &Config, answered: &Target, failures: &[(&Target, Failed)]) -> Response {
+    let headers = response.headers();
+    let _ = headers.set("x-switchyard-provider", &config.provider(answered).name);
+    let _ = headers.set("x-switchyard-model", &answered.model);
+    let _ = headers.set("x-switchyard-attempts", &(failures.len() + 1).to_string());
+    if !failures.is_empty() {
+        let reasons: Vec<String> = failures
+            .iter()
+            .map(|(t, f)| format!("{}={}", describe(config, t), f.error.code.as_deref().unwrap_or(f.error.kind)))
+            .collect();
+        let _ = headers.set("x-switchyard-fallbacks", &reasons.join(", "));
+    }
+    response
+}
+
+/// Every attempt failed: a single attempt's error is the client's answer as it is; several
+/// become one 503 that names each attempt.
+fn failure_response(config: &Config, mut failures: Vec<(&Target, Failed)>) -> Response {
+    let attempts = failures.len().to_string();
+    let (error, retry_after) = if failures.len() == 1 {
+        let (_, only) = failures.remove(0);
+        (*only.error, only.retry_after)
+    } else {
+        let list: Vec<String> =
+            failures.iter().map(|(t, f)| format!("{}: {}", describe(config, t), f.error.message)).collect();
+        let error = GatewayError::new(
+            503,
+            "server_error",
+            "all_targets_failed",
+            format!("Every target failed. {}", list.join("; ")),
+        );
+        let retry_after = failures.iter().filter_map(|(_, f)| f.retry_after.clone()).next();
+        (error, retry_after)
+    };
+    let response = crate::http::error_response(&error);
+    let headers = response.headers();
+    let _ = headers.set("x-switchyard-attempts", &attempts);
+    if let Some(value) = retry_after {
+        let _ = headers.set("retry-after", &value);
+    }
+    response
+}
