@@ -40,7 +40,7 @@ async fn attempt(
         let translator = providers::chat_stream(provider, prepared.plan.clone(), created);
         translate_stream(response, translator)
             .map_err(|e| Failed::retryable(GatewayError::upstream_invalid(&provider.name, e)))?
-    } else if provider.kind == ProviderKind::Openai {
+    } else if matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure) {
         pass_through(response)
     } else {
         let body = response

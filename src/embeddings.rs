@@ -28,7 +28,7 @@ async fn attempt(
     let outbound =
         providers::prepare_embeddings(provider, &target.model, request, key.as_deref()).map_err(Failed::final_)?;
     let mut response = call_vendor(provider, &outbound, key.as_deref()).await?;
-    if provider.kind == ProviderKind::Openai {
+    if matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure) {
         // OpenAI-format vendors answer in OpenAI's shape: passed through without being read.
         return Ok(pass_through(response));
     }

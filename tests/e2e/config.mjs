@@ -23,6 +23,7 @@ export function testConfig(mock, deadPort) {
       down: { kind: "openai", base_url: `http://127.0.0.1:${deadPort}/v1`, api_key_secret: "UPSTREAM_KEY" },
       builtin: { kind: "mock" },
       claude: { kind: "anthropic", base_url: `${mock.url}/v1`, api_key_secret: "ANTHROPIC_KEY", timeout_ms: TIMEOUT_MS },
+      azure: { kind: "azure", base_url: mock.url, api_version: "2024-10-21", api_key_secret: "AZURE_KEY", timeout_ms: TIMEOUT_MS },
       google: { kind: "gemini", base_url: `${mock.url}/v1beta`, api_key_secret: "GEMINI_KEY", timeout_ms: TIMEOUT_MS },
     },
     models: [
@@ -40,6 +41,7 @@ export function testConfig(mock, deadPort) {
       { name: "echo", targets: [{ provider: "builtin", model: "mock-1" }] },
       { name: "claude-sonnet", targets: [{ provider: "claude", model: "claude-sonnet-4-5" }] },
       { name: "gemini-flash", targets: [{ provider: "google", model: "gemini-2.5-flash" }] },
+      { name: "azure-gpt", targets: [{ provider: "azure", model: "gpt4o-prod" }] },
       { name: "embed-openai", targets: [{ provider: "upstream", model: "text-embedding-3-small" }] },
       { name: "embed-gemini", targets: [{ provider: "google", model: "gemini-embedding-001" }] },
       { name: "claude-strict", strict: true, targets: [{ provider: "claude", model: "claude-haiku-4-5" }] },

@@ -13,7 +13,7 @@ let client;
 
 before(async () => {
   mock = await startMock();
-  gateway = await startGateway({ config: testConfig(mock, await closedPort()), secrets: { UPSTREAM_KEY: VENDOR_KEY } });
+  gateway = await startGateway({ config: testConfig(mock, await closedPort()), secrets: { UPSTREAM_KEY: VENDOR_KEY, AZURE_KEY: "azure-vendor-key-3456" } });
   client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: GATEWAY_KEY, maxRetries: 0, timeout: 10_000 });
 });
 
@@ -94,4 +94,14 @@ test("embeddings.create passes through an OpenAI-format vendor", async () => {
     client.embeddings.create({ model: "claude-sonnet", input: "x" }),
     (e) => e instanceof OpenAI.BadRequestError && e.code === "unsupported_model",
   );
+});
+
+test("Azure OpenAI: deployment URL, api-version and the api-key header", async () => {
+  const reply = await client.chat.completions.create({ model: "azure-gpt", messages: [{ role: "user", content: "Hi" }] });
+  assert.match(reply.choices[0].message.content, /Hello from mock-upstream/);
+  const sent = (await mock.requests()).at(-1);
+  assert.equal(sent.path, "/openai/deployments/gpt4o-prod/chat/completions");
+  assert.equal(sent.query, "api-version=2024-10-21");
+  assert.equal(sent.headers["api-key"], "azure-vendor-key-3456");
+  assert.equal(sent.headers.authorization, undefined);
 });

@@ -11,6 +11,8 @@ use std::fmt;
 
 /// Default for `limits.max_body_bytes`: large enough for a chat with a few base64 images.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// Default `api_version` of an Azure OpenAI provider (the current GA version).
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 /// Default for a provider's `timeout_ms`.
 pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
 
@@ -45,6 +47,9 @@ impl std::error::Error for ConfigError {}
 pub enum ProviderKind {
     /// OpenAI's API, or any vendor that speaks it (Groq, Mistral, DeepSeek, vLLM, Ollama, ...).
     Openai,
+    /// Azure OpenAI: OpenAI's API at `{base_url}/openai/deployments/{model}` with an
+    /// `api-version` and the `api-key` header.
+    Azure,
     /// Anthropic's Messages API.
     Anthropic,
     /// Google's Gemini API (generateContent).
@@ -65,6 +70,8 @@ pub struct Provider {
     pub headers: Vec<(String, String)>,
     /// Time allowed for the vendor's response headers to arrive.
     pub timeout_ms: u64,
+    /// Azure's `api-version` query parameter.
+    pub api_version: Option<String>,
 }
 
 /// One place a model can be served from: a provider and the vendor's name for the model.
@@ -135,6 +142,8 @@ struct ProviderDoc {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     timeout_ms: Option<u64>,
+    #[serde(default)]
+    api_version: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -223,6 +232,22 @@ impl Config {
             if timeout_ms == 0 {
                 return Err(ConfigError::at(format!("{path}.timeout_ms"), "must be at least 1"));
             }
+            let api_version = match (p.kind, p.api_version) {
+                (ProviderKind::Azure, version) => {
+                    let version = version.unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.to_owned());
+                    if version.is_empty()
+                        || !version.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                    {
+                        return Err(ConfigError::at(
+                            format!("{path}.api_version"),
+                            "an Azure api-version such as 2024-10-21",
+                        ));
+                    }
+                    Some(version)
+                }
+                (_, Some(_)) => return Err(ConfigError::at(format!("{path}.api_version"), "only for kind \"azure\"")),
+                (_, None) => None,
+            };
             provider_index.insert(name.clone(), providers.len());
             providers.push(Provider {
                 name,
@@ -231,6 +256,7 @@ impl Config {
                 api_key_secret: p.api_key_secret,
                 headers,
                 timeout_ms,
+                api_version,
             });
         }
 

@@ -28,6 +28,7 @@ fn provider(kind: ProviderKind, base_url: &str) -> Provider {
         api_key_secret: Some("KEY".into()),
         headers: vec![],
         timeout_ms: 1000,
+        api_version: None,
     }
 }
 

@@ -118,7 +118,7 @@ pub fn prepare_chat(
     strict: bool,
 ) -> Result<Prepared, GatewayError> {
     match provider.kind {
-        ProviderKind::Openai => Ok(Prepared {
+        ProviderKind::Openai | ProviderKind::Azure => Ok(Prepared {
             outbound: openai::chat_request(provider, vendor_model, request, api_key),
             report: ParamReport::default(),
             plan: ChatPlan::of(request),
@@ -143,7 +143,7 @@ pub fn decode_chat(
     created: u64,
 ) -> Result<Option<ChatCompletion>, GatewayError> {
     match provider.kind {
-        ProviderKind::Openai | ProviderKind::Mock => Ok(None),
+        ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Mock => Ok(None),
         ProviderKind::Anthropic => anthropic::chat_response(&provider.name, body, plan, created).map(Some),
         ProviderKind::Gemini => gemini::chat_response(&provider.name, body, plan, created).map(Some),
     }
@@ -152,7 +152,9 @@ pub fn decode_chat(
 /// The translator of the vendor's event stream into OpenAI's.
 pub fn chat_stream(provider: &Provider, plan: ChatPlan, created: u64) -> Box<dyn StreamTranslator> {
     match provider.kind {
-        ProviderKind::Openai | ProviderKind::Mock => Box::new(openai::Stream::new(&provider.name)),
+        ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Mock => {
+            Box::new(openai::Stream::new(&provider.name))
+        }
         ProviderKind::Anthropic => Box::new(anthropic::Stream::new(&provider.name, plan, created)),
         ProviderKind::Gemini => Box::new(gemini::Stream::new(&provider.name, plan, created)),
     }
@@ -161,7 +163,9 @@ pub fn chat_stream(provider: &Provider, plan: ChatPlan, created: u64) -> Box<dyn
 /// The client's error for a vendor's error answer.
 pub fn vendor_error(provider: &Provider, status: u16, body: &[u8], api_key: Option<&str>) -> GatewayError {
     match provider.kind {
-        ProviderKind::Openai | ProviderKind::Mock => openai::error_from_vendor(&provider.name, status, body, api_key),
+        ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Mock => {
+            openai::error_from_vendor(&provider.name, status, body, api_key)
+        }
         ProviderKind::Anthropic => anthropic::error_from_vendor(&provider.name, status, body, api_key),
         ProviderKind::Gemini => gemini::error_from_vendor(&provider.name, status, body, api_key),
     }
@@ -170,7 +174,7 @@ pub fn vendor_error(provider: &Provider, status: u16, body: &[u8], api_key: Opti
 /// Whether the provider has an embeddings API at all (checked before its key is looked up).
 pub fn check_embeddings(provider: &Provider, request: &EmbeddingRequest) -> Result<(), GatewayError> {
     match provider.kind {
-        ProviderKind::Openai | ProviderKind::Gemini => Ok(()),
+        ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Gemini => Ok(()),
         ProviderKind::Anthropic | ProviderKind::Mock => Err(GatewayError::new(
             400,
             "invalid_request_error",

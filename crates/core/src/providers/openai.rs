@@ -17,6 +17,24 @@ struct Body<'a> {
 }
 
 /// The vendor request for `request`, sent to `vendor_model` at `provider`.
+/// The URL of an endpoint (`chat/completions`, `embeddings`) for a model at this provider.
+fn endpoint(provider: &Provider, vendor_model: &str, path: &str) -> String {
+    match (&provider.kind, &provider.api_version) {
+        (crate::config::ProviderKind::Azure, Some(version)) => {
+            format!("{}/openai/deployments/{vendor_model}/{path}?api-version={version}", provider.base_url)
+        }
+        _ => format!("{}/{path}", provider.base_url),
+    }
+}
+
+/// The vendor key's header: `api-key` for Azure, a bearer token for everyone else.
+fn auth_header(provider: &Provider, key: &str) -> (String, String) {
+    match provider.kind {
+        crate::config::ProviderKind::Azure => ("api-key".to_owned(), key.to_owned()),
+        _ => ("authorization".to_owned(), format!("Bearer {key}")),
+    }
+}
+
 pub fn chat_request(
     provider: &Provider,
     vendor_model: &str,
@@ -28,12 +46,12 @@ pub fn chat_request(
     let accept = if request.is_stream() { "text/event-stream" } else { "application/json" };
     headers.push(("accept".to_owned(), accept.to_owned()));
     if let Some(key) = api_key {
-        headers.push(("authorization".to_owned(), format!("Bearer {key}")));
+        headers.push(auth_header(provider, key));
     }
     headers.extend(provider.headers.iter().cloned());
     // Serializing validated wire types into a Vec cannot fail.
     let body = serde_json::to_vec(&Body { model: vendor_model, request }).unwrap_or_default();
-    OutboundRequest { url: format!("{}/chat/completions", provider.base_url), headers, body }
+    OutboundRequest { url: endpoint(provider, vendor_model, "chat/completions"), headers, body }
 }
 
 #[derive(Deserialize)]
@@ -108,6 +126,7 @@ mod tests {
             api_key_secret: Some("OPENAI_API_KEY".into()),
             headers: vec![("openai-organization".into(), "org-1".into())],
             timeout_ms: 1000,
+            api_version: None,
         }
     }
 
@@ -128,6 +147,22 @@ mod tests {
         assert_eq!(body["logit_bias"]["1"], 2);
         assert_eq!(body["store"], false);
         assert_eq!(body["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn azure_gets_its_deployment_url_api_version_and_api_key_header() {
+        let mut azure = provider();
+        azure.kind = ProviderKind::Azure;
+        azure.base_url = "https://myres.openai.azure.com".into();
+        azure.api_version = Some("2024-10-21".into());
+        let req = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        let out = chat_request(&azure, "gpt4o-prod", &req, Some("azkey"));
+        assert_eq!(
+            out.url,
+            "https://myres.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
+        );
+        assert!(out.headers.contains(&("api-key".into(), "azkey".into())));
+        assert!(!out.headers.iter().any(|(h, _)| h == "authorization"));
     }
 
     #[test]
@@ -263,9 +298,9 @@ pub fn embeddings_request(
 ) -> OutboundRequest {
     let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
     if let Some(key) = api_key {
-        headers.push(("authorization".to_owned(), format!("Bearer {key}")));
+        headers.push(auth_header(provider, key));
     }
     headers.extend(provider.headers.iter().cloned());
     let body = serde_json::to_vec(&EmbeddingsBody { model: vendor_model, request }).unwrap_or_default();
-    OutboundRequest { url: format!("{}/embeddings", provider.base_url), headers, body }
+    OutboundRequest { url: endpoint(provider, vendor_model, "embeddings"), headers, body }
 }
