@@ -1,8 +1,9 @@
 //! OpenAI Chat Completions wire types: the canonical request every adapter reads, and the
 //! response and stream chunk every adapter produces.
 //!
-//! The request keeps parameters it does not model in `extra`, so a pass-through to an
-//! OpenAI-format vendor loses nothing.
+//! The request is parsed once into typed fields; parameters it does not model are kept in
+//! `extra` (for adapters to map or report), and the original bytes are kept too, so that a
+//! pass-through to an OpenAI-format vendor sends them as they came, with only the model renamed.
 
 use crate::error::GatewayError;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -10,10 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ChatRequest {
     /// The public model name the client asked for; adapters write the vendor's model instead.
-    #[serde(skip_serializing)]
     pub model: String,
     pub messages: Vec<Message>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,17 +46,59 @@ pub struct ChatRequest {
     pub response_format: Option<ResponseFormat>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_effort: Option<String>,
-    /// Every other parameter, as sent.
-    #[serde(flatten)]
+    /// Every top-level parameter not modelled above, as sent.
+    #[serde(skip)]
     pub extra: Map<String, Value>,
+    /// The request as it came, and where its `model` value lies in it.
+    #[serde(skip)]
+    pub raw: RawBody,
 }
+
+/// The original bytes of a request, and the byte range of its top-level `model` value.
+#[derive(Debug, Clone, Default)]
+pub struct RawBody {
+    pub bytes: Vec<u8>,
+    pub model_span: (usize, usize),
+}
+
+impl RawBody {
+    /// The bytes with the `model` value replaced by `model`, all else untouched.
+    pub fn with_model(&self, model: &str) -> Vec<u8> {
+        let (start, end) = self.model_span;
+        let mut out = Vec::with_capacity(self.bytes.len() + model.len());
+        out.extend_from_slice(&self.bytes[..start]);
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, model);
+        out.extend_from_slice(&self.bytes[end..]);
+        out
+    }
+}
+
+/// Top-level parameters `ChatRequest` models; any other is kept in `extra`.
+const MODELLED: &[&str] = &[
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "temperature",
+    "top_p",
+    "n",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "seed",
+    "user",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "reasoning_effort",
+];
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct StreamOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_usage: Option<bool>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -81,8 +123,6 @@ pub struct Message {
     pub tool_calls: Option<Vec<ToolCall>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
 /// A message's content: a string, or an array of typed parts.
@@ -268,9 +308,10 @@ pub struct JsonSchemaFormat {
 impl ChatRequest {
     /// Parses and validates a request body. A body that is not JSON is `invalid_json`; a body
     /// that breaks the schema is `invalid_request` naming the offending parameter.
-    pub fn parse(body: &[u8]) -> Result<ChatRequest, GatewayError> {
-        let de = &mut serde_json::Deserializer::from_slice(body);
-        let request: ChatRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+    pub fn parse(body: impl Into<Vec<u8>>) -> Result<ChatRequest, GatewayError> {
+        let body = body.into();
+        let de = &mut serde_json::Deserializer::from_slice(&body);
+        let mut request: ChatRequest = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             match inner.classify() {
@@ -282,6 +323,21 @@ impl ChatRequest {
             }
         })?;
         request.validate()?;
+        // A second, shallow pass: the top-level values as raw slices of the body, for the
+        // parameters not modelled and for where `model` lies. It cannot fail where the typed
+        // pass succeeded.
+        let top: Vec<(std::borrow::Cow<str>, &serde_json::value::RawValue)> =
+            serde_json::from_slice::<TopLevel>(&body).map(|t| t.0).unwrap_or_default();
+        for (key, value) in top {
+            if key == "model" {
+                let start = value.get().as_ptr() as usize - body.as_ptr() as usize;
+                request.raw.model_span = (start, start + value.get().len());
+            } else if !MODELLED.contains(&key.as_ref()) {
+                let value = serde_json::from_str(value.get()).unwrap_or(Value::Null);
+                request.extra.insert(key.into_owned(), value);
+            }
+        }
+        request.raw.bytes = body;
         Ok(request)
     }
 
@@ -334,6 +390,29 @@ impl ChatRequest {
 
     pub fn wants_stream_usage(&self) -> bool {
         self.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true)
+    }
+}
+
+/// A JSON object's members in order, values unparsed.
+struct TopLevel<'a>(Vec<(std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for TopLevel<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for MembersVisitor<'a> {
+            type Value = TopLevel<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<TopLevel<'a>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(TopLevel(members))
+            }
+        }
+        deserializer.deserialize_map(MembersVisitor(std::marker::PhantomData))
     }
 }
 
@@ -476,6 +555,66 @@ pub struct FunctionCallDelta {
     pub arguments: Option<String>,
 }
 
+/// Writes the `chat.completion.chunk` events of one stream. What every chunk repeats (id,
+/// object, created, model) is encoded once; each chunk then costs only its own delta, which for
+/// the common text delta is one escaped string.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkWriter {
+    /// `data: {"id":..,"object":"chat.completion.chunk","created":..,"model":..,"choices":[`
+    head: Vec<u8>,
+}
+
+impl ChunkWriter {
+    pub fn new(id: &str, created: u64, model: &str) -> Self {
+        let mut head = Vec::with_capacity(96 + id.len() + model.len());
+        head.extend_from_slice(b"data: {\"id\":");
+        let _ = serde_json::to_writer(&mut head, id);
+        head.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+        head.extend_from_slice(created.to_string().as_bytes());
+        head.extend_from_slice(b",\"model\":");
+        let _ = serde_json::to_writer(&mut head, model);
+        head.extend_from_slice(b",\"choices\":[");
+        Self { head }
+    }
+
+    fn open_choice(&self, out: &mut Vec<u8>, index: u32) {
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(b"{\"index\":");
+        out.extend_from_slice(index.to_string().as_bytes());
+        out.extend_from_slice(b",\"delta\":");
+    }
+
+    fn close_choice(out: &mut Vec<u8>, finish_reason: Option<FinishReason>) {
+        out.extend_from_slice(b",\"finish_reason\":");
+        let _ = serde_json::to_writer(&mut *out, &finish_reason);
+        out.extend_from_slice(b",\"logprobs\":null}]}\n\n");
+    }
+
+    /// A chunk whose delta is a piece of the answer's text.
+    pub fn content(&self, out: &mut Vec<u8>, index: u32, text: &str) {
+        self.open_choice(out, index);
+        out.extend_from_slice(b"{\"content\":");
+        let _ = serde_json::to_writer(&mut *out, text);
+        out.push(b'}');
+        Self::close_choice(out, None);
+    }
+
+    /// A chunk with any delta and, on the last chunk of a choice, its finish reason.
+    pub fn delta(&self, out: &mut Vec<u8>, index: u32, delta: &Delta, finish_reason: Option<FinishReason>) {
+        self.open_choice(out, index);
+        let _ = serde_json::to_writer(&mut *out, delta);
+        Self::close_choice(out, finish_reason);
+    }
+
+    /// The usage chunk: no choices, the usage of the whole answer.
+    pub fn usage(&self, out: &mut Vec<u8>, usage: &Usage) {
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(b"],\"usage\":");
+        let _ = serde_json::to_writer(&mut *out, usage);
+        out.extend_from_slice(b"}\n\n");
+    }
+}
+
 pub const COMPLETION_OBJECT: &str = "chat.completion";
 pub const CHUNK_OBJECT: &str = "chat.completion.chunk";
 
@@ -519,13 +658,47 @@ mod tests {
     }
 
     #[test]
-    fn serializing_keeps_unknown_parameters_and_leaves_model_to_the_adapter() {
-        let r = parse(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"logit_bias":{"50256":-100},"temperature":0.5}"#).unwrap();
-        let out: Value = serde_json::to_value(&r).unwrap();
-        assert_eq!(out["logit_bias"]["50256"], -100);
-        assert_eq!(out["temperature"], 0.5);
-        assert!(out.get("model").is_none());
-        assert!(out.get("stream").is_none());
+    fn chunk_writer_writes_the_same_json_as_the_chunk_type() {
+        let w = ChunkWriter::new("id\"1", 7, "m");
+        let mut out = Vec::new();
+        w.content(&mut out, 0, "h\u{e9}\n");
+        w.delta(&mut out, 1, &Delta::default(), Some(FinishReason::Stop));
+        w.usage(&mut out, &Usage::new(1, 2));
+        let text = String::from_utf8(out).unwrap();
+        let events: Vec<Value> = text
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .map(|e| serde_json::from_str(e).unwrap())
+            .collect();
+        let chunk = |choices: Vec<ChunkChoice>, usage: Option<Usage>| {
+            serde_json::to_value(ChatChunk {
+                id: "id\"1".into(),
+                object: CHUNK_OBJECT.into(),
+                created: 7,
+                model: "m".into(),
+                choices,
+                usage,
+            })
+            .unwrap()
+        };
+        let content = Delta { content: Some("h\u{e9}\n".into()), ..Delta::default() };
+        assert_eq!(
+            events[0],
+            chunk(vec![ChunkChoice { index: 0, delta: content, finish_reason: None, logprobs: None }], None)
+        );
+        let stop =
+            ChunkChoice { index: 1, delta: Delta::default(), finish_reason: Some(FinishReason::Stop), logprobs: None };
+        assert_eq!(events[1], chunk(vec![stop], None));
+        assert_eq!(events[2], chunk(vec![], Some(Usage::new(1, 2))));
+    }
+
+    #[test]
+    fn the_raw_body_renames_the_model_and_keeps_every_other_byte() {
+        let body = "{ \"messages\":[{\"role\":\"user\",\"content\":\"hi\",\"x\":1}],\n  \"model\" : \"fast\", \"logit_bias\":{\"50256\":-100},\"temperature\":0.50}";
+        let r = parse(body).unwrap();
+        assert_eq!(r.extra.keys().collect::<Vec<_>>(), ["logit_bias"]);
+        let renamed = String::from_utf8(r.raw.with_model("gpt-4o \"mini\"")).unwrap();
+        assert_eq!(renamed, body.replace("\"fast\"", "\"gpt-4o \\\"mini\\\"\""));
     }
 
     #[test]

@@ -60,6 +60,19 @@ fn anthropic_vendor() -> Vendor {
     }
 }
 
+fn openai_vendor() -> Vendor {
+    Vendor {
+        name: "openai",
+        prepare: |r| {
+            let p = provider(ProviderKind::Openai, "https://api.openai.com/v1");
+            providers::prepare_chat(&p, "gpt-4o-mini", r, Some(KEY), false)
+        },
+        response: |_, _| panic!("OpenAI answers pass through untouched: no response fixtures"),
+        stream: |_| Box::new(providers::openai::Stream::new("vendor")),
+        error: |status, body| providers::openai::error_from_vendor("vendor", status, body, Some(KEY)),
+    }
+}
+
 fn gemini_vendor() -> Vendor {
     Vendor {
         name: "gemini",
@@ -211,5 +224,29 @@ fn gemini_fixtures() {
     let vendor = gemini_vendor();
     for dir in cases(vendor.name) {
         run_case(&vendor, &dir);
+    }
+}
+
+#[test]
+fn openai_fixtures() {
+    let vendor = openai_vendor();
+    for dir in cases(vendor.name) {
+        run_case(&vendor, &dir);
+    }
+}
+
+/// A complete OpenAI stream must reach the client byte for byte.
+#[test]
+fn openai_streams_pass_through_byte_for_byte() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openai/stream-text");
+    let input = std::fs::read(dir.join("vendor-stream.sse")).unwrap();
+    for piece in [1, 5, 64, input.len()] {
+        let mut t = providers::openai::Stream::new("vendor");
+        let mut out = Vec::new();
+        for chunk in input.chunks(piece) {
+            t.push(chunk, &mut out);
+        }
+        t.finish(None, &mut out);
+        assert_eq!(out, input);
     }
 }

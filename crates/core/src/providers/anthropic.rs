@@ -10,10 +10,9 @@ use super::{
     parse_data_url, push_stream_error, redact, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator,
 };
 use crate::chat::{
-    AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, CompletionTokensDetails, Content,
-    ContentPart, Delta, FinishReason, FunctionCall, FunctionCallDelta, FunctionType, PromptTokensDetails,
-    ResponseFormat, Role, Stop, ToolCall, ToolCallDelta, ToolChoice, ToolChoiceMode, Usage, CHUNK_OBJECT,
-    COMPLETION_OBJECT,
+    AssistantMessage, ChatCompletion, ChatRequest, Choice, ChunkWriter, CompletionTokensDetails, Content, ContentPart,
+    Delta, FinishReason, FunctionCall, FunctionCallDelta, FunctionType, PromptTokensDetails, ResponseFormat, Role,
+    Stop, ToolCall, ToolCallDelta, ToolChoice, ToolChoiceMode, Usage, COMPLETION_OBJECT,
 };
 use crate::config::Provider;
 use crate::error::GatewayError;
@@ -608,31 +607,38 @@ pub fn error_from_vendor(provider: &str, status: u16, body: &[u8], api_key: Opti
 
 // ---- Stream ----
 
+/// One stream event, flat: its `type` says which fields it has. Flat and borrowing, so the
+/// frequent `content_block_delta` costs one pass over its bytes and no copy of its text.
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum StreamEvent {
-    MessageStart {
-        message: StartMessage,
-    },
-    ContentBlockStart {
-        index: usize,
-        content_block: StartBlock,
-    },
-    ContentBlockDelta {
-        index: usize,
-        delta: BlockDelta,
-    },
-    ContentBlockStop {},
-    MessageDelta {
-        delta: MessageDeltaBody,
-        #[serde(default)]
-        usage: Option<AnthropicUsage>,
-    },
-    MessageStop {},
-    Ping {},
-    Error {
-        error: ErrorObject,
-    },
+struct Event<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    index: usize,
+    #[serde(default, borrow)]
+    delta: Option<EventDelta<'a>>,
+    #[serde(default)]
+    message: Option<StartMessage>,
+    #[serde(default)]
+    content_block: Option<StartBlock>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+    #[serde(default)]
+    error: Option<ErrorObject>,
+}
+
+/// The `delta` of a `content_block_delta` (`text_delta`, `input_json_delta`, `thinking_delta`)
+/// or of a `message_delta` (the stop reason).
+#[derive(Deserialize)]
+struct EventDelta<'a> {
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stop_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -659,28 +665,6 @@ enum StartBlock {
     Other,
 }
 
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum BlockDelta {
-    TextDelta {
-        text: String,
-    },
-    InputJsonDelta {
-        partial_json: String,
-    },
-    ThinkingDelta {
-        thinking: String,
-    },
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-struct MessageDeltaBody {
-    #[serde(default)]
-    stop_reason: Option<String>,
-}
-
 #[derive(Clone, Copy, PartialEq)]
 enum BlockKind {
     Text,
@@ -697,9 +681,9 @@ pub struct Stream {
     provider: String,
     plan: ChatPlan,
     parser: SseParser,
-    id: String,
-    model: String,
     created: u64,
+    /// Set by `message_start`, which carries the id and model every chunk repeats.
+    writer: Option<ChunkWriter>,
     blocks: Vec<BlockKind>,
     tool_calls: u32,
     usage: AnthropicUsage,
@@ -713,30 +697,14 @@ impl Stream {
             provider: provider.to_owned(),
             plan,
             parser: SseParser::new(),
-            id: String::new(),
-            model: String::new(),
             created,
+            writer: None,
             blocks: Vec::new(),
             tool_calls: 0,
             usage: AnthropicUsage::default(),
             finish: None,
             done: false,
         }
-    }
-
-    fn chunk(&self, delta: Delta, finish_reason: Option<FinishReason>) -> ChatChunk {
-        ChatChunk {
-            id: self.id.clone(),
-            object: CHUNK_OBJECT.to_owned(),
-            created: self.created,
-            model: self.model.clone(),
-            choices: vec![ChunkChoice { index: 0, delta, finish_reason, logprobs: None }],
-            usage: None,
-        }
-    }
-
-    fn emit(&self, out: &mut Vec<u8>, delta: Delta) {
-        sse::push_event(out, &self.chunk(delta, None));
     }
 
     fn fail(&mut self, out: &mut Vec<u8>, error: GatewayError) {
@@ -751,36 +719,85 @@ impl Stream {
         if self.done {
             return;
         }
-        let event: StreamEvent = match serde_json::from_slice(data) {
+        let event: Event = match serde_json::from_slice(data) {
             Ok(event) => event,
             Err(e) => {
-                // An event type Anthropic adds later is skipped; a broken event ends the stream.
-                if serde_json::from_slice::<Value>(data).is_ok() {
-                    return;
-                }
                 let error = super::invalid_answer(&self.provider, format!("unreadable stream event: {e}"));
                 return self.fail(out, error);
             }
         };
-        match event {
-            StreamEvent::MessageStart { message } => {
-                self.id = message.id;
-                self.model = message.model;
-                self.usage.update(&message.usage);
-                self.emit(out, Delta { role: Some(Role::Assistant), content: Some(String::new()), ..Delta::default() });
+        if event.kind == "error" {
+            let error = event.error.unwrap_or(ErrorObject { kind: String::new(), message: "stream error".into() });
+            let status = match error.kind.as_str() {
+                "overloaded_error" => 529,
+                "rate_limit_error" => 429,
+                "invalid_request_error" => 400,
+                _ => 500,
+            };
+            let error = error_from_parts(&self.provider, status, &error.kind, &error.message, None);
+            return self.fail(out, error);
+        }
+        if event.kind == "message_start" {
+            let Some(message) = event.message else {
+                return self.fail(out, super::invalid_answer(&self.provider, "message_start without its message"));
+            };
+            self.usage.update(&message.usage);
+            let writer = ChunkWriter::new(&message.id, self.created, &message.model);
+            writer.delta(
+                out,
+                0,
+                &Delta { role: Some(Role::Assistant), content: Some(String::new()), ..Delta::default() },
+                None,
+            );
+            self.writer = Some(writer);
+            return;
+        }
+        let Some(writer) = &self.writer else {
+            // Anything but a ping before message_start is not Anthropic's stream.
+            if event.kind != "ping" {
+                self.fail(out, super::invalid_answer(&self.provider, format!("`{}` before message_start", event.kind)));
             }
-            StreamEvent::ContentBlockStart { index, content_block } => {
-                let kind = match content_block {
-                    StartBlock::Text { text } => {
+            return;
+        };
+        match event.kind.as_ref() {
+            "content_block_delta" => {
+                let Some(delta) = event.delta else { return };
+                let kind = self.blocks.get(event.index).copied().unwrap_or(BlockKind::Other);
+                match (kind, delta) {
+                    (BlockKind::Text, EventDelta { text: Some(text), .. }) => writer.content(out, 0, &text),
+                    (BlockKind::Json, EventDelta { partial_json: Some(json), .. }) if !json.is_empty() => {
+                        writer.content(out, 0, &json)
+                    }
+                    (BlockKind::Tool(i), EventDelta { partial_json: Some(json), .. }) if !json.is_empty() => {
+                        let call = ToolCallDelta {
+                            index: i,
+                            function: FunctionCallDelta {
+                                arguments: Some(json.into_owned()),
+                                ..FunctionCallDelta::default()
+                            },
+                            ..ToolCallDelta::default()
+                        };
+                        writer.delta(out, 0, &Delta { tool_calls: Some(vec![call]), ..Delta::default() }, None);
+                    }
+                    (BlockKind::Thinking, EventDelta { thinking: Some(thinking), .. }) => {
+                        let delta = Delta { reasoning_content: Some(thinking.into_owned()), ..Delta::default() };
+                        writer.delta(out, 0, &delta, None);
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_start" => {
+                let kind = match event.content_block {
+                    Some(StartBlock::Text { text }) => {
                         if !text.is_empty() {
-                            self.emit(out, Delta { content: Some(text), ..Delta::default() });
+                            writer.content(out, 0, &text);
                         }
                         BlockKind::Text
                     }
-                    StartBlock::ToolUse { name, .. } if self.plan.json_tool.as_deref() == Some(name.as_str()) => {
+                    Some(StartBlock::ToolUse { name, .. }) if self.plan.json_tool.as_deref() == Some(name.as_str()) => {
                         BlockKind::Json
                     }
-                    StartBlock::ToolUse { id, name } => {
+                    Some(StartBlock::ToolUse { id, name }) => {
                         let tool_index = self.tool_calls;
                         self.tool_calls += 1;
                         let call = ToolCallDelta {
@@ -789,73 +806,34 @@ impl Stream {
                             kind: Some(FunctionType::Function),
                             function: FunctionCallDelta { name: Some(name), arguments: Some(String::new()) },
                         };
-                        self.emit(out, Delta { tool_calls: Some(vec![call]), ..Delta::default() });
+                        writer.delta(out, 0, &Delta { tool_calls: Some(vec![call]), ..Delta::default() }, None);
                         BlockKind::Tool(tool_index)
                     }
-                    StartBlock::Thinking {} => BlockKind::Thinking,
-                    StartBlock::Other => BlockKind::Other,
+                    Some(StartBlock::Thinking {}) => BlockKind::Thinking,
+                    Some(StartBlock::Other) | None => BlockKind::Other,
                 };
-                if self.blocks.len() <= index {
-                    self.blocks.resize(index + 1, BlockKind::Other);
+                if self.blocks.len() <= event.index {
+                    self.blocks.resize(event.index + 1, BlockKind::Other);
                 }
-                self.blocks[index] = kind;
+                self.blocks[event.index] = kind;
             }
-            StreamEvent::ContentBlockDelta { index, delta } => {
-                let kind = self.blocks.get(index).copied().unwrap_or(BlockKind::Other);
-                let delta = match (kind, delta) {
-                    (BlockKind::Text, BlockDelta::TextDelta { text }) => {
-                        Delta { content: Some(text), ..Delta::default() }
-                    }
-                    (BlockKind::Json, BlockDelta::InputJsonDelta { partial_json }) => {
-                        Delta { content: Some(partial_json), ..Delta::default() }
-                    }
-                    (_, BlockDelta::InputJsonDelta { partial_json }) if partial_json.is_empty() => return,
-                    (BlockKind::Tool(i), BlockDelta::InputJsonDelta { partial_json }) => Delta {
-                        tool_calls: Some(vec![ToolCallDelta {
-                            index: i,
-                            function: FunctionCallDelta {
-                                arguments: Some(partial_json),
-                                ..FunctionCallDelta::default()
-                            },
-                            ..ToolCallDelta::default()
-                        }]),
-                        ..Delta::default()
-                    },
-                    (BlockKind::Thinking, BlockDelta::ThinkingDelta { thinking }) => {
-                        Delta { reasoning_content: Some(thinking), ..Delta::default() }
-                    }
-                    _ => return,
-                };
-                self.emit(out, delta);
-            }
-            StreamEvent::MessageDelta { delta, usage } => {
-                if let Some(usage) = usage {
-                    self.usage.update(&usage);
+            "message_delta" => {
+                if let Some(usage) = &event.usage {
+                    self.usage.update(usage);
                 }
-                self.finish = Some(finish_reason(delta.stop_reason.as_deref(), &self.plan));
+                let stop_reason = event.delta.and_then(|d| d.stop_reason);
+                self.finish = Some(finish_reason(stop_reason.as_deref(), &self.plan));
             }
-            StreamEvent::MessageStop {} => {
-                sse::push_event(out, &self.chunk(Delta::default(), Some(self.finish.unwrap_or(FinishReason::Stop))));
+            "message_stop" => {
+                writer.delta(out, 0, &Delta::default(), Some(self.finish.unwrap_or(FinishReason::Stop)));
                 if self.plan.include_usage {
-                    let mut last = self.chunk(Delta::default(), None);
-                    last.choices.clear();
-                    last.usage = Some(self.usage.to_openai(None));
-                    sse::push_event(out, &last);
+                    writer.usage(out, &self.usage.to_openai(None));
                 }
                 out.extend_from_slice(sse::DONE);
                 self.done = true;
             }
-            StreamEvent::ContentBlockStop {} | StreamEvent::Ping {} => {}
-            StreamEvent::Error { error } => {
-                let status = match error.kind.as_str() {
-                    "overloaded_error" => 529,
-                    "rate_limit_error" => 429,
-                    "invalid_request_error" => 400,
-                    _ => 500,
-                };
-                let error = error_from_parts(&self.provider, status, &error.kind, &error.message, None);
-                self.fail(out, error);
-            }
+            // content_block_stop, ping, and event types Anthropic adds later carry nothing here.
+            _ => {}
         }
     }
 

@@ -11,10 +11,9 @@ use super::{
     parse_data_url, push_stream_error, redact, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator,
 };
 use crate::chat::{
-    AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, CompletionTokensDetails, Content,
-    ContentPart, Delta, FinishReason, FunctionCall, FunctionCallDelta, FunctionType, PromptTokensDetails,
-    ResponseFormat, Role, Stop, ToolCall, ToolCallDelta, ToolChoice, ToolChoiceMode, Usage, CHUNK_OBJECT,
-    COMPLETION_OBJECT,
+    AssistantMessage, ChatCompletion, ChatRequest, Choice, ChunkWriter, CompletionTokensDetails, Content, ContentPart,
+    Delta, FinishReason, FunctionCall, FunctionCallDelta, FunctionType, PromptTokensDetails, ResponseFormat, Role,
+    Stop, ToolCall, ToolCallDelta, ToolChoice, ToolChoiceMode, Usage, COMPLETION_OBJECT,
 };
 use crate::config::Provider;
 use crate::error::GatewayError;
@@ -703,6 +702,50 @@ pub fn error_from_vendor(provider: &str, status: u16, body: &[u8], api_key: Opti
 
 // ---- Stream ----
 
+/// One event of the stream: a partial `GenerateContentResponse`, read borrowing its text.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StreamEvent<'a> {
+    #[serde(default, borrow)]
+    candidates: Vec<StreamCandidate<'a>>,
+    #[serde(default)]
+    prompt_feedback: Option<PromptFeedback>,
+    #[serde(default)]
+    usage_metadata: Option<UsageMetadata>,
+    #[serde(default, borrow)]
+    model_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    response_id: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StreamCandidate<'a> {
+    #[serde(default, borrow)]
+    content: Option<StreamContent<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    index: u32,
+}
+
+#[derive(Deserialize)]
+struct StreamContent<'a> {
+    #[serde(default, borrow)]
+    parts: Vec<StreamPart<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StreamPart<'a> {
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default)]
+    thought: bool,
+    #[serde(default)]
+    function_call: Option<ResponseFunctionCall>,
+}
+
 /// Gemini's event stream (each event a partial `GenerateContentResponse`) to OpenAI's chunks.
 /// Gemini sends no terminal event: the stream is complete once every candidate has a finish
 /// reason; ending before that is a break.
@@ -710,10 +753,10 @@ pub struct Stream {
     provider: String,
     plan: ChatPlan,
     parser: SseParser,
-    id: String,
     response_id: String,
-    model: String,
     created: u64,
+    /// Set by the first event, which carries the id and model every chunk repeats.
+    writer: Option<ChunkWriter>,
     /// Per candidate: whether its role chunk went out, its tool calls so far, whether it finished.
     candidates: Vec<CandidateState>,
     usage: Option<UsageMetadata>,
@@ -733,24 +776,12 @@ impl Stream {
             provider: provider.to_owned(),
             plan,
             parser: SseParser::new(),
-            id: String::new(),
             response_id: String::new(),
-            model: String::new(),
             created,
+            writer: None,
             candidates: Vec::new(),
             usage: None,
             done: false,
-        }
-    }
-
-    fn chunk(&self, index: u32, delta: Delta, finish_reason: Option<FinishReason>) -> ChatChunk {
-        ChatChunk {
-            id: self.id.clone(),
-            object: CHUNK_OBJECT.to_owned(),
-            created: self.created,
-            model: self.model.clone(),
-            choices: vec![ChunkChoice { index, delta, finish_reason, logprobs: None }],
-            usage: None,
         }
     }
 
@@ -766,7 +797,7 @@ impl Stream {
         if self.done {
             return;
         }
-        let event: GenerateResponse = match serde_json::from_slice(data) {
+        let event: StreamEvent = match serde_json::from_slice(data) {
             Ok(event) => event,
             Err(e) => {
                 let error = match serde_json::from_slice::<ErrorBody>(data) {
@@ -776,13 +807,6 @@ impl Stream {
                 return self.fail(out, error);
             }
         };
-        if self.id.is_empty() {
-            self.response_id = event.response_id.clone().unwrap_or_default();
-            self.id = format!("chatcmpl-{}", if self.response_id.is_empty() { "gemini" } else { &self.response_id });
-        }
-        if let Some(model) = &event.model_version {
-            self.model.clone_from(model);
-        }
         if event.candidates.is_empty() {
             if let Some(error) = blocked(&self.provider, &event.prompt_feedback) {
                 return self.fail(out, error);
@@ -791,27 +815,36 @@ impl Stream {
         if event.usage_metadata.is_some() {
             self.usage = event.usage_metadata;
         }
+        let writer = self.writer.get_or_insert_with(|| {
+            self.response_id = event.response_id.as_deref().unwrap_or_default().to_owned();
+            let id = format!("chatcmpl-{}", if self.response_id.is_empty() { "gemini" } else { &self.response_id });
+            ChunkWriter::new(&id, self.created, event.model_version.as_deref().unwrap_or_default())
+        });
         for candidate in event.candidates {
             let index = candidate.index;
             let i = index as usize;
             if self.candidates.len() <= i {
                 self.candidates.resize(i + 1, CandidateState::default());
             }
-            if !self.candidates[i].started {
-                self.candidates[i].started = true;
+            let state = &mut self.candidates[i];
+            if !state.started {
+                state.started = true;
                 let delta = Delta { role: Some(Role::Assistant), content: Some(String::new()), ..Delta::default() };
-                sse::push_event(out, &self.chunk(index, delta, None));
+                writer.delta(out, index, &delta, None);
             }
-            for part in candidate.content.unwrap_or_default().parts {
-                let delta = match (part.text, part.function_call) {
-                    (Some(t), _) if t.is_empty() => continue,
-                    (Some(t), _) if part.thought => Delta { reasoning_content: Some(t), ..Delta::default() },
-                    (Some(t), _) => Delta { content: Some(t), ..Delta::default() },
+            for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
+                match (part.text, part.function_call) {
+                    (Some(t), _) if t.is_empty() => {}
+                    (Some(t), _) if part.thought => {
+                        let delta = Delta { reasoning_content: Some(t.into_owned()), ..Delta::default() };
+                        writer.delta(out, index, &delta, None);
+                    }
+                    (Some(t), _) => writer.content(out, index, &t),
                     (None, Some(call)) => {
-                        let position = self.candidates[i].tool_calls;
-                        self.candidates[i].tool_calls += 1;
+                        let position = state.tool_calls;
+                        state.tool_calls += 1;
                         let arguments = if call.args.is_null() { "{}".to_owned() } else { call.args.to_string() };
-                        Delta {
+                        let delta = Delta {
                             tool_calls: Some(vec![ToolCallDelta {
                                 index: position,
                                 id: Some(call_id(call.id, &self.response_id, index, position, &call.name)),
@@ -819,17 +852,15 @@ impl Stream {
                                 function: FunctionCallDelta { name: Some(call.name), arguments: Some(arguments) },
                             }]),
                             ..Delta::default()
-                        }
+                        };
+                        writer.delta(out, index, &delta, None);
                     }
-                    (None, None) => continue,
-                };
-                sse::push_event(out, &self.chunk(index, delta, None));
+                    (None, None) => {}
+                }
             }
             if let Some(reason) = candidate.finish_reason {
-                let state = &mut self.candidates[i];
                 state.finished = true;
-                let finish = finish_reason(&reason, state.tool_calls > 0);
-                sse::push_event(out, &self.chunk(index, Delta::default(), Some(finish)));
+                writer.delta(out, index, &Delta::default(), Some(finish_reason(&reason, state.tool_calls > 0)));
             }
         }
     }
@@ -847,8 +878,9 @@ impl StreamTranslator for Stream {
         if self.done {
             return;
         }
+        // Once every candidate has finished, the answer is whole, however the connection ends.
         let complete = !self.candidates.is_empty() && self.candidates.iter().all(|c| c.finished);
-        if !complete || error.is_some() {
+        if !complete {
             let cause = error.unwrap_or("the stream ended before the answer was complete");
             let error = GatewayError::new(
                 502,
@@ -858,11 +890,8 @@ impl StreamTranslator for Stream {
             );
             return self.fail(out, error);
         }
-        if self.plan.include_usage {
-            let mut last = self.chunk(0, Delta::default(), None);
-            last.choices.clear();
-            last.usage = Some(self.usage.unwrap_or_default().to_openai());
-            sse::push_event(out, &last);
+        if let (true, Some(writer)) = (self.plan.include_usage, &self.writer) {
+            writer.usage(out, &self.usage.unwrap_or_default().to_openai());
         }
         out.extend_from_slice(sse::DONE);
         self.done = true;

@@ -9,13 +9,6 @@ use crate::error::GatewayError;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
-#[derive(Serialize)]
-struct Body<'a> {
-    model: &'a str,
-    #[serde(flatten)]
-    request: &'a ChatRequest,
-}
-
 /// The vendor request for `request`, sent to `vendor_model` at `provider`.
 /// The URL of an endpoint (`chat/completions`, `embeddings`) for a model at this provider.
 fn endpoint(provider: &Provider, vendor_model: &str, path: &str) -> String {
@@ -49,8 +42,8 @@ pub fn chat_request(
         headers.push(auth_header(provider, key));
     }
     headers.extend(provider.headers.iter().cloned());
-    // Serializing validated wire types into a Vec cannot fail.
-    let body = serde_json::to_vec(&Body { model: vendor_model, request }).unwrap_or_default();
+    // The client's bytes as they came, only the model renamed.
+    let body = request.raw.with_model(vendor_model);
     OutboundRequest { url: endpoint(provider, vendor_model, "chat/completions"), headers, body }
 }
 
@@ -200,12 +193,17 @@ mod tests {
     }
 }
 
-/// An OpenAI-format stream passes through byte for byte; this watches it go by so that a stream
-/// the vendor breaks off before `[DONE]` still ends, for the client, with an error event and
-/// `[DONE]` instead of a silent truncation.
+/// An OpenAI-format stream passes through byte for byte, event by event: bytes are forwarded
+/// up to the last complete event (the blank line that ends it), so a stream the vendor breaks
+/// off leaves no half event for the client to choke on, and ends, for the client, with an error
+/// event and `[DONE]` instead of a silent truncation.
 pub struct Stream {
     provider: String,
     parser: crate::sse::SseParser,
+    /// Bytes of the event not yet complete.
+    pending: Vec<u8>,
+    /// The last byte scanned (CRs aside) ended a line.
+    at_line_start: bool,
     /// `[DONE]` or an error event went by: the client's stream is complete.
     ended: bool,
     errored: bool,
@@ -213,21 +211,53 @@ pub struct Stream {
 
 impl Stream {
     pub fn new(provider: &str) -> Self {
-        Self { provider: provider.to_owned(), parser: crate::sse::SseParser::new(), ended: false, errored: false }
+        Self {
+            provider: provider.to_owned(),
+            parser: crate::sse::SseParser::new(),
+            pending: Vec::new(),
+            at_line_start: true,
+            ended: false,
+            errored: false,
+        }
     }
-}
 
-impl super::StreamTranslator for Stream {
-    fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        out.extend_from_slice(bytes);
+    fn forward(&mut self, complete: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(complete);
         let (ended, errored) = (&mut self.ended, &mut self.errored);
-        self.parser.push(bytes, &mut |_, data| {
+        self.parser.push(complete, &mut |_, data| {
             if data == b"[DONE]" {
                 *ended = true;
             } else if data.starts_with(b"{\"error\"") {
                 *errored = true;
             }
         });
+    }
+}
+
+impl super::StreamTranslator for Stream {
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        // The end of the last complete event in `bytes`, if one completes here.
+        let mut boundary = None;
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'\n' if self.at_line_start => boundary = Some(i + 1),
+                b'\n' => self.at_line_start = true,
+                b'\r' => {}
+                _ => self.at_line_start = false,
+            }
+        }
+        match boundary {
+            Some(end) if self.pending.is_empty() => self.forward(&bytes[..end], out),
+            Some(end) => {
+                let mut complete = std::mem::take(&mut self.pending);
+                complete.extend_from_slice(&bytes[..end]);
+                self.forward(&complete, out);
+                complete.clear();
+                self.pending = complete;
+            }
+            None => {}
+        }
+        self.pending.extend_from_slice(&bytes[boundary.unwrap_or(0)..]);
     }
 
     fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
@@ -243,8 +273,6 @@ impl super::StreamTranslator for Stream {
                 "upstream_stream_broken",
                 format!("Provider `{}` broke off its stream: {cause}", self.provider),
             );
-            // A cut may leave half an event behind: a blank line closes it before the error.
-            out.extend_from_slice(b"\n\n");
             super::push_stream_error(out, &error);
         }
         out.extend_from_slice(crate::sse::DONE);
