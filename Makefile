@@ -4,7 +4,7 @@
 PORT ?= 8787
 CONFIG ?=
 
-.PHONY: dev test build bootstrap lint unit e2e mock-upstream check-config
+.PHONY: dev test build bootstrap lint unit e2e mock-upstream check-config bench
 
 ## Build and run the gateway at http://127.0.0.1:$(PORT) (CONFIG=<file> for your own configuration).
 dev:
@@ -26,6 +26,8 @@ lint:
 
 unit:
 	cargo test -p switchyard-core -p mock-upstream
+	# The benchmark in its quick mode: it must keep working, its timings mean nothing here.
+	cargo test -p switchyard-core --bench adapters
 
 mock-upstream:
 	cargo build -p mock-upstream
@@ -36,3 +38,7 @@ e2e: build mock-upstream
 ## Validate a configuration document: make check-config CONFIG=my-config.json
 check-config:
 	cargo run -q -p switchyard-core --bin switchyard-config -- check "$(or $(CONFIG),config/default.json)"
+
+## Benchmarks (figures and method in BENCHMARKS.md): translation cost per vendor, natively.
+bench:
+	cargo bench -p switchyard-core --bench adapters

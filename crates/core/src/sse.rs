@@ -93,7 +93,11 @@ impl SseParser {
                 self.data.extend_from_slice(value);
                 self.has_data = true;
             }
-            b"event" => self.event = String::from_utf8_lossy(value).into_owned(),
+            b"event" => {
+                // Reuses the buffer: one allocation for the whole stream, not one an event.
+                self.event.clear();
+                self.event.push_str(&String::from_utf8_lossy(value));
+            }
             _ => {} // id, retry: nothing a gateway needs
         }
     }
