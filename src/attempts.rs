@@ -2,12 +2,13 @@
 //! the vendor's trouble (unreachable, timeout, 408, 429, 5xx), stop at the request's own fault,
 //! and name in headers who answered and why earlier targets were abandoned.
 
-use crate::upstream;
+use crate::{health_view, upstream};
 use std::future::Future;
+use switchyard_core::breaker::Admission;
 use switchyard_core::config::{Config, Model, Provider, ProviderKind, Target};
-use switchyard_core::health::Outcome;
+use switchyard_core::health::{retry_after_until, Outcome, Report};
 use switchyard_core::providers::{self, is_retryable_status, OutboundRequest};
-use switchyard_core::GatewayError;
+use switchyard_core::{route, GatewayError};
 use worker::{Date, Env, Response};
 
 /// An attempt that produced no answer for the client.
@@ -16,6 +17,8 @@ pub struct Failed {
     /// Whether the next target may succeed where this one failed.
     pub retryable: bool,
     pub retry_after: Option<String>,
+    /// When the vendor may be called again, from its Retry-After or retry-after-ms.
+    pub retry_after_until_ms: Option<u64>,
     /// The vendor's status, when it answered at all.
     pub vendor_status: Option<u16>,
 }
@@ -23,19 +26,31 @@ pub struct Failed {
 impl Failed {
     /// The vendor's trouble: another target may succeed.
     pub fn retryable(error: GatewayError) -> Self {
-        Self { error: Box::new(error), retryable: true, retry_after: None, vendor_status: None }
+        Self {
+            error: Box::new(error),
+            retryable: true,
+            retry_after: None,
+            retry_after_until_ms: None,
+            vendor_status: None,
+        }
     }
 
     /// The request itself is at fault: another target would refuse it too.
     pub fn final_(error: GatewayError) -> Self {
-        Self { error: Box::new(error), retryable: false, retry_after: None, vendor_status: None }
+        Self {
+            error: Box::new(error),
+            retryable: false,
+            retry_after: None,
+            retry_after_until_ms: None,
+            vendor_status: None,
+        }
     }
 }
 
 /// The client's answer, and what each attempt at a vendor came to (for the health record).
 pub struct Completed {
     pub response: Response,
-    pub outcomes: Vec<Outcome>,
+    pub report: Report,
 }
 
 /// Tries `model`'s targets in order with `attempt` until one answers or one fails for a reason
@@ -45,17 +60,37 @@ where
     F: FnMut(&'c Provider, &'c Target) -> Fut,
     Fut: Future<Output = Result<Response, Failed>>,
 {
+    let policy = &config.health.breaker;
+    let now = Date::now().as_millis();
+    let names: Vec<String> = model.targets.iter().map(|t| describe(config, t)).collect();
+    // Targets whose breaker is open or whose vendor asked for time are skipped, unless every
+    // target is out: then the one back first is tried rather than none.
+    let plan = route::plan(model.targets.len(), |i| health_view::peek(&names[i], policy, now));
+
     let mut failures: Vec<(&Target, Failed)> = Vec::new();
     let mut outcomes = Vec::new();
-    for target in &model.targets {
+    let mut answer = None;
+    for i in plan {
+        let target = &model.targets[i];
         let provider = config.provider(target);
         let started = Date::now().as_millis();
+        // When every target is out, the plan holds the one back first, and it is tried anyway.
+        let forced = matches!(health_view::peek(&names[i], policy, started), Admission::Reject { .. });
+        if !forced {
+            if let Admission::Reject { .. } = health_view::admit(&names[i], policy, started) {
+                // Another request of this isolate took the half-open probe since the plan was made.
+                continue;
+            }
+        }
         let result = attempt(provider, target).await;
         if provider.kind != ProviderKind::Mock {
-            outcomes.push(outcome(config, target, &result, started));
+            outcomes.push(outcome(&names[i], &result, started));
         }
         match result {
-            Ok(response) => return Completed { response: annotate(response, config, target, &failures), outcomes },
+            Ok(response) => {
+                answer = Some(annotate(response, config, target, &failures));
+                break;
+            }
             Err(failed) => {
                 let stop = !failed.retryable;
                 failures.push((target, failed));
@@ -65,7 +100,9 @@ where
             }
         }
     }
-    Completed { response: failure_response(config, failures), outcomes }
+    health_view::record(policy, &outcomes);
+    let response = answer.unwrap_or_else(|| failure_response(config, failures));
+    Completed { response, report: Report { policy: policy.clone(), outcomes } }
 }
 
 /// The vendor key of `provider`, from its secret.
@@ -99,30 +136,49 @@ pub async fn call_vendor(
         return Ok(response);
     }
     let retry_after = response.headers().get("retry-after").ok().flatten();
+    let retry_after_ms = response.headers().get("retry-after-ms").ok().flatten();
+    let retry_after_until_ms =
+        retry_after_until(retry_after.as_deref(), retry_after_ms.as_deref(), Date::now().as_millis());
     let body = response.bytes().await.unwrap_or_default();
     Err(Failed {
         error: Box::new(providers::vendor_error(provider, status, &body, key)),
         retryable: is_retryable_status(status),
         retry_after,
+        retry_after_until_ms,
         vendor_status: Some(status),
     })
 }
 
-fn outcome(config: &Config, target: &Target, result: &Result<Response, Failed>, started: u64) -> Outcome {
+fn outcome(target: &str, result: &Result<Response, Failed>, started: u64) -> Outcome {
     let at_ms = Date::now().as_millis();
-    let (ok, status, error) = match result {
-        Ok(response) => (true, Some(response.status_code()), None),
+    let (ok, status, error, retry_after_until_ms) = match result {
+        Ok(response) => (true, Some(response.status_code()), None, None),
         // A failure that is not retryable is the request's fault, not the vendor's: the vendor
         // answered, and is healthy.
-        Err(failed) => (!failed.retryable, failed.vendor_status, failed.error.code.as_deref().map(str::to_owned)),
+        Err(failed) => (
+            !failed.retryable,
+            failed.vendor_status,
+            failed.error.code.as_deref().map(str::to_owned),
+            failed.retry_after_until_ms,
+        ),
     };
     Outcome {
-        target: describe(config, target),
+        target: target.to_owned(),
         ok,
         status,
         error,
         latency_ms: at_ms.saturating_sub(started) as f64,
         at_ms,
+        retry_after_until_ms,
+    }
+}
+
+/// Why an attempt was abandoned, in a word: the error code, else the vendor's status.
+fn reason(failed: &Failed) -> String {
+    match (failed.error.code.as_deref(), failed.vendor_status) {
+        (Some(code), _) if code != "upstream_error" => code.to_owned(),
+        (_, Some(status)) => format!("http_{status}"),
+        (code, None) => code.unwrap_or(failed.error.kind).to_owned(),
     }
 }
 
@@ -138,10 +194,8 @@ fn annotate(response: Response, config: &Config, answered: &Target, failures: &[
     let _ = headers.set("x-switchyard-model", &answered.model);
     let _ = headers.set("x-switchyard-attempts", &(failures.len() + 1).to_string());
     if !failures.is_empty() {
-        let reasons: Vec<String> = failures
-            .iter()
-            .map(|(t, f)| format!("{}={}", describe(config, t), f.error.code.as_deref().unwrap_or(f.error.kind)))
-            .collect();
+        let reasons: Vec<String> =
+            failures.iter().map(|(t, f)| format!("{}={}", describe(config, t), reason(f))).collect();
         let _ = headers.set("x-switchyard-fallbacks", &reasons.join(", "));
     }
     response
@@ -151,7 +205,15 @@ fn annotate(response: Response, config: &Config, answered: &Target, failures: &[
 /// become one 503 that names each attempt.
 fn failure_response(config: &Config, mut failures: Vec<(&Target, Failed)>) -> Response {
     let attempts = failures.len().to_string();
-    let (error, retry_after) = if failures.len() == 1 {
+    let (error, retry_after) = if failures.is_empty() {
+        let error = GatewayError::new(
+            503,
+            "server_error",
+            "no_target_available",
+            "Every target of this model is out of service (open circuit breaker); try again shortly.",
+        );
+        (error, Some("1".to_owned()))
+    } else if failures.len() == 1 {
         let (_, only) = failures.remove(0);
         (*only.error, only.retry_after)
     } else {

@@ -3,7 +3,7 @@
 //! vendor already speaks it).
 
 use crate::attempts::{self, call_vendor, vendor_key, Completed, Failed};
-use crate::http;
+use crate::{http, upstream};
 use futures::StreamExt;
 use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Config, Provider, ProviderKind, Target};
@@ -38,8 +38,7 @@ async fn attempt(
     let created = Date::now().as_millis() / 1000;
     let answer = if prepared.plan.stream {
         let translator = providers::chat_stream(provider, prepared.plan.clone(), created);
-        translate_stream(response, translator)
-            .map_err(|e| Failed::retryable(GatewayError::upstream_invalid(&provider.name, e)))?
+        translate_stream(provider, response, translator).await?
     } else if matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure) {
         pass_through(response)
     } else {
@@ -67,11 +66,47 @@ pub fn pass_through(response: Response) -> Response {
     ResponseBuilder::new().with_status(status).with_headers(headers).body(body)
 }
 
-/// The vendor's event stream through `translator`, chunk by chunk as it arrives. However the
-/// vendor's stream ends, the client's ends with `[DONE]` (after an error event if it broke).
-fn translate_stream(mut response: Response, translator: Box<dyn StreamTranslator>) -> worker::Result<Response> {
-    let upstream = response.stream()?;
-    let chunks = futures::stream::unfold(Some((upstream, translator)), |state| async move {
+/// The vendor's event stream through `translator`, chunk by chunk as it arrives.
+///
+/// The gateway commits to this target only once the vendor's first event has translated into
+/// something for the client: a stream that fails before that (an error event, a break, nothing
+/// within the provider's timeout) is a failed attempt, and the client never sees it. After the
+/// commit, however the vendor's stream ends, the client's ends with `[DONE]` (after an error
+/// event if it broke).
+async fn translate_stream(
+    provider: &Provider,
+    mut response: Response,
+    mut translator: Box<dyn StreamTranslator>,
+) -> Result<Response, Failed> {
+    let broken = |cause: String| {
+        Failed::retryable(GatewayError::new(
+            502,
+            "server_error",
+            "upstream_stream_broken",
+            format!("Provider `{}` broke off its stream before its first event: {cause}", provider.name),
+        ))
+    };
+    let mut upstream = response.stream().map_err(|e| broken(e.to_string()))?;
+    let mut first = Vec::new();
+    let mut ended = false;
+    while first.is_empty() && !ended {
+        match upstream::within(provider.timeout_ms, upstream.next()).await {
+            None => {
+                return Err(Failed::retryable(GatewayError::upstream_timeout(&provider.name, provider.timeout_ms)));
+            }
+            Some(Some(Ok(bytes))) => translator.push(&bytes, &mut first),
+            Some(Some(Err(e))) => return Err(broken(e.to_string())),
+            Some(None) => {
+                translator.finish(None, &mut first);
+                ended = true;
+            }
+        }
+        if let Some(error) = translator.error() {
+            return Err(Failed::retryable(error.clone()));
+        }
+    }
+
+    let rest = futures::stream::unfold((!ended).then_some((upstream, translator)), |state| async move {
         let (mut upstream, mut translator) = state?;
         loop {
             let mut out = Vec::new();
@@ -93,10 +128,11 @@ fn translate_stream(mut response: Response, translator: Box<dyn StreamTranslator
             }
         }
     });
-    let response = Response::from_stream(chunks)?;
+    let chunks = futures::stream::once(async move { Ok(first) }).chain(rest);
+    let response = Response::from_stream(chunks).map_err(|e| broken(e.to_string()))?;
     let headers = response.headers();
-    headers.set("content-type", "text/event-stream; charset=utf-8")?;
-    headers.set("cache-control", "no-cache")?;
+    let _ = headers.set("content-type", "text/event-stream; charset=utf-8");
+    let _ = headers.set("cache-control", "no-cache");
     Ok(response)
 }
 

@@ -11,6 +11,7 @@ mod attempts;
 mod chat;
 mod config;
 mod embeddings;
+mod health_view;
 mod http;
 mod provider_health;
 mod upstream;
@@ -77,12 +78,21 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, G
     }
 }
 
-/// Reports the attempts' outcomes to the health record after the response, off the hot path.
+/// After the response, off the hot path: reports the attempts' outcomes to the shared health
+/// record, and refreshes this isolate's copy of it when it has grown old.
 fn record(completed: attempts::Completed, env: &Env, ctx: &Context) -> Response {
-    if !completed.outcomes.is_empty() {
+    let report = (!completed.report.outcomes.is_empty()).then_some(completed.report);
+    let refresh = health_view::claim_refresh(worker::Date::now().as_millis());
+    if report.is_some() || refresh {
         let env = env.clone();
-        let outcomes = completed.outcomes;
-        ctx.wait_until(async move { provider_health::report(&env, outcomes).await });
+        ctx.wait_until(async move {
+            if let Some(report) = report {
+                provider_health::report(&env, report).await;
+            }
+            if refresh {
+                health_view::refresh(&env).await;
+            }
+        });
     }
     completed.response
 }

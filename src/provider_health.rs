@@ -1,10 +1,11 @@
 //! The `ProviderHealth` Durable Object: one instance (named "global") keeps every target's
 //! record in SQLite, so that every isolate and every edge location sees the same health.
 //!
-//! - `POST /report` with a JSON array of `Outcome`s: folds them into the records;
+//! - `POST /report` with a `Report` (the breaker policy and the outcomes of one request's
+//!   attempts): folds the outcomes into the records;
 //! - `GET /snapshot`: every target's record, as JSON.
 
-use switchyard_core::health::{Outcome, TargetHealth};
+use switchyard_core::health::{Report, TargetHealth};
 use worker::{
     durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorage, SqlStorageValue,
     State,
@@ -33,13 +34,13 @@ impl DurableObject for ProviderHealth {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         match (req.method(), req.path().as_str()) {
             (Method::Post, "/report") => {
-                let outcomes: Vec<Outcome> = req.json().await?;
-                for outcome in &outcomes {
+                let report: Report = req.json().await?;
+                for outcome in &report.outcomes {
                     let mut record = self.load(&outcome.target)?.unwrap_or_else(|| TargetHealth::new(&outcome.target));
-                    record.record(outcome);
+                    record.record(&report.policy, outcome);
                     self.save(&record)?;
                 }
-                Response::from_json(&serde_json::json!({"recorded": outcomes.len()}))
+                Response::from_json(&serde_json::json!({"recorded": report.outcomes.len()}))
             }
             (Method::Get, "/snapshot") => Response::from_json(&self.snapshot()?),
             _ => Response::error("not found", 404),
@@ -82,10 +83,10 @@ fn stub(env: &Env) -> Result<worker::Stub> {
 
 /// Sends the outcomes of one request's attempts to the record. Runs after the response
 /// (`ctx.wait_until`); a failure here is logged, never the client's problem.
-pub async fn report(env: &Env, outcomes: Vec<Outcome>) {
+pub async fn report(env: &Env, report: Report) {
     let sent = async {
         let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(serde_json::to_string(&outcomes)?.into()));
+        init.with_method(Method::Post).with_body(Some(serde_json::to_string(&report)?.into()));
         stub(env)?.fetch_with_request(Request::new_with_init("https://health/report", &init)?).await
     };
     if let Err(e) = sent.await {
@@ -96,4 +97,9 @@ pub async fn report(env: &Env, outcomes: Vec<Outcome>) {
 /// Every target's record.
 pub async fn snapshot(env: &Env) -> Result<Response> {
     stub(env)?.fetch_with_str("https://health/snapshot").await
+}
+
+/// Every target's record, parsed.
+pub async fn snapshot_records(env: &Env) -> Result<Vec<TargetHealth>> {
+    snapshot(env).await?.json().await
 }

@@ -46,3 +46,13 @@ fn build(outbound: &OutboundRequest) -> worker::Result<Request> {
         .with_body(Some(Uint8Array::from(outbound.body.as_slice()).into()));
     Request::new_with_init(&outbound.url, &init)
 }
+
+/// `future`'s output, or `None` when `timeout_ms` passes first.
+pub async fn within<F: std::future::Future>(timeout_ms: u64, future: F) -> Option<F::Output> {
+    let timer = Delay::from(Duration::from_millis(timeout_ms));
+    futures::pin_mut!(future, timer);
+    match select(future, timer).await {
+        Either::Left((output, _)) => Some(output),
+        Either::Right(_) => None,
+    }
+}

@@ -14,6 +14,7 @@ export async function closedPort() {
 
 export const MAX_BODY_BYTES = 65536;
 export const TIMEOUT_MS = 1500;
+export const BREAKER_COOLDOWN_MS = 1500;
 
 export function testConfig(mock, deadPort) {
   return {
@@ -42,11 +43,20 @@ export function testConfig(mock, deadPort) {
       { name: "claude-sonnet", targets: [{ provider: "claude", model: "claude-sonnet-4-5" }] },
       { name: "gemini-flash", targets: [{ provider: "google", model: "gemini-2.5-flash" }] },
       { name: "azure-gpt", targets: [{ provider: "azure", model: "gpt4o-prod" }] },
+      { name: "failover", targets: [{ provider: "upstream", model: "vendor-primary" }, { provider: "upstream", model: "vendor-backup" }] },
+      { name: "rate-limited", targets: [{ provider: "upstream", model: "vendor-limited" }, { provider: "upstream", model: "vendor-backup" }] },
+      { name: "slow-primary", targets: [{ provider: "upstream", model: "vendor-sluggish" }, { provider: "upstream", model: "vendor-backup" }] },
+      { name: "stream-failover", targets: [{ provider: "upstream", model: "vendor-stream-primary" }, { provider: "claude", model: "claude-haiku-4-5" }] },
+      { name: "breaker", targets: [{ provider: "upstream", model: "vendor-flaky" }, { provider: "upstream", model: "vendor-backup" }] },
+      { name: "all-down", targets: [{ provider: "down", model: "vendor-gone" }, { provider: "upstream", model: "vendor-broken" }] },
+      { name: "load", targets: [{ provider: "upstream", model: "vendor-load-primary" }, { provider: "upstream", model: "vendor-load-backup" }] },
       { name: "embed-openai", targets: [{ provider: "upstream", model: "text-embedding-3-small" }] },
       { name: "embed-gemini", targets: [{ provider: "google", model: "gemini-embedding-001" }] },
       { name: "claude-strict", strict: true, targets: [{ provider: "claude", model: "claude-haiku-4-5" }] },
     ],
     keys: [{ name: "test", sha256: GATEWAY_KEY_SHA256 }],
     limits: { max_body_bytes: MAX_BODY_BYTES },
+    // Small and fast, so that tests see breakers open and close; no rate trips (min_volume).
+    health: { breaker: { consecutive_failures: 3, cooldown_ms: BREAKER_COOLDOWN_MS, min_volume: 100000 } },
   };
 }

@@ -105,6 +105,14 @@ pub struct Limits {
     pub max_body_bytes: usize,
 }
 
+/// How target health is judged (`health` in the document).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    #[serde(default)]
+    pub breaker: crate::breaker::BreakerPolicy,
+}
+
 /// A validated configuration. Lookups by model name or alias are O(1).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -112,6 +120,7 @@ pub struct Config {
     pub models: Vec<Model>,
     pub keys: Vec<GatewayKey>,
     pub limits: Limits,
+    pub health: HealthConfig,
     by_name: HashMap<String, usize>,
 }
 
@@ -128,6 +137,8 @@ struct Document {
     keys: Vec<KeyDoc>,
     #[serde(default)]
     limits: LimitsDoc,
+    #[serde(default)]
+    health: HealthConfig,
 }
 
 #[derive(Deserialize)]
@@ -323,7 +334,23 @@ impl Config {
             return Err(ConfigError::at("limits.max_body_bytes", "must be at least 1024"));
         }
 
-        Ok(Config { providers, models, keys, limits: Limits { max_body_bytes }, by_name })
+        let b = &doc.health.breaker;
+        let breaker_problem = if b.consecutive_failures == 0 {
+            Some(("consecutive_failures", "must be at least 1"))
+        } else if !(b.failure_rate > 0.0 && b.failure_rate <= 1.0) {
+            Some(("failure_rate", "a fraction above 0 and at most 1"))
+        } else if b.window_ms == 0 || b.cooldown_ms == 0 || b.probe_timeout_ms == 0 {
+            Some(("cooldown_ms", "window_ms, cooldown_ms and probe_timeout_ms must be at least 1"))
+        } else if b.max_cooldown_ms < b.cooldown_ms {
+            Some(("max_cooldown_ms", "must be at least cooldown_ms"))
+        } else {
+            None
+        };
+        if let Some((field, reason)) = breaker_problem {
+            return Err(ConfigError::at(format!("health.breaker.{field}"), reason));
+        }
+
+        Ok(Config { providers, models, keys, limits: Limits { max_body_bytes }, health: doc.health, by_name })
     }
 
     /// The model whose name or alias is `name`.
@@ -485,6 +512,18 @@ mod tests {
     fn key_hash_must_be_64_hex_digits() {
         let e = error_of(r#"{"keys": [{"name": "k", "sha256": "sk-plaintext-key"}]}"#);
         assert_eq!(e.path, "keys[0].sha256");
+    }
+
+    #[test]
+    fn breaker_policy_is_configurable_and_checked() {
+        let config =
+            Config::parse(r#"{"health": {"breaker": {"consecutive_failures": 2, "cooldown_ms": 100}}}"#).unwrap();
+        assert_eq!(config.health.breaker.consecutive_failures, 2);
+        assert_eq!(config.health.breaker.window_ms, 60_000, "the rest keep their defaults");
+        let e = error_of(r#"{"health": {"breaker": {"failure_rate": 2}}}"#);
+        assert_eq!(e.path, "health.breaker.failure_rate");
+        let e = error_of(r#"{"health": {"breaker": {"cooldown": 2}}}"#);
+        assert_eq!(e.path, "health.breaker.cooldown");
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! What each attempt at a target came to, as the worker reports it to the `ProviderHealth`
-//! Durable Object after the response, and the per-target record kept there.
+//! Target health: what each attempt at a target came to, folded into a record per target that
+//! holds its circuit breaker, its latency figures and when the vendor asked not to be called
+//! before (Retry-After). The `ProviderHealth` Durable Object keeps the shared records; each
+//! isolate keeps a recent copy and folds its own outcomes in at once.
 
+use crate::breaker::{Admission, Breaker, BreakerPolicy};
 use serde::{Deserialize, Serialize};
 
 /// The outcome of one attempt at one target.
@@ -8,6 +11,7 @@ use serde::{Deserialize, Serialize};
 pub struct Outcome {
     /// `provider/model`
     pub target: String,
+    /// Whether the target did its part. A refusal of a bad request is a success of the target.
     pub ok: bool,
     /// The vendor's HTTP status, when it answered.
     #[serde(default)]
@@ -19,23 +23,42 @@ pub struct Outcome {
     pub latency_ms: f64,
     /// When the attempt ended, in milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// The vendor asked not to be called again before this time (Retry-After).
+    #[serde(default)]
+    pub retry_after_until_ms: Option<u64>,
 }
 
-/// A target's record: counts, the current run of failures, and the latest attempt.
+/// What an isolate sends the Durable Object after a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub policy: BreakerPolicy,
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Latency samples kept per target for its p95.
+const SAMPLES: usize = 64;
+const EWMA_WEIGHT: f64 = 0.2;
+
+/// A target's record.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TargetHealth {
     pub target: String,
     pub successes: u64,
     pub failures: u64,
-    pub consecutive_failures: u64,
-    /// Exponential moving average of latency (weight 0.2 on the newest).
+    pub breaker: Breaker,
+    /// Time to first byte: exponential moving average (weight 0.2 on the newest) and p95 of
+    /// the last 64 attempts.
     pub latency_ewma_ms: f64,
+    pub latency_p95_ms: f64,
+    #[serde(default)]
+    samples: Vec<f64>,
+    #[serde(default)]
+    pub retry_after_until_ms: Option<u64>,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
+    /// When the latest outcome folded in here ended.
     pub updated_at_ms: u64,
 }
-
-const EWMA_WEIGHT: f64 = 0.2;
 
 impl TargetHealth {
     pub fn new(target: &str) -> Self {
@@ -43,59 +66,128 @@ impl TargetHealth {
     }
 
     /// The record after `outcome`.
-    pub fn record(&mut self, outcome: &Outcome) {
+    pub fn record(&mut self, policy: &BreakerPolicy, outcome: &Outcome) {
         if outcome.ok {
             self.successes += 1;
-            self.consecutive_failures = 0;
         } else {
             self.failures += 1;
-            self.consecutive_failures += 1;
         }
-        let attempts = self.successes + self.failures;
-        self.latency_ewma_ms = if attempts == 1 {
+        self.breaker.record(policy, outcome.ok, outcome.at_ms);
+        self.latency_ewma_ms = if self.successes + self.failures == 1 {
             outcome.latency_ms
         } else {
             EWMA_WEIGHT * outcome.latency_ms + (1.0 - EWMA_WEIGHT) * self.latency_ewma_ms
         };
+        if self.samples.len() == SAMPLES {
+            self.samples.remove(0);
+        }
+        self.samples.push(outcome.latency_ms);
+        self.latency_p95_ms = percentile(&self.samples, 0.95);
+        if let Some(until) = outcome.retry_after_until_ms {
+            self.retry_after_until_ms = Some(self.retry_after_until_ms.map_or(until, |u| u.max(until)));
+        }
         self.last_status = outcome.status;
         self.last_error = outcome.error.clone();
         self.updated_at_ms = self.updated_at_ms.max(outcome.at_ms);
     }
+
+    /// Whether an attempt may go now (the breaker, and the vendor's Retry-After), without
+    /// taking the half-open probe slot.
+    pub fn peek(&self, policy: &BreakerPolicy, now_ms: u64) -> Admission {
+        match self.retry_after_until_ms {
+            Some(until_ms) if now_ms < until_ms => Admission::Reject { until_ms },
+            _ => self.breaker.peek(policy, now_ms),
+        }
+    }
+
+    /// As `peek`, taking the probe slot when the attempt is the probe.
+    pub fn admit(&mut self, policy: &BreakerPolicy, now_ms: u64) -> Admission {
+        match self.peek(policy, now_ms) {
+            Admission::Reject { until_ms } => Admission::Reject { until_ms },
+            _ => self.breaker.admit(policy, now_ms),
+        }
+    }
+}
+
+fn percentile(samples: &[f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// When a vendor that sent `Retry-After` (seconds) or `retry-after-ms` may be called again.
+pub fn retry_after_until(retry_after: Option<&str>, retry_after_ms: Option<&str>, now_ms: u64) -> Option<u64> {
+    let ms = retry_after_ms.and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0);
+    let seconds = retry_after.and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0);
+    // Capped: a vendor cannot take a target out for longer than an hour by a header.
+    let wait_ms = ms.or(seconds.map(|s| s * 1000.0))?.min(3_600_000.0);
+    Some(now_ms + wait_ms as u64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::breaker::BreakerState;
 
-    fn outcome(ok: bool, latency_ms: f64) -> Outcome {
+    fn outcome(ok: bool, latency_ms: f64, at_ms: u64) -> Outcome {
         Outcome {
             target: "p/m".into(),
             ok,
             status: Some(if ok { 200 } else { 500 }),
             error: (!ok).then(|| "upstream_error".into()),
             latency_ms,
-            at_ms: 10,
+            at_ms,
+            retry_after_until_ms: None,
         }
     }
 
     #[test]
-    fn failures_run_until_a_success() {
+    fn outcomes_drive_the_breaker_and_the_counts() {
+        let policy = BreakerPolicy { consecutive_failures: 2, ..BreakerPolicy::default() };
         let mut h = TargetHealth::new("p/m");
-        h.record(&outcome(false, 100.0));
-        h.record(&outcome(false, 100.0));
-        assert_eq!((h.failures, h.consecutive_failures), (2, 2));
+        h.record(&policy, &outcome(false, 100.0, 1));
+        h.record(&policy, &outcome(false, 100.0, 2));
+        assert_eq!((h.successes, h.failures), (0, 2));
+        assert!(matches!(h.breaker.state, BreakerState::Open { .. }));
         assert_eq!(h.last_error.as_deref(), Some("upstream_error"));
-        h.record(&outcome(true, 100.0));
-        assert_eq!((h.successes, h.failures, h.consecutive_failures), (1, 2, 0));
-        assert_eq!(h.last_error, None);
+        assert!(matches!(h.peek(&policy, 3), Admission::Reject { .. }));
     }
 
     #[test]
-    fn latency_average_starts_at_the_first_sample_and_moves_by_a_fifth() {
+    fn latency_average_and_p95() {
+        let policy = BreakerPolicy::default();
         let mut h = TargetHealth::new("p/m");
-        h.record(&outcome(true, 100.0));
+        h.record(&policy, &outcome(true, 100.0, 1));
         assert_eq!(h.latency_ewma_ms, 100.0);
-        h.record(&outcome(true, 200.0));
+        h.record(&policy, &outcome(true, 200.0, 2));
         assert!((h.latency_ewma_ms - 120.0).abs() < 1e-9);
+        for i in 0..100 {
+            h.record(&policy, &outcome(true, f64::from(i), 3));
+        }
+        assert_eq!(h.latency_p95_ms, 96.0, "the 95th percentile of the last 64 samples, 36..=99");
+    }
+
+    #[test]
+    fn retry_after_keeps_the_target_out_until_then() {
+        let policy = BreakerPolicy::default();
+        let mut h = TargetHealth::new("p/m");
+        let mut o = outcome(false, 5.0, 1_000);
+        o.retry_after_until_ms = retry_after_until(Some("2"), None, 1_000);
+        h.record(&policy, &o);
+        assert_eq!(h.peek(&policy, 2_999), Admission::Reject { until_ms: 3_000 });
+        assert_eq!(h.peek(&policy, 3_000), Admission::Allow);
+    }
+
+    #[test]
+    fn retry_after_headers_parse() {
+        assert_eq!(retry_after_until(Some("7"), None, 10), Some(7_010));
+        assert_eq!(retry_after_until(Some("7"), Some("250"), 10), Some(260), "the millisecond header wins");
+        assert_eq!(retry_after_until(Some("Wed, 21 Oct 2015 07:28:00 GMT"), None, 10), None);
+        assert_eq!(retry_after_until(Some("-1"), None, 10), None);
+        assert_eq!(retry_after_until(Some("999999"), None, 0), Some(3_600_000));
     }
 }

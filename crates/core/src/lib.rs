@@ -5,6 +5,7 @@
 //! deterministically.
 
 pub mod auth;
+pub mod breaker;
 pub mod chat;
 pub mod config;
 pub mod embeddings;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod health;
 pub mod models;
 pub mod providers;
+pub mod route;
 pub mod sse;
 
 pub use config::Config;

@@ -47,7 +47,22 @@ impl State {
     /// The first fault matching this request, used up by one if it is counted.
     pub fn take_fault(&self, path: &str, model: Option<&str>) -> Option<Fault> {
         let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
-        let i = faults.iter().position(|f| f.matches(path, model))?;
+        let mut i = None;
+        for (j, f) in faults.iter_mut().enumerate() {
+            if !f.matches(path, model) {
+                continue;
+            }
+            if let Some(ratio) = f.ratio {
+                f.seen += 1;
+                let due = (f.seen as f64 * ratio).floor() > ((f.seen - 1) as f64 * ratio).floor();
+                if !due {
+                    continue;
+                }
+            }
+            i = Some(j);
+            break;
+        }
+        let i = i?;
         let fault = faults[i].clone();
         if let Some(times) = faults[i].times.as_mut() {
             *times = times.saturating_sub(1);

@@ -41,6 +41,12 @@ pub struct Fault {
     pub malformed: bool,
     /// Content chunks in a streamed answer, instead of the server's default.
     pub stream_chunks: Option<usize>,
+    /// Applies to this fraction of the matching requests, spread evenly and deterministically
+    /// (0.3: the 4th, 7th, 10th, ... of every ten), instead of to every one.
+    pub ratio: Option<f64>,
+    /// Matching requests seen so far, for `ratio`.
+    #[serde(skip)]
+    pub seen: u64,
 }
 
 impl Fault {

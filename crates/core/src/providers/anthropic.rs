@@ -689,6 +689,7 @@ pub struct Stream {
     usage: AnthropicUsage,
     finish: Option<FinishReason>,
     done: bool,
+    error: Option<GatewayError>,
 }
 
 impl Stream {
@@ -704,6 +705,7 @@ impl Stream {
             usage: AnthropicUsage::default(),
             finish: None,
             done: false,
+            error: None,
         }
     }
 
@@ -712,6 +714,7 @@ impl Stream {
             push_stream_error(out, &error);
             out.extend_from_slice(sse::DONE);
             self.done = true;
+            self.error = Some(error);
         }
     }
 
@@ -844,6 +847,10 @@ impl Stream {
 }
 
 impl StreamTranslator for Stream {
+    fn error(&self) -> Option<&GatewayError> {
+        self.error.as_ref()
+    }
+
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         let mut parser = std::mem::take(&mut self.parser);
         parser.push(bytes, &mut |_, data| self.on_event(data, out));

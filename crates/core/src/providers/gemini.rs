@@ -761,6 +761,7 @@ pub struct Stream {
     candidates: Vec<CandidateState>,
     usage: Option<UsageMetadata>,
     done: bool,
+    error: Option<GatewayError>,
 }
 
 #[derive(Default, Clone)]
@@ -782,6 +783,7 @@ impl Stream {
             candidates: Vec::new(),
             usage: None,
             done: false,
+            error: None,
         }
     }
 
@@ -790,6 +792,7 @@ impl Stream {
             push_stream_error(out, &error);
             out.extend_from_slice(sse::DONE);
             self.done = true;
+            self.error = Some(error);
         }
     }
 
@@ -867,6 +870,10 @@ impl Stream {
 }
 
 impl StreamTranslator for Stream {
+    fn error(&self) -> Option<&GatewayError> {
+        self.error.as_ref()
+    }
+
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         let mut parser = std::mem::take(&mut self.parser);
         parser.push(bytes, &mut |_, data| self.on_event(data, out));

@@ -107,6 +107,10 @@ pub trait StreamTranslator {
     /// The vendor's stream ended, cleanly or (with `error`) not. Appends the end of the
     /// client's stream: an error event if the vendor's stream did not complete, then `[DONE]`.
     fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>);
+    /// The error the client's stream ended with, when it ended in one (the vendor's error event,
+    /// a broken or unreadable stream). Before the gateway commits to a target, such an error
+    /// is a failed attempt, and the next target is tried instead.
+    fn error(&self) -> Option<&GatewayError>;
 }
 
 /// The vendor request for a chat, by the provider's wire format.

@@ -207,6 +207,7 @@ pub struct Stream {
     /// `[DONE]` or an error event went by: the client's stream is complete.
     ended: bool,
     errored: bool,
+    error: Option<GatewayError>,
 }
 
 impl Stream {
@@ -218,23 +219,29 @@ impl Stream {
             at_line_start: true,
             ended: false,
             errored: false,
+            error: None,
         }
     }
 
     fn forward(&mut self, complete: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(complete);
-        let (ended, errored) = (&mut self.ended, &mut self.errored);
+        let (ended, errored, error, provider) = (&mut self.ended, &mut self.errored, &mut self.error, &self.provider);
         self.parser.push(complete, &mut |_, data| {
             if data == b"[DONE]" {
                 *ended = true;
             } else if data.starts_with(b"{\"error\"") {
                 *errored = true;
+                *error = Some(error_from_vendor(provider, 502, data, None));
             }
         });
     }
 }
 
 impl super::StreamTranslator for Stream {
+    fn error(&self) -> Option<&GatewayError> {
+        self.error.as_ref()
+    }
+
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         // The end of the last complete event in `bytes`, if one completes here.
         let mut boundary = None;
@@ -274,6 +281,7 @@ impl super::StreamTranslator for Stream {
                 format!("Provider `{}` broke off its stream: {cause}", self.provider),
             );
             super::push_stream_error(out, &error);
+            self.error = Some(error);
         }
         out.extend_from_slice(crate::sse::DONE);
     }

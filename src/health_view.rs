@@ -1,0 +1,93 @@
+//! This isolate's view of target health: the records of the `ProviderHealth` Durable Object,
+//! no more than a couple of seconds old, with this isolate's own outcomes folded in at once.
+//! The request path reads it without waiting: the copy is refreshed after responses, with
+//! `ctx.wait_until`.
+
+use crate::provider_health;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use switchyard_core::breaker::{Admission, BreakerPolicy};
+use switchyard_core::health::{Outcome, TargetHealth};
+use worker::Env;
+
+/// How old the copy may grow before a refresh is started.
+const FRESH_MS: u64 = 2_000;
+
+#[derive(Default)]
+struct View {
+    targets: HashMap<String, TargetHealth>,
+    fetched_at_ms: u64,
+    refreshing: bool,
+}
+
+thread_local! {
+    static VIEW: RefCell<View> = RefCell::new(View::default());
+}
+
+/// Whether `target` may be tried now, without taking a half-open probe slot.
+pub fn peek(target: &str, policy: &BreakerPolicy, now_ms: u64) -> Admission {
+    VIEW.with(|v| v.borrow().targets.get(target).map_or(Admission::Allow, |h| h.peek(policy, now_ms)))
+}
+
+/// As `peek`, taking the probe slot when this attempt is the probe.
+pub fn admit(target: &str, policy: &BreakerPolicy, now_ms: u64) -> Admission {
+    VIEW.with(|v| {
+        let mut view = v.borrow_mut();
+        match view.targets.get_mut(target) {
+            Some(health) => health.admit(policy, now_ms),
+            None => Admission::Allow,
+        }
+    })
+}
+
+/// Folds this isolate's outcomes in at once, before the Durable Object has them.
+pub fn record(policy: &BreakerPolicy, outcomes: &[Outcome]) {
+    VIEW.with(|v| {
+        let mut view = v.borrow_mut();
+        for outcome in outcomes {
+            view.targets
+                .entry(outcome.target.clone())
+                .or_insert_with(|| TargetHealth::new(&outcome.target))
+                .record(policy, outcome);
+        }
+    });
+}
+
+/// Whether the copy is older than it may be, and no refresh is under way (which this claims).
+pub fn claim_refresh(now_ms: u64) -> bool {
+    VIEW.with(|v| {
+        let mut view = v.borrow_mut();
+        if view.refreshing || now_ms.saturating_sub(view.fetched_at_ms) < FRESH_MS {
+            return false;
+        }
+        view.refreshing = true;
+        true
+    })
+}
+
+/// Replaces the copy with the Durable Object's records, keeping a local record that is newer
+/// than the shared one (an outcome the object has not folded in yet).
+pub async fn refresh(env: &Env) {
+    let fetched = provider_health::snapshot_records(env).await;
+    let now_ms = worker::Date::now().as_millis();
+    VIEW.with(|v| {
+        let mut view = v.borrow_mut();
+        view.refreshing = false;
+        let records = match fetched {
+            Ok(records) => records,
+            Err(e) => {
+                worker::console_error!("provider health: snapshot failed: {e}");
+                return;
+            }
+        };
+        view.fetched_at_ms = now_ms;
+        for shared in records {
+            match view.targets.get(&shared.target) {
+                Some(local) if local.updated_at_ms > shared.updated_at_ms => {}
+                _ => {
+                    view.targets.insert(shared.target.clone(), shared);
+                }
+            }
+        }
+    });
+}
