@@ -57,23 +57,64 @@ pub struct Completed {
 /// that another target would share.
 pub async fn run<'c, F, Fut>(config: &'c Config, model: &'c Model, mut attempt: F) -> Completed
 where
-    F: FnMut(&'c Provider, &'c Target) -> Fut,
+    F: FnMut(&'c Provider, &'c Target, u64) -> Fut,
     Fut: Future<Output = Result<Response, Failed>>,
 {
     let policy = &config.health.breaker;
     let now = Date::now().as_millis();
+    let deadline = model.deadline_ms.map(|ms| now + ms);
     let names: Vec<String> = model.targets.iter().map(|t| describe(config, t)).collect();
+    let candidates: Vec<route::Candidate> = model
+        .targets
+        .iter()
+        .zip(&names)
+        .map(|(t, name)| route::Candidate { weight: t.weight, latency_ms: health_view::latency(name) })
+        .collect();
     // Targets whose breaker is open or whose vendor asked for time are skipped, unless every
     // target is out: then the one back first is tried rather than none.
-    let plan = route::plan(model.targets.len(), |i| health_view::peek(&names[i], policy, now));
+    let plan = route::order(
+        model.strategy,
+        &candidates,
+        |i| health_view::peek(&names[i], policy, now),
+        random_unit(),
+        model.max_attempts,
+    );
 
     let mut failures: Vec<(&Target, Failed)> = Vec::new();
     let mut outcomes = Vec::new();
     let mut answer = None;
-    for i in plan {
+    for (k, &i) in plan.iter().enumerate() {
         let target = &model.targets[i];
         let provider = config.provider(target);
+        if plan[..k].contains(&i) {
+            // Retrying a target already tried in this request: back off first, with jitter.
+            let tries = plan[..k].iter().filter(|&&j| j == i).count() as u32;
+            let backoff_ms = (100.0 * f64::from(1u32 << tries.min(5)) * (0.5 + random_unit())) as u64;
+            if deadline.is_some_and(|d| Date::now().as_millis() + backoff_ms >= d) {
+                break;
+            }
+            worker::Delay::from(std::time::Duration::from_millis(backoff_ms)).await;
+        }
         let started = Date::now().as_millis();
+        // Each attempt gets its provider's timeout, cut short by what is left of the deadline.
+        let timeout_ms = match deadline {
+            Some(d) if started >= d => {
+                let error = GatewayError::new(
+                    504,
+                    "server_error",
+                    "deadline_exceeded",
+                    format!(
+                        "The model's deadline of {} ms passed before `{}` could be tried.",
+                        model.deadline_ms.unwrap_or(0),
+                        names[i]
+                    ),
+                );
+                failures.push((target, Failed::final_(error)));
+                break;
+            }
+            Some(d) => provider.timeout_ms.min(d - started),
+            None => provider.timeout_ms,
+        };
         // When every target is out, the plan holds the one back first, and it is tried anyway.
         let forced = matches!(health_view::peek(&names[i], policy, started), Admission::Reject { .. });
         if !forced {
@@ -82,13 +123,13 @@ where
                 continue;
             }
         }
-        let result = attempt(provider, target).await;
+        let result = attempt(provider, target, timeout_ms).await;
         if provider.kind != ProviderKind::Mock {
             outcomes.push(outcome(&names[i], &result, started));
         }
         match result {
             Ok(response) => {
-                answer = Some(annotate(response, config, target, &failures));
+                answer = Some(annotate(response, config, model, target, &failures));
                 break;
             }
             Err(failed) => {
@@ -122,14 +163,13 @@ pub async fn call_vendor(
     provider: &Provider,
     outbound: &OutboundRequest,
     key: Option<&str>,
+    timeout_ms: u64,
 ) -> Result<Response, Failed> {
-    let mut response = upstream::send(outbound, provider.timeout_ms).await.map_err(|failure| match failure {
+    let mut response = upstream::send(outbound, timeout_ms).await.map_err(|failure| match failure {
         upstream::Failure::Unreachable(cause) => {
             Failed::retryable(GatewayError::upstream_unreachable(&provider.name, cause))
         }
-        upstream::Failure::Timeout => {
-            Failed::retryable(GatewayError::upstream_timeout(&provider.name, provider.timeout_ms))
-        }
+        upstream::Failure::Timeout => Failed::retryable(GatewayError::upstream_timeout(&provider.name, timeout_ms)),
     })?;
     let status = response.status_code();
     if (200..300).contains(&status) {
@@ -173,6 +213,15 @@ fn outcome(target: &str, result: &Result<Response, Failed>, started: u64) -> Out
     }
 }
 
+/// Uniform in [0, 1), from the runtime's cryptographic source.
+fn random_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.0;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// Why an attempt was abandoned, in a word: the error code, else the vendor's status.
 fn reason(failed: &Failed) -> String {
     match (failed.error.code.as_deref(), failed.vendor_status) {
@@ -188,8 +237,15 @@ fn describe(config: &Config, target: &Target) -> String {
 
 /// The `x-switchyard-*` headers: who answered, after how many attempts, and why earlier
 /// attempts were abandoned.
-fn annotate(response: Response, config: &Config, answered: &Target, failures: &[(&Target, Failed)]) -> Response {
+fn annotate(
+    response: Response,
+    config: &Config,
+    model: &Model,
+    answered: &Target,
+    failures: &[(&Target, Failed)],
+) -> Response {
     let headers = response.headers();
+    let _ = headers.set("x-switchyard-route", &format!("{}; strategy={}", model.name, model.strategy.name()));
     let _ = headers.set("x-switchyard-provider", &config.provider(answered).name);
     let _ = headers.set("x-switchyard-model", &answered.model);
     let _ = headers.set("x-switchyard-attempts", &(failures.len() + 1).to_string());
@@ -216,6 +272,11 @@ fn failure_response(config: &Config, mut failures: Vec<(&Target, Failed)>) -> Re
     } else if failures.len() == 1 {
         let (_, only) = failures.remove(0);
         (*only.error, only.retry_after)
+    } else if failures.last().is_some_and(|(_, f)| f.error.code.as_deref() == Some("deadline_exceeded")) {
+        let list: Vec<String> =
+            failures.iter().map(|(t, f)| format!("{}: {}", describe(config, t), f.error.message)).collect();
+        let error = GatewayError::new(504, "server_error", "deadline_exceeded", list.join("; "));
+        (error, None)
     } else {
         let list: Vec<String> =
             failures.iter().map(|(t, f)| format!("{}: {}", describe(config, t), f.error.message)).collect();

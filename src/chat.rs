@@ -6,8 +6,9 @@ use crate::attempts::{self, call_vendor, vendor_key, Completed, Failed};
 use crate::{http, upstream};
 use futures::StreamExt;
 use switchyard_core::chat::ChatRequest;
-use switchyard_core::config::{Config, Provider, ProviderKind, Target};
+use switchyard_core::config::{Config, Model, Provider, ProviderKind, Target};
 use switchyard_core::providers::{self, mock, ParamReport, StreamTranslator};
+use switchyard_core::route::Strategy;
 use switchyard_core::GatewayError;
 use worker::{Date, Env, Headers, Response, ResponseBuilder};
 
@@ -17,8 +18,34 @@ pub async fn complete(config: &Config, env: &Env, body: &[u8], strict_header: bo
     let request = ChatRequest::parse(body)?;
     let model = config.model(&request.model).ok_or_else(|| GatewayError::model_not_found(&request.model))?;
     let strict = strict_header || model.strict;
+    let with_fallbacks = match &request.models {
+        Some(list) => Some(client_fallbacks(config, model, list)?),
+        None => None,
+    };
+    let model = with_fallbacks.as_ref().unwrap_or(model);
     let request = &request;
-    Ok(attempts::run(config, model, |provider, target| attempt(provider, target, request, env, strict)).await)
+    Ok(attempts::run(config, model, |provider, target, timeout_ms| {
+        attempt(provider, target, request, env, strict, timeout_ms)
+    })
+    .await)
+}
+
+/// The request's model followed by the client's own list (`models`), as one model to try in
+/// that order: each listed model's targets after the previous one's, none twice.
+fn client_fallbacks(config: &Config, first: &Model, list: &[String]) -> Result<Model, GatewayError> {
+    let mut model = first.clone();
+    model.strategy = Strategy::Fallback;
+    for (i, name) in list.iter().enumerate() {
+        let listed =
+            config.model(name).ok_or_else(|| GatewayError::model_not_found(name).with_param(format!("models[{i}]")))?;
+        for target in &listed.targets {
+            if !model.targets.contains(target) {
+                model.targets.push(target.clone());
+            }
+        }
+    }
+    model.max_attempts = model.max_attempts.max(model.targets.len()).min(16);
+    Ok(model)
 }
 
 async fn attempt(
@@ -27,6 +54,7 @@ async fn attempt(
     request: &ChatRequest,
     env: &Env,
     strict: bool,
+    timeout_ms: u64,
 ) -> Result<Response, Failed> {
     if provider.kind == ProviderKind::Mock {
         return Ok(mock_answer(request, &target.model));
@@ -34,11 +62,11 @@ async fn attempt(
     let key = vendor_key(provider, env)?;
     let prepared =
         providers::prepare_chat(provider, &target.model, request, key.as_deref(), strict).map_err(Failed::final_)?;
-    let mut response = call_vendor(provider, &prepared.outbound, key.as_deref()).await?;
+    let mut response = call_vendor(provider, &prepared.outbound, key.as_deref(), timeout_ms).await?;
     let created = Date::now().as_millis() / 1000;
     let answer = if prepared.plan.stream {
         let translator = providers::chat_stream(provider, prepared.plan.clone(), created);
-        translate_stream(provider, response, translator).await?
+        translate_stream(provider, response, translator, timeout_ms).await?
     } else if matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure) {
         pass_through(response)
     } else {
@@ -77,6 +105,7 @@ async fn translate_stream(
     provider: &Provider,
     mut response: Response,
     mut translator: Box<dyn StreamTranslator>,
+    timeout_ms: u64,
 ) -> Result<Response, Failed> {
     let broken = |cause: String| {
         Failed::retryable(GatewayError::new(
@@ -90,10 +119,8 @@ async fn translate_stream(
     let mut first = Vec::new();
     let mut ended = false;
     while first.is_empty() && !ended {
-        match upstream::within(provider.timeout_ms, upstream.next()).await {
-            None => {
-                return Err(Failed::retryable(GatewayError::upstream_timeout(&provider.name, provider.timeout_ms)));
-            }
+        match upstream::within(timeout_ms, upstream.next()).await {
+            None => return Err(Failed::retryable(GatewayError::upstream_timeout(&provider.name, timeout_ms))),
             Some(Some(Ok(bytes))) => translator.push(&bytes, &mut first),
             Some(Some(Err(e))) => return Err(broken(e.to_string())),
             Some(None) => {

@@ -14,7 +14,8 @@ pub async fn complete(config: &Config, env: &Env, body: &[u8]) -> Result<Complet
     let request = EmbeddingRequest::parse(body)?;
     let model = config.model(&request.model).ok_or_else(|| GatewayError::model_not_found(&request.model))?;
     let request = &request;
-    Ok(attempts::run(config, model, |provider, target| attempt(provider, target, request, env)).await)
+    Ok(attempts::run(config, model, |provider, target, timeout_ms| attempt(provider, target, request, env, timeout_ms))
+        .await)
 }
 
 async fn attempt(
@@ -22,12 +23,13 @@ async fn attempt(
     target: &Target,
     request: &EmbeddingRequest,
     env: &Env,
+    timeout_ms: u64,
 ) -> Result<Response, Failed> {
     providers::check_embeddings(provider, request).map_err(Failed::final_)?;
     let key = vendor_key(provider, env)?;
     let outbound =
         providers::prepare_embeddings(provider, &target.model, request, key.as_deref()).map_err(Failed::final_)?;
-    let mut response = call_vendor(provider, &outbound, key.as_deref()).await?;
+    let mut response = call_vendor(provider, &outbound, key.as_deref(), timeout_ms).await?;
     if matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure) {
         // OpenAI-format vendors answer in OpenAI's shape: passed through without being read.
         return Ok(pass_through(response));

@@ -29,6 +29,11 @@ pub fn peek(target: &str, policy: &BreakerPolicy, now_ms: u64) -> Admission {
     VIEW.with(|v| v.borrow().targets.get(target).map_or(Admission::Allow, |h| h.peek(policy, now_ms)))
 }
 
+/// The target's recent latency (moving average), if it was measured.
+pub fn latency(target: &str) -> Option<f64> {
+    VIEW.with(|v| v.borrow().targets.get(target).filter(|h| h.successes + h.failures > 0).map(|h| h.latency_ewma_ms))
+}
+
 /// As `peek`, taking the probe slot when this attempt is the probe.
 pub fn admit(target: &str, policy: &BreakerPolicy, now_ms: u64) -> Admission {
     VIEW.with(|v| {

@@ -46,6 +46,10 @@ pub struct ChatRequest {
     pub response_format: Option<ResponseFormat>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_effort: Option<String>,
+    /// The client's own fallbacks (as OpenRouter takes them): public models to try, in order,
+    /// after `model`. A gateway parameter, never sent to a vendor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
     /// Every top-level parameter not modelled above, as sent.
     #[serde(skip)]
     pub extra: Map<String, Value>,
@@ -62,6 +66,19 @@ pub struct RawBody {
 }
 
 impl RawBody {
+    /// The bytes with the `model` value replaced by `model` and, when `drop` names a top-level
+    /// member, without that member. Without `drop` every other byte is untouched; with it the
+    /// body is rebuilt (a slow path, for the rare request that needs it).
+    pub fn rewritten(&self, model: &str, drop: Option<&str>) -> Vec<u8> {
+        let Some(drop) = drop else { return self.with_model(model) };
+        let Ok(Value::Object(mut members)) = serde_json::from_slice::<Value>(&self.bytes) else {
+            return self.with_model(model);
+        };
+        members.remove(drop);
+        members.insert("model".to_owned(), Value::String(model.to_owned()));
+        serde_json::to_vec(&members).unwrap_or_default()
+    }
+
     /// The bytes with the `model` value replaced by `model`, all else untouched.
     pub fn with_model(&self, model: &str) -> Vec<u8> {
         let (start, end) = self.model_span;
@@ -93,6 +110,7 @@ const MODELLED: &[&str] = &[
     "parallel_tool_calls",
     "response_format",
     "reasoning_effort",
+    "models",
 ];
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

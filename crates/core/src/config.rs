@@ -80,6 +80,8 @@ pub struct Target {
     /// Index into [`Config::providers`].
     pub provider: usize,
     pub model: String,
+    /// Share of first attempts under the `weighted` strategy.
+    pub weight: u32,
 }
 
 /// A public model: the name clients send, its aliases, and its targets in order of preference.
@@ -91,6 +93,12 @@ pub struct Model {
     pub owned_by: String,
     /// Refuse (400) parameters a target cannot honour instead of dropping them.
     pub strict: bool,
+    /// How the first target is chosen among the healthy ones.
+    pub strategy: crate::route::Strategy,
+    /// Time allowed for all attempts of one request together.
+    pub deadline_ms: Option<u64>,
+    /// Attempts at most; more than the targets retries them in turn, with backoff.
+    pub max_attempts: usize,
 }
 
 /// A gateway key, known by the SHA-256 of its text.
@@ -168,6 +176,12 @@ struct ModelDoc {
     owned_by: Option<String>,
     #[serde(default)]
     strict: bool,
+    #[serde(default)]
+    strategy: crate::route::Strategy,
+    #[serde(default)]
+    deadline_ms: Option<u64>,
+    #[serde(default)]
+    max_attempts: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -175,6 +189,8 @@ struct ModelDoc {
 struct TargetDoc {
     provider: String,
     model: String,
+    #[serde(default)]
+    weight: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -302,10 +318,30 @@ impl Config {
                 if t.model.is_empty() {
                     return Err(ConfigError::at(format!("{path}.targets[{j}].model"), "must not be empty"));
                 }
-                targets.push(Target { provider, model: t.model });
+                let weight = t.weight.unwrap_or(1);
+                if weight == 0 && m.strategy == crate::route::Strategy::Weighted {
+                    return Err(ConfigError::at(format!("{path}.targets[{j}].weight"), "must be at least 1"));
+                }
+                targets.push(Target { provider, model: t.model, weight });
             }
             let owned_by = m.owned_by.unwrap_or_else(|| providers[targets[0].provider].name.clone());
-            models.push(Model { name: m.name, aliases: m.aliases, targets, owned_by, strict: m.strict });
+            if m.deadline_ms == Some(0) {
+                return Err(ConfigError::at(format!("{path}.deadline_ms"), "must be at least 1"));
+            }
+            let max_attempts = m.max_attempts.unwrap_or(targets.len());
+            if !(1..=16).contains(&max_attempts) {
+                return Err(ConfigError::at(format!("{path}.max_attempts"), "between 1 and 16"));
+            }
+            models.push(Model {
+                name: m.name,
+                aliases: m.aliases,
+                targets,
+                owned_by,
+                strict: m.strict,
+                strategy: m.strategy,
+                deadline_ms: m.deadline_ms,
+                max_attempts,
+            });
         }
 
         let mut keys: Vec<GatewayKey> = Vec::with_capacity(doc.keys.len());

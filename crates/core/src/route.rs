@@ -1,6 +1,89 @@
 //! The plan of one request: which of a model's targets to try, in which order.
 
 use crate::breaker::Admission;
+use serde::{Deserialize, Serialize};
+
+/// How a model's first target is chosen among the healthy ones; the others follow as
+/// fallbacks, in the configured order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The configured order.
+    #[default]
+    Fallback,
+    /// At random, in proportion to the targets' `weight`.
+    Weighted,
+    /// The lowest recent latency first (a target without figures yet counts as fastest, so
+    /// that it gets measured).
+    Latency,
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Fallback => "fallback",
+            Strategy::Weighted => "weighted",
+            Strategy::Latency => "latency",
+        }
+    }
+}
+
+/// What the strategy knows of one target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub weight: u32,
+    /// Recent latency (moving average), if any was measured.
+    pub latency_ms: Option<f64>,
+}
+
+/// The order of attempts: the healthy targets (see [`plan`]) arranged by `strategy`, then
+/// repeated in turn up to `max_attempts`. `random` is uniform in [0, 1).
+pub fn order(
+    strategy: Strategy,
+    candidates: &[Candidate],
+    admission: impl Fn(usize) -> Admission,
+    random: f64,
+    max_attempts: usize,
+) -> Vec<usize> {
+    let mut healthy = plan(candidates.len(), &admission);
+    if let [only] = healthy[..] {
+        if matches!(admission(only), Admission::Reject { .. }) {
+            return healthy; // every target is out: one try at the one back first, no more
+        }
+    }
+    match strategy {
+        Strategy::Fallback => {}
+        Strategy::Weighted => {
+            let total: u64 = healthy.iter().map(|&i| u64::from(candidates[i].weight)).sum();
+            if total > 0 {
+                let mut pick = (random.clamp(0.0, 1.0) * total as f64) as u64;
+                let position = healthy
+                    .iter()
+                    .position(|&i| {
+                        let w = u64::from(candidates[i].weight);
+                        if pick < w {
+                            true
+                        } else {
+                            pick -= w;
+                            false
+                        }
+                    })
+                    .unwrap_or(healthy.len() - 1);
+                let first = healthy.remove(position);
+                healthy.insert(0, first);
+            }
+        }
+        Strategy::Latency => {
+            healthy.sort_by(|&a, &b| {
+                candidates[a].latency_ms.unwrap_or(0.0).total_cmp(&candidates[b].latency_ms.unwrap_or(0.0))
+            });
+        }
+    }
+    if healthy.is_empty() {
+        return healthy;
+    }
+    (0..max_attempts.max(1)).map(|k| healthy[k % healthy.len()]).collect()
+}
 
 /// The indices of `targets` to try, in order: every target whose health admits an attempt now,
 /// in the configured order; when none does, the one whose wait (breaker cooldown or the
@@ -39,6 +122,52 @@ mod tests {
         let states =
             [Admission::Reject { until_ms: 9 }, Admission::Reject { until_ms: 5 }, Admission::Reject { until_ms: 7 }];
         assert_eq!(plan(3, |i| states[i]), [1]);
+    }
+
+    fn candidates(weights: &[u32], latencies: &[Option<f64>]) -> Vec<Candidate> {
+        weights.iter().zip(latencies).map(|(&weight, &latency_ms)| Candidate { weight, latency_ms }).collect()
+    }
+
+    #[test]
+    fn fallback_keeps_the_configured_order_and_max_attempts_repeats_it() {
+        let c = candidates(&[1, 1], &[None, None]);
+        assert_eq!(order(Strategy::Fallback, &c, |_| Admission::Allow, 0.9, 2), [0, 1]);
+        assert_eq!(order(Strategy::Fallback, &c, |_| Admission::Allow, 0.9, 5), [0, 1, 0, 1, 0]);
+        assert_eq!(order(Strategy::Fallback, &c, |_| Admission::Allow, 0.9, 1), [0]);
+    }
+
+    #[test]
+    fn weighted_picks_the_first_by_weight_among_the_healthy_and_keeps_the_rest_as_fallbacks() {
+        let c = candidates(&[1, 3, 6], &[None, None, None]);
+        let all = |_| Admission::Allow;
+        assert_eq!(order(Strategy::Weighted, &c, all, 0.05, 3), [0, 1, 2]);
+        assert_eq!(order(Strategy::Weighted, &c, all, 0.15, 3), [1, 0, 2]);
+        assert_eq!(order(Strategy::Weighted, &c, all, 0.45, 3), [2, 0, 1]);
+        assert_eq!(order(Strategy::Weighted, &c, all, 0.999, 3), [2, 0, 1]);
+        // Target 2 is out: its weight is not drawn.
+        let no_two = |i| if i == 2 { Admission::Reject { until_ms: 9 } } else { Admission::Allow };
+        assert_eq!(order(Strategy::Weighted, &c, no_two, 0.5, 2), [1, 0]);
+        // Over many draws, first attempts follow the weights.
+        let mut firsts = [0u32; 3];
+        for k in 0..1000 {
+            firsts[order(Strategy::Weighted, &c, all, f64::from(k) / 1000.0, 1)[0]] += 1;
+        }
+        assert_eq!(firsts, [100, 300, 600]);
+    }
+
+    #[test]
+    fn latency_puts_the_fastest_first_and_unmeasured_targets_before_measured_ones() {
+        let c = candidates(&[1, 1, 1], &[Some(300.0), Some(80.0), None]);
+        assert_eq!(order(Strategy::Latency, &c, |_| Admission::Allow, 0.0, 3), [2, 1, 0]);
+        let c = candidates(&[1, 1], &[Some(300.0), Some(80.0)]);
+        assert_eq!(order(Strategy::Latency, &c, |_| Admission::Allow, 0.0, 2), [1, 0]);
+    }
+
+    #[test]
+    fn when_every_target_is_out_there_is_one_attempt_only() {
+        let c = candidates(&[1, 1], &[None, None]);
+        let out = |i| Admission::Reject { until_ms: 10 - i as u64 };
+        assert_eq!(order(Strategy::Fallback, &c, out, 0.0, 4), [1]);
     }
 
     #[test]

@@ -42,8 +42,9 @@ pub fn chat_request(
         headers.push(auth_header(provider, key));
     }
     headers.extend(provider.headers.iter().cloned());
-    // The client's bytes as they came, only the model renamed.
-    let body = request.raw.with_model(vendor_model);
+    // The client's bytes as they came, only the model renamed (and the gateway's own `models`
+    // list taken out, which a vendor would refuse).
+    let body = request.raw.rewritten(vendor_model, request.models.is_some().then_some("models"));
     OutboundRequest { url: endpoint(provider, vendor_model, "chat/completions"), headers, body }
 }
 
@@ -156,6 +157,18 @@ mod tests {
         );
         assert!(out.headers.contains(&("api-key".into(), "azkey".into())));
         assert!(!out.headers.iter().any(|(h, _)| h == "authorization"));
+    }
+
+    #[test]
+    fn the_clients_fallback_list_never_reaches_the_vendor() {
+        let req = ChatRequest::parse(
+            br#"{"model":"a","models":["b"],"messages":[{"role":"user","content":"hi"}],"top_k":3}"#,
+        )
+        .unwrap();
+        assert_eq!(req.models.as_deref(), Some(&["b".to_owned()][..]));
+        let out = chat_request(&provider(), "vendor-a", &req, None);
+        let body: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+        assert_eq!(body, serde_json::json!({"model":"vendor-a","messages":[{"role":"user","content":"hi"}],"top_k":3}));
     }
 
     #[test]

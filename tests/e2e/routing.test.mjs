@@ -1,0 +1,72 @@
+// Routing strategies, deadlines, retries and the client's own fallback list, end to end.
+
+import { test, before, after, beforeEach } from "node:test";
+import assert from "node:assert/strict";
+import { startMock, startGateway, call, openaiError, VENDOR_KEY } from "./harness.mjs";
+import { testConfig, closedPort } from "./config.mjs";
+
+let mock;
+let gateway;
+const chat = (model, extra = {}) => ({ model, messages: [{ role: "user", content: "Hi" }], ...extra });
+const answeredBy = async (model, extra) => {
+  const res = await call(gateway, "/v1/chat/completions", { body: chat(model, extra) });
+  assert.equal(res.status, 200, await res.clone().text());
+  await res.text();
+  return res.headers.get("x-switchyard-model");
+};
+
+before(async () => {
+  mock = await startMock();
+  gateway = await startGateway({ config: testConfig(mock, await closedPort()), secrets: { UPSTREAM_KEY: VENDOR_KEY } });
+});
+
+after(async () => {
+  await gateway?.stop();
+  await mock?.stop();
+});
+
+beforeEach(() => mock.reset());
+
+test("weighted: first attempts follow the weights; the route is named", async () => {
+  const counts = { "vendor-w1": 0, "vendor-w3": 0 };
+  for (let i = 0; i < 200; i++) counts[await answeredBy("weighted")]++;
+  assert.ok(counts["vendor-w3"] > 120 && counts["vendor-w3"] < 180, JSON.stringify(counts));
+  const res = await call(gateway, "/v1/chat/completions", { body: chat("weighted") });
+  assert.equal(res.headers.get("x-switchyard-route"), "weighted; strategy=weighted");
+});
+
+test("latency: once measured, the faster target answers first", async () => {
+  await mock.fault({ match: { model: "vendor-lat-slow" }, first_byte_delay_ms: 150 });
+  for (let i = 0; i < 3; i++) await answeredBy("latency-routed");
+  for (let i = 0; i < 5; i++) assert.equal(await answeredBy("latency-routed"), "vendor-lat-fast");
+});
+
+test("a deadline across attempts: no attempt outlives it", async () => {
+  await mock.fault({ match: { path: "/chat/completions" }, first_byte_delay_ms: 1300 });
+  const started = Date.now();
+  const res = await call(gateway, "/v1/chat/completions", { body: chat("deadline") });
+  const elapsed = Date.now() - started;
+  assert.equal(res.status, 504);
+  assert.equal((await openaiError(res)).code, "deadline_exceeded");
+  assert.ok(elapsed >= 950 && elapsed < 1400, `answered after ${elapsed} ms`);
+});
+
+test("max_attempts above the targets retries the same target, with backoff", async () => {
+  await mock.fault({ match: { model: "vendor-retry" }, times: 2, status: 502 });
+  const res = await call(gateway, "/v1/chat/completions", { body: chat("retrying") });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("x-switchyard-attempts"), "3");
+  assert.equal((await mock.requests()).length, 3);
+});
+
+test("the client's own fallback list (`models`) is tried after the model, and never sent on", async () => {
+  const res = await call(gateway, "/v1/chat/completions", { body: chat("down-model", { models: ["gpt-test"] }) });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("x-switchyard-model"), "vendor-gpt");
+  assert.equal(res.headers.get("x-switchyard-attempts"), "2");
+  const [sent] = await mock.requests();
+  assert.equal(sent.json.models, undefined);
+  const unknown = await call(gateway, "/v1/chat/completions", { body: chat("gpt-test", { models: ["nope"] }) });
+  assert.equal(unknown.status, 404);
+  assert.equal((await openaiError(unknown)).param, "models[0]");
+});
