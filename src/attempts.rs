@@ -5,9 +5,11 @@
 use crate::{health_view, upstream};
 use std::future::Future;
 use switchyard_core::breaker::Admission;
+use switchyard_core::catalog::Needs;
 use switchyard_core::config::{Config, Model, Provider, ProviderKind, Target};
 use switchyard_core::health::{retry_after_until, Outcome, Report};
 use switchyard_core::providers::{self, is_retryable_status, OutboundRequest};
+use switchyard_core::route::Tier;
 use switchyard_core::{route, GatewayError};
 use worker::{Date, Env, Response};
 
@@ -55,7 +57,16 @@ pub struct Completed {
 
 /// Tries `model`'s targets in order with `attempt` until one answers or one fails for a reason
 /// that another target would share.
-pub async fn run<'c, F, Fut>(config: &'c Config, model: &'c Model, mut attempt: F) -> Completed
+/// What narrows and orders a request's targets beyond their health.
+#[derive(Default)]
+pub struct Selection {
+    /// What the request needs (chat): targets that cannot serve it are skipped.
+    pub needs: Option<Needs>,
+    /// The cascade's decision and why.
+    pub tier: Option<(Tier, &'static str)>,
+}
+
+pub async fn run<'c, F, Fut>(config: &'c Config, model: &'c Model, selection: &Selection, mut attempt: F) -> Completed
 where
     F: FnMut(&'c Provider, &'c Target, u64) -> Fut,
     Fut: Future<Output = Result<Response, Failed>>,
@@ -64,21 +75,61 @@ where
     let now = Date::now().as_millis();
     let deadline = model.deadline_ms.map(|ms| now + ms);
     let names: Vec<String> = model.targets.iter().map(|t| describe(config, t)).collect();
-    let candidates: Vec<route::Candidate> = model
-        .targets
+    // The targets able to serve the request (the catalog's capabilities and context window),
+    // and under a cascade the decided tier's, a simple request's tier followed by the complex.
+    let mut eligible: Vec<usize> = (0..model.targets.len())
+        .filter(|&i| {
+            selection.needs.is_none_or(|needs| config.model_info(&model.targets[i].model).unmet(&needs).is_none())
+        })
+        .collect();
+    match selection.tier {
+        Some((Tier::Complex, _)) => eligible.retain(|&i| model.targets[i].tier == Some(Tier::Complex)),
+        Some((Tier::Simple, _)) => eligible.sort_by_key(|&i| model.targets[i].tier != Some(Tier::Simple)),
+        None => {}
+    }
+    if eligible.is_empty() {
+        let what = selection
+            .needs
+            .and_then(|needs| model.targets.iter().find_map(|t| config.model_info(&t.model).unmet(&needs)))
+            .unwrap_or("this request");
+        let error = GatewayError::new(
+            400,
+            "invalid_request_error",
+            "unsupported_model",
+            format!("No target of the model `{}` can serve {what}.", model.name),
+        )
+        .with_param("model");
+        return Completed {
+            response: crate::http::error_response(&error),
+            report: Report { policy: policy.clone(), outcomes: vec![] },
+        };
+    }
+    let needs = selection.needs.unwrap_or_default();
+    let candidates: Vec<route::Candidate> = eligible
         .iter()
-        .zip(&names)
-        .map(|(t, name)| route::Candidate { weight: t.weight, latency_ms: health_view::latency(name) })
+        .map(|&i| {
+            let info = config.model_info(&model.targets[i].model);
+            route::Candidate {
+                weight: model.targets[i].weight,
+                latency_ms: health_view::latency(&names[i]),
+                cost: info.max_cost(needs.prompt_tokens, if needs.max_output > 0 { needs.max_output } else { 4_096 }),
+            }
+        })
         .collect();
     // Targets whose breaker is open or whose vendor asked for time are skipped, unless every
     // target is out: then the one back first is tried rather than none.
-    let plan = route::order(
+    let plan: Vec<usize> = route::order(
         model.strategy,
         &candidates,
-        |i| health_view::peek(&names[i], policy, now),
+        |k| health_view::peek(&names[eligible[k]], policy, now),
         random_unit(),
-        model.max_attempts,
-    );
+        model
+            .max_attempts
+            .min(eligible.len().max(model.max_attempts.saturating_sub(model.targets.len() - eligible.len()))),
+    )
+    .into_iter()
+    .map(|k| eligible[k])
+    .collect();
 
     let mut failures: Vec<(&Target, Failed)> = Vec::new();
     let mut outcomes = Vec::new();
@@ -129,7 +180,12 @@ where
         }
         match result {
             Ok(response) => {
-                answer = Some(annotate(response, config, model, target, &failures));
+                let response = annotate(response, config, model, target, &failures);
+                if let Some((tier, why)) = selection.tier {
+                    let tier = if tier == Tier::Simple { "simple" } else { "complex" };
+                    let _ = response.headers().set("x-switchyard-cascade", &format!("{tier}; {why}"));
+                }
+                answer = Some(response);
                 break;
             }
             Err(failed) => {

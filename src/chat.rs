@@ -2,19 +2,26 @@
 //! target that succeeds, translated into OpenAI's shape (or passed through untouched when the
 //! vendor already speaks it).
 
-use crate::attempts::{self, call_vendor, vendor_key, Completed, Failed};
+use crate::attempts::{self, call_vendor, vendor_key, Completed, Failed, Selection};
 use crate::{http, upstream};
 use futures::StreamExt;
 use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Config, Model, Provider, ProviderKind, Target};
 use switchyard_core::providers::{self, mock, ParamReport, StreamTranslator};
-use switchyard_core::route::Strategy;
+use switchyard_core::route::{self, Strategy, Tier};
 use switchyard_core::GatewayError;
 use worker::{Date, Env, Headers, Response, ResponseBuilder};
 
 /// `strict_header`: the client's `x-switchyard-strict` asks that parameters a target cannot
 /// honour be refused rather than dropped.
-pub async fn complete(config: &Config, env: &Env, body: &[u8], strict_header: bool) -> Result<Completed, GatewayError> {
+/// `tier_hint`: the client's `x-switchyard-tier`, which decides a cascade's tier.
+pub async fn complete(
+    config: &Config,
+    env: &Env,
+    body: &[u8],
+    strict_header: bool,
+    tier_hint: Option<Tier>,
+) -> Result<Completed, GatewayError> {
     let request = ChatRequest::parse(body)?;
     let model = config.model(&request.model).ok_or_else(|| GatewayError::model_not_found(&request.model))?;
     let strict = strict_header || model.strict;
@@ -23,8 +30,12 @@ pub async fn complete(config: &Config, env: &Env, body: &[u8], strict_header: bo
         None => None,
     };
     let model = with_fallbacks.as_ref().unwrap_or(model);
+    let needs = request.needs();
+    let tier = (model.strategy == Strategy::Cascade)
+        .then(|| route::classify(&needs, request.reasoning_effort.as_deref(), tier_hint, model.max_simple_tokens));
+    let selection = Selection { needs: Some(needs), tier };
     let request = &request;
-    Ok(attempts::run(config, model, |provider, target, timeout_ms| {
+    Ok(attempts::run(config, model, &selection, |provider, target, timeout_ms| {
         attempt(provider, target, request, env, strict, timeout_ms)
     })
     .await)

@@ -9,7 +9,8 @@ use worker::{Headers, Request, Response, ResponseBuilder};
 
 /// Headers a browser client may read from a cross-origin response.
 const EXPOSED: &str = "x-request-id, x-switchyard-provider, x-switchyard-model, x-switchyard-attempts, \
-    x-switchyard-fallbacks, x-switchyard-dropped-params, x-switchyard-adjusted-params";
+    x-switchyard-fallbacks, x-switchyard-route, x-switchyard-cascade, x-switchyard-dropped-params, \
+    x-switchyard-adjusted-params";
 
 /// A header value meaning yes: `1`, `true`, `yes`, `on`.
 pub fn truthy(value: &str) -> bool {
@@ -69,7 +70,7 @@ pub fn preflight(allowed: &str) -> Response {
     set(
         &headers,
         "access-control-allow-headers",
-        "authorization, content-type, x-api-key, x-stainless-os, x-stainless-lang, x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, x-stainless-arch, x-stainless-retry-count, x-stainless-timeout, openai-organization, openai-project, anthropic-version, anthropic-beta, x-switchyard-strict",
+        "authorization, content-type, x-api-key, x-stainless-os, x-stainless-lang, x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, x-stainless-arch, x-stainless-retry-count, x-stainless-timeout, openai-organization, openai-project, anthropic-version, anthropic-beta, x-switchyard-strict, x-switchyard-tier",
     );
     set(&headers, "access-control-max-age", "86400");
     ResponseBuilder::new().with_status(204).with_headers(headers).empty()

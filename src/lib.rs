@@ -65,8 +65,13 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, G
         }
         Endpoint::ChatCompletions => {
             let strict = req.headers().get("x-switchyard-strict").ok().flatten().is_some_and(|v| http::truthy(&v));
+            let tier = match req.headers().get("x-switchyard-tier").ok().flatten().as_deref().map(str::trim) {
+                Some("simple") => Some(switchyard_core::route::Tier::Simple),
+                Some("complex") => Some(switchyard_core::route::Tier::Complex),
+                _ => None,
+            };
             let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
-            let completed = chat::complete(&config, env, &body, strict).await?;
+            let completed = chat::complete(&config, env, &body, strict, tier).await?;
             Ok(record(completed, env, ctx))
         }
         Endpoint::Embeddings => {

@@ -58,6 +58,15 @@ export function testConfig(mock, deadPort) {
       { name: "latency-routed", strategy: "latency", targets: [{ provider: "upstream", model: "vendor-lat-slow" }, { provider: "upstream", model: "vendor-lat-fast" }] },
       { name: "deadline", deadline_ms: 1000, targets: [{ provider: "upstream", model: "vendor-dl1" }, { provider: "upstream", model: "vendor-dl2" }] },
       { name: "retrying", max_attempts: 3, targets: [{ provider: "upstream", model: "vendor-retry" }] },
+      { name: "cost-routed", strategy: "cost", targets: [{ provider: "upstream", model: "vendor-pricey" }, { provider: "upstream", model: "vendor-cheap" }] },
+      {
+        name: "cascade",
+        strategy: "cascade",
+        max_simple_tokens: 500,
+        targets: [{ provider: "upstream", model: "vendor-small", tier: "simple" }, { provider: "upstream", model: "vendor-large", tier: "complex" }],
+      },
+      { name: "small-context", targets: [{ provider: "upstream", model: "vendor-tiny-context" }, { provider: "upstream", model: "vendor-backup" }] },
+      { name: "only-small-context", targets: [{ provider: "upstream", model: "vendor-tiny-context" }] },
       { name: "embed-openai", targets: [{ provider: "upstream", model: "text-embedding-3-small" }] },
       { name: "embed-gemini", targets: [{ provider: "google", model: "gemini-embedding-001" }] },
       { name: "claude-strict", strict: true, targets: [{ provider: "claude", model: "claude-haiku-4-5" }] },
@@ -65,6 +74,11 @@ export function testConfig(mock, deadPort) {
     keys: [{ name: "test", sha256: GATEWAY_KEY_SHA256 }],
     limits: { max_body_bytes: MAX_BODY_BYTES },
     // Small and fast, so that tests see breakers open and close; no rate trips (min_volume).
+    catalog: {
+      "vendor-cheap": { input: 0.1, output: 0.2, vision: false },
+      "vendor-pricey": { input: 5, output: 15 },
+      "vendor-tiny-context": { context_window: 200 },
+    },
     health: { breaker: { consecutive_failures: 3, cooldown_ms: BREAKER_COOLDOWN_MS, min_volume: 100000 } },
   };
 }

@@ -70,3 +70,43 @@ test("the client's own fallback list (`models`) is tried after the model, and ne
   assert.equal(unknown.status, 404);
   assert.equal((await openaiError(unknown)).param, "models[0]");
 });
+
+test("cost: the cheapest target able to serve the request answers", async () => {
+  assert.equal(await answeredBy("cost-routed"), "vendor-cheap");
+  const image = { messages: [{ role: "user", content: [{ type: "text", text: "What is this?" }, { type: "image_url", image_url: { url: "https://x/cat.png" } }] }] };
+  const res = await call(gateway, "/v1/chat/completions", { body: { model: "cost-routed", ...image } });
+  assert.equal(res.headers.get("x-switchyard-model"), "vendor-pricey", "the cheap model has no vision: skipped, not failed");
+  assert.equal(res.headers.get("x-switchyard-attempts"), "1");
+});
+
+test("cascade: simple requests to the cheap tier, complex ones to the premium tier, named in a header", async () => {
+  let res = await call(gateway, "/v1/chat/completions", { body: chat("cascade") });
+  assert.equal(res.headers.get("x-switchyard-model"), "vendor-small");
+  assert.equal(res.headers.get("x-switchyard-cascade"), "simple; short prompt");
+  const tools = [{ type: "function", function: { name: "f", parameters: { type: "object", properties: {} } } }];
+  res = await call(gateway, "/v1/chat/completions", { body: chat("cascade", { tools }) });
+  assert.equal(res.headers.get("x-switchyard-model"), "vendor-large");
+  assert.equal(res.headers.get("x-switchyard-cascade"), "complex; tools");
+  res = await call(gateway, "/v1/chat/completions", { body: { model: "cascade", messages: [{ role: "user", content: "x".repeat(4000) }] } });
+  assert.equal(res.headers.get("x-switchyard-cascade"), "complex; long prompt");
+  res = await call(gateway, "/v1/chat/completions", { body: chat("cascade"), headers: { "x-switchyard-tier": "complex" } });
+  assert.equal(res.headers.get("x-switchyard-model"), "vendor-large");
+  assert.equal(res.headers.get("x-switchyard-cascade"), "complex; hint");
+  // A simple request whose cheap tier fails is answered by the premium tier.
+  await mock.fault({ match: { model: "vendor-small" }, times: 1, status: 500 });
+  res = await call(gateway, "/v1/chat/completions", { body: chat("cascade") });
+  assert.equal(res.headers.get("x-switchyard-model"), "vendor-large");
+});
+
+test("a context longer than a target's window skips it; none able is a 400", async () => {
+  const long = { messages: [{ role: "user", content: "word ".repeat(400) }] };
+  let res = await call(gateway, "/v1/chat/completions", { body: { model: "small-context", ...long } });
+  assert.equal(res.headers.get("x-switchyard-model"), "vendor-backup");
+  assert.equal(res.headers.get("x-switchyard-attempts"), "1");
+  res = await call(gateway, "/v1/chat/completions", { body: { model: "only-small-context", ...long } });
+  assert.equal(res.status, 400);
+  const error = await openaiError(res);
+  assert.equal(error.code, "unsupported_model");
+  assert.match(error.message, /a context this long/);
+  assert.ok(!(await mock.requests()).some((r) => r.json?.model === "vendor-tiny-context"));
+});

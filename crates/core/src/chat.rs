@@ -402,6 +402,42 @@ impl ChatRequest {
         Ok(())
     }
 
+    /// What the request needs of the model that serves it: images, tools, JSON output, and
+    /// its size in tokens (estimated: four characters a token, a flat 1,000 an image or file).
+    pub fn needs(&self) -> crate::catalog::Needs {
+        let mut needs = crate::catalog::Needs {
+            tools: self.tools.as_ref().is_some_and(|t| !t.is_empty()),
+            json: matches!(self.response_format, Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })),
+            max_output: u64::from(self.max_completion_tokens.or(self.max_tokens).unwrap_or(0)),
+            ..Default::default()
+        };
+        let mut chars = 0usize;
+        for m in &self.messages {
+            chars += 16;
+            match &m.content {
+                Some(Content::Text(t)) => chars += t.len(),
+                Some(Content::Parts(parts)) => {
+                    for part in parts {
+                        match part {
+                            ContentPart::Text { text, .. } => chars += text.len(),
+                            ContentPart::ImageUrl { .. } => {
+                                needs.vision = true;
+                                chars += 4_000;
+                            }
+                            _ => chars += 4_000,
+                        }
+                    }
+                }
+                None => {}
+            }
+            for call in m.tool_calls.iter().flatten() {
+                chars += call.function.name.len() + call.function.arguments.len();
+            }
+        }
+        needs.prompt_tokens = chars.div_ceil(4) as u64;
+        needs
+    }
+
     pub fn is_stream(&self) -> bool {
         self.stream == Some(true)
     }

@@ -82,6 +82,8 @@ pub struct Target {
     pub model: String,
     /// Share of first attempts under the `weighted` strategy.
     pub weight: u32,
+    /// The target's tier under the `cascade` strategy.
+    pub tier: Option<crate::route::Tier>,
 }
 
 /// A public model: the name clients send, its aliases, and its targets in order of preference.
@@ -99,6 +101,8 @@ pub struct Model {
     pub deadline_ms: Option<u64>,
     /// Attempts at most; more than the targets retries them in turn, with backoff.
     pub max_attempts: usize,
+    /// Under `cascade`: prompts longer than this (in estimated tokens) are complex.
+    pub max_simple_tokens: u64,
 }
 
 /// A gateway key, known by the SHA-256 of its text.
@@ -129,6 +133,8 @@ pub struct Config {
     pub keys: Vec<GatewayKey>,
     pub limits: Limits,
     pub health: HealthConfig,
+    /// Catalog entries that replace or add to the embedded catalog, by vendor model name.
+    pub catalog: BTreeMap<String, crate::catalog::ModelInfo>,
     by_name: HashMap<String, usize>,
 }
 
@@ -147,6 +153,8 @@ struct Document {
     limits: LimitsDoc,
     #[serde(default)]
     health: HealthConfig,
+    #[serde(default)]
+    catalog: BTreeMap<String, crate::catalog::ModelInfo>,
 }
 
 #[derive(Deserialize)]
@@ -182,6 +190,8 @@ struct ModelDoc {
     deadline_ms: Option<u64>,
     #[serde(default)]
     max_attempts: Option<usize>,
+    #[serde(default)]
+    max_simple_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -191,6 +201,8 @@ struct TargetDoc {
     model: String,
     #[serde(default)]
     weight: Option<u32>,
+    #[serde(default)]
+    tier: Option<crate::route::Tier>,
 }
 
 #[derive(Deserialize)]
@@ -322,7 +334,13 @@ impl Config {
                 if weight == 0 && m.strategy == crate::route::Strategy::Weighted {
                     return Err(ConfigError::at(format!("{path}.targets[{j}].weight"), "must be at least 1"));
                 }
-                targets.push(Target { provider, model: t.model, weight });
+                if m.strategy == crate::route::Strategy::Cascade && t.tier.is_none() {
+                    return Err(ConfigError::at(
+                        format!("{path}.targets[{j}].tier"),
+                        "a cascade target needs a tier: simple or complex",
+                    ));
+                }
+                targets.push(Target { provider, model: t.model, weight, tier: t.tier });
             }
             let owned_by = m.owned_by.unwrap_or_else(|| providers[targets[0].provider].name.clone());
             if m.deadline_ms == Some(0) {
@@ -341,6 +359,7 @@ impl Config {
                 strategy: m.strategy,
                 deadline_ms: m.deadline_ms,
                 max_attempts,
+                max_simple_tokens: m.max_simple_tokens.unwrap_or(2_000),
             });
         }
 
@@ -386,12 +405,25 @@ impl Config {
             return Err(ConfigError::at(format!("health.breaker.{field}"), reason));
         }
 
-        Ok(Config { providers, models, keys, limits: Limits { max_body_bytes }, health: doc.health, by_name })
+        Ok(Config {
+            providers,
+            models,
+            keys,
+            limits: Limits { max_body_bytes },
+            health: doc.health,
+            catalog: doc.catalog,
+            by_name,
+        })
     }
 
     /// The model whose name or alias is `name`.
     pub fn model(&self, name: &str) -> Option<&Model> {
         self.by_name.get(name).map(|&i| &self.models[i])
+    }
+
+    /// What the catalog (the configuration's, else the embedded one) knows of a vendor model.
+    pub fn model_info(&self, vendor_model: &str) -> crate::catalog::ModelInfo {
+        self.catalog.get(vendor_model).copied().or_else(|| crate::catalog::embedded(vendor_model)).unwrap_or_default()
     }
 
     pub fn provider(&self, target: &Target) -> &Provider {

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod breaker;
+pub mod catalog;
 pub mod chat;
 pub mod config;
 pub mod embeddings;

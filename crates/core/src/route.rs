@@ -16,6 +16,11 @@ pub enum Strategy {
     /// The lowest recent latency first (a target without figures yet counts as fastest, so
     /// that it gets measured).
     Latency,
+    /// The cheapest target able to serve the request first (by the catalog's prices).
+    Cost,
+    /// Simple requests to the `simple` tier, complex ones to the `complex` tier (see
+    /// [`classify`]); each tier in its configured order.
+    Cascade,
 }
 
 impl Strategy {
@@ -24,6 +29,8 @@ impl Strategy {
             Strategy::Fallback => "fallback",
             Strategy::Weighted => "weighted",
             Strategy::Latency => "latency",
+            Strategy::Cost => "cost",
+            Strategy::Cascade => "cascade",
         }
     }
 }
@@ -34,6 +41,8 @@ pub struct Candidate {
     pub weight: u32,
     /// Recent latency (moving average), if any was measured.
     pub latency_ms: Option<f64>,
+    /// The most the request can cost at this target, in USD.
+    pub cost: f64,
 }
 
 /// The order of attempts: the healthy targets (see [`plan`]) arranged by `strategy`, then
@@ -52,7 +61,8 @@ pub fn order(
         }
     }
     match strategy {
-        Strategy::Fallback => {}
+        Strategy::Fallback | Strategy::Cascade => {}
+        Strategy::Cost => healthy.sort_by(|&a, &b| candidates[a].cost.total_cmp(&candidates[b].cost)),
         Strategy::Weighted => {
             let total: u64 = healthy.iter().map(|&i| u64::from(candidates[i].weight)).sum();
             if total > 0 {
@@ -83,6 +93,42 @@ pub fn order(
         return healthy;
     }
     (0..max_attempts.max(1)).map(|k| healthy[k % healthy.len()]).collect()
+}
+
+/// A cascade tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    Simple,
+    Complex,
+}
+
+/// The cascade's rule, in order: the client's hint (`x-switchyard-tier`) decides if given;
+/// otherwise a request is complex if it has tools, images or a JSON schema to follow, asks for
+/// medium or high reasoning effort, or its prompt is over `max_simple_tokens`; else simple.
+/// Returns the tier and the reason, for the `x-switchyard-cascade` header.
+pub fn classify(
+    needs: &crate::catalog::Needs,
+    reasoning_effort: Option<&str>,
+    hint: Option<Tier>,
+    max_simple_tokens: u64,
+) -> (Tier, &'static str) {
+    if let Some(tier) = hint {
+        return (tier, "hint");
+    }
+    if needs.tools {
+        (Tier::Complex, "tools")
+    } else if needs.vision {
+        (Tier::Complex, "images")
+    } else if needs.json {
+        (Tier::Complex, "json")
+    } else if matches!(reasoning_effort, Some("medium" | "high")) {
+        (Tier::Complex, "reasoning")
+    } else if needs.prompt_tokens > max_simple_tokens {
+        (Tier::Complex, "long prompt")
+    } else {
+        (Tier::Simple, "short prompt")
+    }
 }
 
 /// The indices of `targets` to try, in order: every target whose health admits an attempt now,
@@ -125,7 +171,11 @@ mod tests {
     }
 
     fn candidates(weights: &[u32], latencies: &[Option<f64>]) -> Vec<Candidate> {
-        weights.iter().zip(latencies).map(|(&weight, &latency_ms)| Candidate { weight, latency_ms }).collect()
+        weights
+            .iter()
+            .zip(latencies)
+            .map(|(&weight, &latency_ms)| Candidate { weight, latency_ms, cost: 0.0 })
+            .collect()
     }
 
     #[test]
@@ -161,6 +211,32 @@ mod tests {
         assert_eq!(order(Strategy::Latency, &c, |_| Admission::Allow, 0.0, 3), [2, 1, 0]);
         let c = candidates(&[1, 1], &[Some(300.0), Some(80.0)]);
         assert_eq!(order(Strategy::Latency, &c, |_| Admission::Allow, 0.0, 2), [1, 0]);
+    }
+
+    #[test]
+    fn cost_puts_the_cheapest_first() {
+        let mut c = candidates(&[1, 1, 1], &[None, None, None]);
+        c[0].cost = 0.3;
+        c[1].cost = 0.01;
+        c[2].cost = 0.2;
+        assert_eq!(order(Strategy::Cost, &c, |_| Admission::Allow, 0.0, 3), [1, 2, 0]);
+    }
+
+    #[test]
+    fn the_cascade_rule() {
+        use crate::catalog::Needs;
+        let plain = Needs { prompt_tokens: 100, ..Needs::default() };
+        assert_eq!(classify(&plain, None, None, 2_000), (Tier::Simple, "short prompt"));
+        assert_eq!(
+            classify(&Needs { prompt_tokens: 2_001, ..plain }, None, None, 2_000),
+            (Tier::Complex, "long prompt")
+        );
+        assert_eq!(classify(&Needs { tools: true, ..plain }, None, None, 2_000).0, Tier::Complex);
+        assert_eq!(classify(&Needs { vision: true, ..plain }, None, None, 2_000).0, Tier::Complex);
+        assert_eq!(classify(&Needs { json: true, ..plain }, None, None, 2_000).0, Tier::Complex);
+        assert_eq!(classify(&plain, Some("high"), None, 2_000).0, Tier::Complex);
+        assert_eq!(classify(&plain, Some("low"), None, 2_000).0, Tier::Simple);
+        assert_eq!(classify(&Needs { tools: true, ..plain }, None, Some(Tier::Simple), 2_000), (Tier::Simple, "hint"));
     }
 
     #[test]

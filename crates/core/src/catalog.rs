@@ -1,0 +1,161 @@
+//! The model catalog: prices and capabilities of the common models, embedded, and overridable
+//! (or extended) by the configuration's `catalog`. Used to skip targets that cannot serve a
+//! request, to order targets by cost, and (later) to price usage.
+
+use serde::{Deserialize, Serialize};
+
+/// What a vendor model costs and can do. Prices in USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelInfo {
+    pub input: f64,
+    pub cached_input: f64,
+    pub output: f64,
+    pub context_window: u64,
+    pub vision: bool,
+    pub tools: bool,
+    pub json: bool,
+}
+
+impl Default for ModelInfo {
+    /// A model the catalog does not know: free, large, able; nothing is skipped for it.
+    fn default() -> Self {
+        Self {
+            input: 0.0,
+            cached_input: 0.0,
+            output: 0.0,
+            context_window: u64::MAX,
+            vision: true,
+            tools: true,
+            json: true,
+        }
+    }
+}
+
+const fn chat(input: f64, cached_input: f64, output: f64, context_window: u64, vision: bool) -> ModelInfo {
+    ModelInfo { input, cached_input, output, context_window, vision, tools: true, json: true }
+}
+
+const fn embedding(input: f64) -> ModelInfo {
+    ModelInfo {
+        input,
+        cached_input: input,
+        output: 0.0,
+        context_window: 8_192,
+        vision: false,
+        tools: false,
+        json: false,
+    }
+}
+
+/// Vendor model names by prefix (the longest matching prefix wins), published list prices.
+const EMBEDDED: &[(&str, ModelInfo)] = &[
+    ("gpt-5-nano", chat(0.05, 0.005, 0.40, 400_000, true)),
+    ("gpt-5-mini", chat(0.25, 0.025, 2.00, 400_000, true)),
+    ("gpt-5", chat(1.25, 0.125, 10.00, 400_000, true)),
+    ("gpt-4.1-nano", chat(0.10, 0.025, 0.40, 1_047_576, true)),
+    ("gpt-4.1-mini", chat(0.40, 0.10, 1.60, 1_047_576, true)),
+    ("gpt-4.1", chat(2.00, 0.50, 8.00, 1_047_576, true)),
+    ("gpt-4o-mini", chat(0.15, 0.075, 0.60, 128_000, true)),
+    ("gpt-4o", chat(2.50, 1.25, 10.00, 128_000, true)),
+    ("o4-mini", chat(1.10, 0.275, 4.40, 200_000, true)),
+    ("o3-mini", chat(1.10, 0.55, 4.40, 200_000, false)),
+    ("o3", chat(2.00, 0.50, 8.00, 200_000, true)),
+    ("text-embedding-3-small", embedding(0.02)),
+    ("text-embedding-3-large", embedding(0.13)),
+    ("claude-opus-4", chat(15.00, 1.50, 75.00, 200_000, true)),
+    ("claude-sonnet-4", chat(3.00, 0.30, 15.00, 200_000, true)),
+    ("claude-3-7-sonnet", chat(3.00, 0.30, 15.00, 200_000, true)),
+    ("claude-3-5-sonnet", chat(3.00, 0.30, 15.00, 200_000, true)),
+    ("claude-haiku-4", chat(1.00, 0.10, 5.00, 200_000, true)),
+    ("claude-3-5-haiku", chat(0.80, 0.08, 4.00, 200_000, true)),
+    ("claude-3-haiku", chat(0.25, 0.03, 1.25, 200_000, true)),
+    ("gemini-2.5-pro", chat(1.25, 0.31, 10.00, 1_048_576, true)),
+    ("gemini-2.5-flash-lite", chat(0.10, 0.025, 0.40, 1_048_576, true)),
+    ("gemini-2.5-flash", chat(0.30, 0.075, 2.50, 1_048_576, true)),
+    ("gemini-2.0-flash", chat(0.10, 0.025, 0.40, 1_048_576, true)),
+    ("gemini-embedding-001", embedding(0.15)),
+    ("llama-3.1-8b-instant", chat(0.05, 0.05, 0.08, 131_072, false)),
+    ("llama-3.3-70b-versatile", chat(0.59, 0.59, 0.79, 131_072, false)),
+    ("deepseek-chat", chat(0.27, 0.07, 1.10, 64_000, false)),
+    ("deepseek-reasoner", chat(0.55, 0.14, 2.19, 64_000, false)),
+    ("mistral-large", chat(2.00, 2.00, 6.00, 128_000, false)),
+    ("mistral-small", chat(0.20, 0.20, 0.60, 128_000, false)),
+];
+
+/// The embedded entry for a vendor model, by its longest matching prefix.
+pub fn embedded(vendor_model: &str) -> Option<ModelInfo> {
+    let name = vendor_model.rsplit('/').next().unwrap_or(vendor_model);
+    EMBEDDED
+        .iter()
+        .filter(|(prefix, _)| name.starts_with(prefix))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(_, info)| *info)
+}
+
+/// What a request needs of the model that serves it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub vision: bool,
+    pub tools: bool,
+    pub json: bool,
+    /// The prompt, estimated at four characters a token (and a flat 1,000 an image).
+    pub prompt_tokens: u64,
+    /// The most output the request allows (0: not limited by the client).
+    pub max_output: u64,
+}
+
+impl ModelInfo {
+    /// The first need this model cannot meet, named for the client.
+    pub fn unmet(&self, needs: &Needs) -> Option<&'static str> {
+        if needs.vision && !self.vision {
+            Some("images")
+        } else if needs.tools && !self.tools {
+            Some("tools")
+        } else if needs.json && !self.json {
+            Some("JSON output")
+        } else if needs.prompt_tokens + needs.max_output > self.context_window {
+            Some("a context this long")
+        } else {
+            None
+        }
+    }
+
+    /// The most a request of `prompt_tokens` and up to `max_output` tokens can cost, in USD.
+    pub fn max_cost(&self, prompt_tokens: u64, max_output: u64) -> f64 {
+        (prompt_tokens as f64 * self.input + max_output as f64 * self.output) / 1e6
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_prefix_wins_and_provider_prefixes_are_ignored() {
+        assert_eq!(embedded("gpt-4o-mini-2024-07-18").unwrap().input, 0.15);
+        assert_eq!(embedded("gpt-4o-2024-08-06").unwrap().input, 2.50);
+        assert_eq!(embedded("gemini-2.5-flash-lite").unwrap().output, 0.40);
+        assert_eq!(embedded("openai/gpt-4.1-mini").unwrap().input, 0.40);
+        assert!(embedded("my-finetune").is_none());
+    }
+
+    #[test]
+    fn needs_are_checked_in_order() {
+        let text_only = chat(1.0, 1.0, 1.0, 1_000, false);
+        assert_eq!(text_only.unmet(&Needs { vision: true, ..Needs::default() }), Some("images"));
+        let long = Needs { prompt_tokens: 900, max_output: 101, ..Needs::default() };
+        assert_eq!(text_only.unmet(&long), Some("a context this long"));
+        assert_eq!(text_only.unmet(&Needs { tools: true, prompt_tokens: 10, ..Needs::default() }), None);
+        assert_eq!(
+            ModelInfo::default().unmet(&Needs { vision: true, prompt_tokens: 1 << 40, ..Needs::default() }),
+            None
+        );
+    }
+
+    #[test]
+    fn max_cost_is_prompt_times_input_plus_output_times_output() {
+        let m = chat(2.0, 1.0, 10.0, 1_000, true);
+        assert!((m.max_cost(1_000_000, 100_000) - 3.0).abs() < 1e-9);
+    }
+}
