@@ -3,6 +3,7 @@
 //! and name in headers who answered and why earlier targets were abandoned.
 
 use crate::{health_view, upstream};
+use futures::future::Either;
 use std::future::Future;
 use switchyard_core::breaker::Admission;
 use switchyard_core::catalog::Needs;
@@ -131,10 +132,12 @@ where
     .map(|k| eligible[k])
     .collect();
 
-    let mut failures: Vec<(&Target, Failed)> = Vec::new();
-    let mut outcomes = Vec::new();
-    let mut answer = None;
+    let mut tally = Tally { failures: Vec::new(), outcomes: Vec::new(), answer: None };
+    let mut hedged = None;
     for (k, &i) in plan.iter().enumerate() {
+        if hedged == Some(k) {
+            continue; // raced already, as the hedge of the first attempt
+        }
         let target = &model.targets[i];
         let provider = config.provider(target);
         if plan[..k].contains(&i) {
@@ -147,24 +150,19 @@ where
             worker::Delay::from(std::time::Duration::from_millis(backoff_ms)).await;
         }
         let started = Date::now().as_millis();
-        // Each attempt gets its provider's timeout, cut short by what is left of the deadline.
-        let timeout_ms = match deadline {
-            Some(d) if started >= d => {
-                let error = GatewayError::new(
-                    504,
-                    "server_error",
-                    "deadline_exceeded",
-                    format!(
-                        "The model's deadline of {} ms passed before `{}` could be tried.",
-                        model.deadline_ms.unwrap_or(0),
-                        names[i]
-                    ),
-                );
-                failures.push((target, Failed::final_(error)));
-                break;
-            }
-            Some(d) => provider.timeout_ms.min(d - started),
-            None => provider.timeout_ms,
+        let Some(timeout_ms) = attempt_timeout(provider, deadline, started) else {
+            let error = GatewayError::new(
+                504,
+                "server_error",
+                "deadline_exceeded",
+                format!(
+                    "The model's deadline of {} ms passed before `{}` could be tried.",
+                    model.deadline_ms.unwrap_or(0),
+                    names[i]
+                ),
+            );
+            tally.failures.push((target, Failed::final_(error)));
+            break;
         };
         // When every target is out, the plan holds the one back first, and it is tried anyway.
         let forced = matches!(health_view::peek(&names[i], policy, started), Admission::Reject { .. });
@@ -174,29 +172,52 @@ where
                 continue;
             }
         }
-        let result = attempt(provider, target, timeout_ms).await;
-        if provider.kind != ProviderKind::Mock {
-            outcomes.push(outcome(&names[i], &result, started));
-        }
-        match result {
-            Ok(response) => {
-                let response = annotate(response, config, model, target, &failures);
-                if let Some((tier, why)) = selection.tier {
-                    let tier = if tier == Tier::Simple { "simple" } else { "complex" };
-                    let _ = response.headers().set("x-switchyard-cascade", &format!("{tier}; {why}"));
+
+        // Hedging: when the first target has not answered after `hedge_after_ms`, the next one
+        // is started too; the first to answer wins, and the other is cancelled (its fetch
+        // aborted). A failure of either leaves the race to the other.
+        let second = plan.get(1).copied().filter(|&j| k == 0 && j != i);
+        if let (Some(hedge_ms), Some(j)) = (model.hedge_after_ms, second) {
+            hedged = Some(1);
+            let (target_b, provider_b) = (&model.targets[j], config.provider(&model.targets[j]));
+            let first = attempt(provider, target, timeout_ms);
+            let hedge = async {
+                worker::Delay::from(std::time::Duration::from_millis(hedge_ms)).await;
+                let started_b = Date::now().as_millis();
+                let timeout_b = attempt_timeout(provider_b, deadline, started_b).unwrap_or(1);
+                (started_b, attempt(provider_b, target_b, timeout_b).await)
+            };
+            futures::pin_mut!(first, hedge);
+            let done = match futures::future::select(first, hedge).await {
+                Either::Left((a, hedge)) => {
+                    if tally.settle(config, model, selection, &names, i, started, a) {
+                        let (started_b, b) = hedge.await;
+                        tally.settle(config, model, selection, &names, j, started_b, b)
+                    } else {
+                        false
+                    }
                 }
-                answer = Some(response);
+                Either::Right(((started_b, b), first)) => {
+                    if tally.settle(config, model, selection, &names, j, started_b, b) {
+                        let a = first.await;
+                        tally.settle(config, model, selection, &names, i, started, a)
+                    } else {
+                        false
+                    }
+                }
+            };
+            if !done {
                 break;
             }
-            Err(failed) => {
-                let stop = !failed.retryable;
-                failures.push((target, failed));
-                if stop {
-                    break;
-                }
-            }
+            continue;
+        }
+
+        let result = attempt(provider, target, timeout_ms).await;
+        if !tally.settle(config, model, selection, &names, i, started, result) {
+            break;
         }
     }
+    let Tally { failures, outcomes, answer } = tally;
     health_view::record(policy, &outcomes);
     let response = answer.unwrap_or_else(|| failure_response(config, failures));
     Completed { response, report: Report { policy: policy.clone(), outcomes } }
@@ -266,6 +287,59 @@ fn outcome(target: &str, result: &Result<Response, Failed>, started: u64) -> Out
         latency_ms: at_ms.saturating_sub(started) as f64,
         at_ms,
         retry_after_until_ms,
+    }
+}
+
+/// The attempts of one request so far.
+struct Tally<'c> {
+    failures: Vec<(&'c Target, Failed)>,
+    outcomes: Vec<Outcome>,
+    answer: Option<Response>,
+}
+
+impl<'c> Tally<'c> {
+    /// Takes in the result of the attempt at target `i`; whether to go on to the next target.
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &mut self,
+        config: &Config,
+        model: &'c Model,
+        selection: &Selection,
+        names: &[String],
+        i: usize,
+        started: u64,
+        result: Result<Response, Failed>,
+    ) -> bool {
+        let target = &model.targets[i];
+        if config.provider(target).kind != ProviderKind::Mock {
+            self.outcomes.push(outcome(&names[i], &result, started));
+        }
+        match result {
+            Ok(response) => {
+                let response = annotate(response, config, model, target, &self.failures);
+                if let Some((tier, why)) = selection.tier {
+                    let tier = if tier == Tier::Simple { "simple" } else { "complex" };
+                    let _ = response.headers().set("x-switchyard-cascade", &format!("{tier}; {why}"));
+                }
+                self.answer = Some(response);
+                false
+            }
+            Err(failed) => {
+                let go_on = failed.retryable;
+                self.failures.push((target, failed));
+                go_on
+            }
+        }
+    }
+}
+
+/// An attempt's time: its provider's timeout, cut short by what is left of the deadline;
+/// `None` once the deadline has passed.
+fn attempt_timeout(provider: &Provider, deadline: Option<u64>, now: u64) -> Option<u64> {
+    match deadline {
+        Some(d) if now >= d => None,
+        Some(d) => Some(provider.timeout_ms.min(d - now)),
+        None => Some(provider.timeout_ms),
     }
 }
 

@@ -5,7 +5,7 @@ use futures::future::{select, Either};
 use std::time::Duration;
 use switchyard_core::providers::OutboundRequest;
 use worker::js_sys::Uint8Array;
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{AbortController, AbortSignal, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
 
 /// Why a vendor gave no answer at all.
 #[derive(Debug)]
@@ -19,18 +19,31 @@ pub enum Failure {
 /// Sends `outbound` and returns the vendor's response once its headers arrive, or the failure.
 pub async fn send(outbound: &OutboundRequest, timeout_ms: u64) -> Result<Response, Failure> {
     let request = build(outbound).map_err(|e| Failure::Unreachable(format!("cannot build the request: {e}")))?;
-    let controller = AbortController::default();
-    let signal = controller.signal();
+    let mut guard = AbortOnDrop(Some(AbortController::default()));
+    let signal = guard.0.as_ref().map(AbortController::signal).unwrap_or_else(AbortSignal::abort);
     let fetch = Fetch::Request(request);
     let call = fetch.send_with_signal(&signal);
     let timer = Delay::from(Duration::from_millis(timeout_ms));
     futures::pin_mut!(call, timer);
     match select(call, timer).await {
-        Either::Left((Ok(response), _)) => Ok(response),
+        Either::Left((Ok(response), _)) => {
+            // The body still streams in: the request must not be aborted any more.
+            guard.0 = None;
+            Ok(response)
+        }
         Either::Left((Err(e), _)) => Err(Failure::Unreachable(e.to_string())),
-        Either::Right(_) => {
+        Either::Right(_) => Err(Failure::Timeout),
+    }
+}
+
+/// Aborts the vendor request when the attempt is given up before its response arrived: on a
+/// timeout, when it loses a hedged race, or when the client goes away.
+struct AbortOnDrop(Option<AbortController>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(controller) = self.0.take() {
             controller.abort();
-            Err(Failure::Timeout)
         }
     }
 }

@@ -110,3 +110,19 @@ test("a context longer than a target's window skips it; none able is a 400", asy
   assert.match(error.message, /a context this long/);
   assert.ok(!(await mock.requests()).some((r) => r.json?.model === "vendor-tiny-context"));
 });
+
+test("hedging: a slow first target is raced by the next after hedge_after_ms; the first answer wins", async () => {
+  await mock.fault({ match: { model: "vendor-hedge-slow" }, times: 1, first_byte_delay_ms: 1200 });
+  const started = Date.now();
+  const res = await call(gateway, "/v1/chat/completions", { body: chat("hedged") });
+  const elapsed = Date.now() - started;
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("x-switchyard-model"), "vendor-hedge-fast");
+  assert.ok(elapsed >= 180 && elapsed < 900, `answered after ${elapsed} ms`);
+  const sent = (await mock.requests()).map((r) => r.json.model);
+  assert.deepEqual(sent, ["vendor-hedge-slow", "vendor-hedge-fast"]);
+  // A fast first target answers alone.
+  await mock.reset();
+  assert.equal(await answeredBy("hedged"), "vendor-hedge-slow");
+  assert.deepEqual((await mock.requests()).map((r) => r.json.model), ["vendor-hedge-slow"]);
+});

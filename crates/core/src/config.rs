@@ -103,6 +103,8 @@ pub struct Model {
     pub max_attempts: usize,
     /// Under `cascade`: prompts longer than this (in estimated tokens) are complex.
     pub max_simple_tokens: u64,
+    /// Start the next target too when the first has not answered after this long.
+    pub hedge_after_ms: Option<u64>,
 }
 
 /// A gateway key, known by the SHA-256 of its text.
@@ -192,6 +194,8 @@ struct ModelDoc {
     max_attempts: Option<usize>,
     #[serde(default)]
     max_simple_tokens: Option<u64>,
+    #[serde(default)]
+    hedge_after_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -360,6 +364,7 @@ impl Config {
                 deadline_ms: m.deadline_ms,
                 max_attempts,
                 max_simple_tokens: m.max_simple_tokens.unwrap_or(2_000),
+                hedge_after_ms: m.hedge_after_ms,
             });
         }
 
