@@ -312,7 +312,12 @@ impl<'c> Tally<'c> {
     ) -> bool {
         let target = &model.targets[i];
         if config.provider(target).kind != ProviderKind::Mock {
-            self.outcomes.push(outcome(&names[i], &result, started));
+            let mut outcome = outcome(&names[i], &result, started);
+            if outcome.ok && result.is_ok() && model.slow_ms.is_some_and(|slow| outcome.latency_ms > slow as f64) {
+                outcome.ok = false;
+                outcome.error = Some("slow".to_owned());
+            }
+            self.outcomes.push(outcome);
         }
         match result {
             Ok(response) => {

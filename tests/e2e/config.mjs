@@ -68,6 +68,7 @@ export function testConfig(mock, deadPort) {
       { name: "small-context", targets: [{ provider: "upstream", model: "vendor-tiny-context" }, { provider: "upstream", model: "vendor-backup" }] },
       { name: "only-small-context", targets: [{ provider: "upstream", model: "vendor-tiny-context" }] },
       { name: "hedged", hedge_after_ms: 200, targets: [{ provider: "upstream", model: "vendor-hedge-slow" }, { provider: "upstream", model: "vendor-hedge-fast" }] },
+      { name: "slow-counted", slow_ms: 100, targets: [{ provider: "upstream", model: "vendor-slowish" }, { provider: "upstream", model: "vendor-backup" }] },
       { name: "embed-openai", targets: [{ provider: "upstream", model: "text-embedding-3-small" }] },
       { name: "embed-gemini", targets: [{ provider: "google", model: "gemini-embedding-001" }] },
       { name: "claude-strict", strict: true, targets: [{ provider: "claude", model: "claude-haiku-4-5" }] },

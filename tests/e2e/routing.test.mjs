@@ -126,3 +126,9 @@ test("hedging: a slow first target is raced by the next after hedge_after_ms; th
   assert.equal(await answeredBy("hedged"), "vendor-hedge-slow");
   assert.deepEqual((await mock.requests()).map((r) => r.json.model), ["vendor-hedge-slow"]);
 });
+
+test("answers slower than slow_ms count as failures: the breaker opens on a slow target", async () => {
+  await mock.fault({ match: { model: "vendor-slowish" }, first_byte_delay_ms: 200 });
+  for (let i = 0; i < 3; i++) assert.equal(await answeredBy("slow-counted"), "vendor-slowish", "slow answers still reach the client");
+  assert.equal(await answeredBy("slow-counted"), "vendor-backup", "then the slow target's breaker is open");
+});

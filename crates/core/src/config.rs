@@ -105,6 +105,9 @@ pub struct Model {
     pub max_simple_tokens: u64,
     /// Start the next target too when the first has not answered after this long.
     pub hedge_after_ms: Option<u64>,
+    /// An answer whose first byte took longer than this counts against the target's health
+    /// (its breaker), though the client still gets it.
+    pub slow_ms: Option<u64>,
 }
 
 /// A gateway key, known by the SHA-256 of its text.
@@ -196,6 +199,8 @@ struct ModelDoc {
     max_simple_tokens: Option<u64>,
     #[serde(default)]
     hedge_after_ms: Option<u64>,
+    #[serde(default)]
+    slow_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -365,6 +370,7 @@ impl Config {
                 max_attempts,
                 max_simple_tokens: m.max_simple_tokens.unwrap_or(2_000),
                 hedge_after_ms: m.hedge_after_ms,
+                slow_ms: m.slow_ms,
             });
         }
 
