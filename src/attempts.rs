@@ -58,6 +58,15 @@ pub struct Completed {
 
 /// Tries `model`'s targets in order with `attempt` until one answers or one fails for a reason
 /// that another target would share.
+/// The time one attempt has: to the vendor's first byte, and for its whole answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub first_byte_ms: u64,
+    /// When the answer must be complete (ms since the epoch): the route's `total_timeout_ms`
+    /// from the attempt's start, or the request's deadline, whichever comes first.
+    pub total_until_ms: Option<u64>,
+}
+
 /// What narrows and orders a request's targets beyond their health.
 #[derive(Default)]
 pub struct Selection {
@@ -69,7 +78,7 @@ pub struct Selection {
 
 pub async fn run<'c, F, Fut>(config: &'c Config, model: &'c Model, selection: &Selection, mut attempt: F) -> Completed
 where
-    F: FnMut(&'c Provider, &'c Target, u64) -> Fut,
+    F: FnMut(&'c Provider, &'c Target, Budget) -> Fut,
     Fut: Future<Output = Result<Response, Failed>>,
 {
     let policy = &config.health.breaker;
@@ -150,7 +159,7 @@ where
             worker::Delay::from(std::time::Duration::from_millis(backoff_ms)).await;
         }
         let started = Date::now().as_millis();
-        let Some(timeout_ms) = attempt_timeout(provider, deadline, started) else {
+        let Some(budget) = attempt_budget(model, provider, deadline, started) else {
             let error = GatewayError::new(
                 504,
                 "server_error",
@@ -180,12 +189,13 @@ where
         if let (Some(hedge_ms), Some(j)) = (model.hedge_after_ms, second) {
             hedged = Some(1);
             let (target_b, provider_b) = (&model.targets[j], config.provider(&model.targets[j]));
-            let first = attempt(provider, target, timeout_ms);
+            let first = attempt(provider, target, budget);
             let hedge = async {
                 worker::Delay::from(std::time::Duration::from_millis(hedge_ms)).await;
                 let started_b = Date::now().as_millis();
-                let timeout_b = attempt_timeout(provider_b, deadline, started_b).unwrap_or(1);
-                (started_b, attempt(provider_b, target_b, timeout_b).await)
+                let budget_b = attempt_budget(model, provider_b, deadline, started_b)
+                    .unwrap_or(Budget { first_byte_ms: 1, total_until_ms: Some(started_b) });
+                (started_b, attempt(provider_b, target_b, budget_b).await)
             };
             futures::pin_mut!(first, hedge);
             let done = match futures::future::select(first, hedge).await {
@@ -212,7 +222,7 @@ where
             continue;
         }
 
-        let result = attempt(provider, target, timeout_ms).await;
+        let result = attempt(provider, target, budget).await;
         if !tally.settle(config, model, selection, &names, i, started, result) {
             break;
         }
@@ -338,13 +348,18 @@ impl<'c> Tally<'c> {
     }
 }
 
-/// An attempt's time: its provider's timeout, cut short by what is left of the deadline;
-/// `None` once the deadline has passed.
-fn attempt_timeout(provider: &Provider, deadline: Option<u64>, now: u64) -> Option<u64> {
+/// An attempt's time: the route's first-byte timeout (else its provider's) and total timeout,
+/// both cut short by what is left of the request's deadline; `None` once the deadline passed.
+fn attempt_budget(model: &Model, provider: &Provider, deadline: Option<u64>, now: u64) -> Option<Budget> {
+    let first_byte_ms = model.first_byte_timeout_ms.unwrap_or(provider.timeout_ms);
+    let total_until_ms = model.total_timeout_ms.map(|t| now + t);
     match deadline {
         Some(d) if now >= d => None,
-        Some(d) => Some(provider.timeout_ms.min(d - now)),
-        None => Some(provider.timeout_ms),
+        Some(d) => Some(Budget {
+            first_byte_ms: first_byte_ms.min(d - now),
+            total_until_ms: Some(total_until_ms.map_or(d, |t| t.min(d))),
+        }),
+        None => Some(Budget { first_byte_ms, total_until_ms }),
     }
 }
 

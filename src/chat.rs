@@ -2,7 +2,7 @@
 //! target that succeeds, translated into OpenAI's shape (or passed through untouched when the
 //! vendor already speaks it).
 
-use crate::attempts::{self, call_vendor, vendor_key, Completed, Failed, Selection};
+use crate::attempts::{self, call_vendor, vendor_key, Budget, Completed, Failed, Selection};
 use crate::{http, upstream};
 use futures::StreamExt;
 use switchyard_core::chat::ChatRequest;
@@ -35,8 +35,8 @@ pub async fn complete(
         .then(|| route::classify(&needs, request.reasoning_effort.as_deref(), tier_hint, model.max_simple_tokens));
     let selection = Selection { needs: Some(needs), tier };
     let request = &request;
-    Ok(attempts::run(config, model, &selection, |provider, target, timeout_ms| {
-        attempt(provider, target, request, env, strict, timeout_ms)
+    Ok(attempts::run(config, model, &selection, |provider, target, budget| {
+        attempt(provider, target, request, env, strict, budget)
     })
     .await)
 }
@@ -65,7 +65,7 @@ async fn attempt(
     request: &ChatRequest,
     env: &Env,
     strict: bool,
-    timeout_ms: u64,
+    budget: Budget,
 ) -> Result<Response, Failed> {
     if provider.kind == ProviderKind::Mock {
         return Ok(mock_answer(request, &target.model));
@@ -73,18 +73,21 @@ async fn attempt(
     let key = vendor_key(provider, env)?;
     let prepared =
         providers::prepare_chat(provider, &target.model, request, key.as_deref(), strict).map_err(Failed::final_)?;
-    let mut response = call_vendor(provider, &prepared.outbound, key.as_deref(), timeout_ms).await?;
+    let mut response = call_vendor(provider, &prepared.outbound, key.as_deref(), budget.first_byte_ms).await?;
     let created = Date::now().as_millis() / 1000;
     let answer = if prepared.plan.stream {
         let translator = providers::chat_stream(provider, prepared.plan.clone(), created);
-        translate_stream(provider, response, translator, timeout_ms).await?
+        translate_stream(provider, response, translator, budget).await?
     } else if matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure) {
         pass_through(response)
     } else {
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| Failed::retryable(GatewayError::upstream_unreachable(&provider.name, e)))?;
+        let read = match budget.total_until_ms {
+            Some(_) => upstream::within(remaining_ms(budget.total_until_ms), response.bytes())
+                .await
+                .ok_or_else(|| Failed::retryable(total_timeout(provider)))?,
+            None => response.bytes().await,
+        };
+        let body = read.map_err(|e| Failed::retryable(GatewayError::upstream_unreachable(&provider.name, e)))?;
         match providers::decode_chat(provider, &body, &prepared.plan, created) {
             Ok(Some(completion)) => http::json(200, &completion),
             Ok(None) => http::bytes_response(200, "application/json", body),
@@ -116,8 +119,9 @@ async fn translate_stream(
     provider: &Provider,
     mut response: Response,
     mut translator: Box<dyn StreamTranslator>,
-    timeout_ms: u64,
+    budget: Budget,
 ) -> Result<Response, Failed> {
+    let timeout_ms = budget.first_byte_ms.min(remaining_ms(budget.total_until_ms));
     let broken = |cause: String| {
         Failed::retryable(GatewayError::new(
             502,
@@ -144,11 +148,23 @@ async fn translate_stream(
         }
     }
 
-    let rest = futures::stream::unfold((!ended).then_some((upstream, translator)), |state| async move {
+    let total_until_ms = budget.total_until_ms;
+    let rest = futures::stream::unfold((!ended).then_some((upstream, translator)), move |state| async move {
         let (mut upstream, mut translator) = state?;
         loop {
             let mut out = Vec::new();
-            match upstream.next().await {
+            // A timer only when the route sets a total timeout: one per chunk costs otherwise.
+            let next = match total_until_ms {
+                Some(_) => match upstream::within(remaining_ms(total_until_ms), upstream.next()).await {
+                    Some(next) => next,
+                    None => {
+                        translator.finish(Some("the answer took longer than the route's total timeout"), &mut out);
+                        return Some((Ok(out), None));
+                    }
+                },
+                None => upstream.next().await,
+            };
+            match next {
                 Some(Ok(bytes)) => {
                     translator.push(&bytes, &mut out);
                     if !out.is_empty() {
@@ -172,6 +188,20 @@ async fn translate_stream(
     let _ = headers.set("content-type", "text/event-stream; charset=utf-8");
     let _ = headers.set("cache-control", "no-cache");
     Ok(response)
+}
+
+/// Milliseconds left until `until_ms` (none: no limit).
+fn remaining_ms(until_ms: Option<u64>) -> u64 {
+    until_ms.map_or(u64::from(u32::MAX), |until| until.saturating_sub(Date::now().as_millis()).max(1))
+}
+
+fn total_timeout(provider: &Provider) -> GatewayError {
+    GatewayError::new(
+        504,
+        "server_error",
+        "upstream_timeout",
+        format!("Provider `{}` did not complete its answer within the route's total timeout.", provider.name),
+    )
 }
 
 /// Names what the target could not take as sent.

@@ -14,8 +14,8 @@ pub async fn complete(config: &Config, env: &Env, body: &[u8]) -> Result<Complet
     let request = EmbeddingRequest::parse(body)?;
     let model = config.model(&request.model).ok_or_else(|| GatewayError::model_not_found(&request.model))?;
     let request = &request;
-    Ok(attempts::run(config, model, &Default::default(), |provider, target, timeout_ms| {
-        attempt(provider, target, request, env, timeout_ms)
+    Ok(attempts::run(config, model, &Default::default(), |provider, target, budget| {
+        attempt(provider, target, request, env, budget.first_byte_ms)
     })
     .await)
 }

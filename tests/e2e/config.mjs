@@ -69,6 +69,8 @@ export function testConfig(mock, deadPort) {
       { name: "only-small-context", targets: [{ provider: "upstream", model: "vendor-tiny-context" }] },
       { name: "hedged", hedge_after_ms: 200, targets: [{ provider: "upstream", model: "vendor-hedge-slow" }, { provider: "upstream", model: "vendor-hedge-fast" }] },
       { name: "slow-counted", slow_ms: 100, targets: [{ provider: "upstream", model: "vendor-slowish" }, { provider: "upstream", model: "vendor-backup" }] },
+      { name: "first-byte-route", first_byte_timeout_ms: 300, targets: [{ provider: "upstream", model: "vendor-fb" }, { provider: "upstream", model: "vendor-backup" }] },
+      { name: "total-route", total_timeout_ms: 600, targets: [{ provider: "upstream", model: "vendor-total" }] },
       { name: "embed-openai", targets: [{ provider: "upstream", model: "text-embedding-3-small" }] },
       { name: "embed-gemini", targets: [{ provider: "google", model: "gemini-embedding-001" }] },
       { name: "claude-strict", strict: true, targets: [{ provider: "claude", model: "claude-haiku-4-5" }] },

@@ -2,7 +2,7 @@
 
 import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
-import { startMock, startGateway, call, openaiError, VENDOR_KEY } from "./harness.mjs";
+import { startMock, startGateway, call, openaiError, sseEvents, VENDOR_KEY } from "./harness.mjs";
 import { testConfig, closedPort } from "./config.mjs";
 
 let mock;
@@ -131,4 +131,18 @@ test("answers slower than slow_ms count as failures: the breaker opens on a slow
   await mock.fault({ match: { model: "vendor-slowish" }, first_byte_delay_ms: 200 });
   for (let i = 0; i < 3; i++) assert.equal(await answeredBy("slow-counted"), "vendor-slowish", "slow answers still reach the client");
   assert.equal(await answeredBy("slow-counted"), "vendor-backup", "then the slow target's breaker is open");
+});
+
+test("per-route deadlines: first byte, and the whole of a streamed answer", async () => {
+  await mock.fault({ match: { model: "vendor-fb" }, times: 1, first_byte_delay_ms: 700 });
+  const started = Date.now();
+  assert.equal(await answeredBy("first-byte-route"), "vendor-backup");
+  assert.ok(Date.now() - started < 650, "the route's 300 ms, not the provider's 1,500");
+
+  await mock.fault({ match: { model: "vendor-total" }, times: 1, chunk_delay_ms: 150, stream_chunks: 10 });
+  const res = await call(gateway, "/v1/chat/completions", { body: chat("total-route", { stream: true }) });
+  const events = sseEvents(await res.text());
+  assert.equal(events.at(-1), "[DONE]");
+  assert.equal(events.at(-2).error.code, "upstream_stream_broken");
+  assert.match(events.at(-2).error.message, /total timeout/);
 });

@@ -108,6 +108,10 @@ pub struct Model {
     /// An answer whose first byte took longer than this counts against the target's health
     /// (its breaker), though the client still gets it.
     pub slow_ms: Option<u64>,
+    /// Per attempt: time to the vendor's first byte (instead of the provider's `timeout_ms`),
+    /// and time for the whole answer (streamed or translated).
+    pub first_byte_timeout_ms: Option<u64>,
+    pub total_timeout_ms: Option<u64>,
 }
 
 /// A gateway key, known by the SHA-256 of its text.
@@ -201,6 +205,10 @@ struct ModelDoc {
     hedge_after_ms: Option<u64>,
     #[serde(default)]
     slow_ms: Option<u64>,
+    #[serde(default)]
+    first_byte_timeout_ms: Option<u64>,
+    #[serde(default)]
+    total_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -352,8 +360,14 @@ impl Config {
                 targets.push(Target { provider, model: t.model, weight, tier: t.tier });
             }
             let owned_by = m.owned_by.unwrap_or_else(|| providers[targets[0].provider].name.clone());
-            if m.deadline_ms == Some(0) {
-                return Err(ConfigError::at(format!("{path}.deadline_ms"), "must be at least 1"));
+            for (field, value) in [
+                ("deadline_ms", m.deadline_ms),
+                ("first_byte_timeout_ms", m.first_byte_timeout_ms),
+                ("total_timeout_ms", m.total_timeout_ms),
+            ] {
+                if value == Some(0) {
+                    return Err(ConfigError::at(format!("{path}.{field}"), "must be at least 1"));
+                }
             }
             let max_attempts = m.max_attempts.unwrap_or(targets.len());
             if !(1..=16).contains(&max_attempts) {
@@ -371,6 +385,8 @@ impl Config {
                 max_simple_tokens: m.max_simple_tokens.unwrap_or(2_000),
                 hedge_after_ms: m.hedge_after_ms,
                 slow_ms: m.slow_ms,
+                first_byte_timeout_ms: m.first_byte_timeout_ms,
+                total_timeout_ms: m.total_timeout_ms,
             });
         }
 
