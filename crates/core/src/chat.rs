@@ -328,18 +328,7 @@ impl ChatRequest {
     /// that breaks the schema is `invalid_request` naming the offending parameter.
     pub fn parse(body: impl Into<Vec<u8>>) -> Result<ChatRequest, GatewayError> {
         let body = body.into();
-        let de = &mut serde_json::Deserializer::from_slice(&body);
-        let mut request: ChatRequest = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            match inner.classify() {
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                    GatewayError::invalid_json(inner)
-                }
-                _ if path == "." => GatewayError::invalid_request("", format!("Invalid request body: {inner}")),
-                _ => GatewayError::invalid_request(path.clone(), format!("Invalid value for '{path}': {inner}")),
-            }
-        })?;
+        let mut request: ChatRequest = crate::error::parse_body(&body)?;
         request.validate()?;
         // A second, shallow pass: the top-level values as raw slices of the body, for the
         // parameters not modelled and for where `model` lies. It cannot fail where the typed

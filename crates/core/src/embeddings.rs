@@ -105,18 +105,7 @@ pub const MAX_INPUTS: usize = 2048;
 
 impl EmbeddingRequest {
     pub fn parse(body: &[u8]) -> Result<EmbeddingRequest, GatewayError> {
-        let de = &mut serde_json::Deserializer::from_slice(body);
-        let request: EmbeddingRequest = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            match inner.classify() {
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                    GatewayError::invalid_json(inner)
-                }
-                _ if path == "." => GatewayError::invalid_request("", format!("Invalid request body: {inner}")),
-                _ => GatewayError::invalid_request(path.clone(), format!("Invalid value for '{path}': {inner}")),
-            }
-        })?;
+        let request: EmbeddingRequest = crate::error::parse_body(body)?;
         if request.model.is_empty() {
             return Err(GatewayError::invalid_request("model", "'model' must be a non-empty string."));
         }

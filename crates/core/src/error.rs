@@ -103,6 +103,16 @@ impl GatewayError {
         )
     }
 
+    /// 502: the vendor's stream ended, or broke, before the answer was complete.
+    pub fn upstream_stream_broken(provider: &str, cause: impl fmt::Display) -> Self {
+        Self::new(
+            502,
+            "server_error",
+            "upstream_stream_broken",
+            format!("Provider `{provider}` broke off its stream: {cause}"),
+        )
+    }
+
     /// 504: the vendor did not answer within the provider's timeout.
     pub fn upstream_timeout(provider: &str, timeout_ms: u64) -> Self {
         Self::new(
@@ -155,6 +165,21 @@ impl GatewayError {
         // Serializing plain strings into a Vec cannot fail.
         serde_json::to_vec(&body).unwrap_or_default()
     }
+}
+
+/// Parses a request body into `T`: a body that is not JSON is `invalid_json`; one that breaks
+/// the schema is `invalid_request` naming the offending parameter by its path.
+pub fn parse_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, GatewayError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => GatewayError::invalid_json(inner),
+            _ if path == "." => GatewayError::invalid_request("", format!("Invalid request body: {inner}")),
+            _ => GatewayError::invalid_request(path.clone(), format!("Invalid value for '{path}': {inner}")),
+        }
+    })
 }
 
 impl fmt::Display for GatewayError {

@@ -6,6 +6,7 @@
 //! thinking to `reasoning_content`, stop reasons and usage (cache reads and writes included)
 //! mapped to OpenAI's.
 
+use super::tool_arguments;
 use super::{
     parse_data_url, push_stream_error, redact, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator,
 };
@@ -236,16 +237,7 @@ pub fn chat_request(
             Role::Assistant => {
                 let mut content = m.content.as_ref().map(|c| blocks(c, &at)).transpose()?.unwrap_or_default();
                 for (j, call) in m.tool_calls.iter().flatten().enumerate() {
-                    let input: Value = if call.function.arguments.trim().is_empty() {
-                        empty_object_schema_input()
-                    } else {
-                        serde_json::from_str(&call.function.arguments).map_err(|e| {
-                            GatewayError::invalid_request(
-                                format!("messages[{i}].tool_calls[{j}].function.arguments"),
-                                format!("Tool call arguments must be a JSON object: {e}"),
-                            )
-                        })?
-                    };
+                    let input = tool_arguments(&call.function.arguments, &format!("messages[{i}].tool_calls[{j}]"))?;
                     content.push(Block::ToolUse { id: &call.id, name: &call.function.name, input });
                 }
                 push_turn(&mut messages, "assistant", content);
@@ -410,10 +402,6 @@ pub fn chat_request(
         report: policy.report,
         plan,
     })
-}
-
-fn empty_object_schema_input() -> Value {
-    Value::Object(serde_json::Map::new())
 }
 
 // ---- Answer ----
@@ -861,12 +849,7 @@ impl StreamTranslator for Stream {
         self.parser.finish();
         if !self.done {
             let cause = error.unwrap_or("the stream ended before the answer was complete");
-            let error = GatewayError::new(
-                502,
-                "server_error",
-                "upstream_stream_broken",
-                format!("Provider `{}` broke off its stream: {cause}", self.provider),
-            );
+            let error = GatewayError::upstream_stream_broken(&self.provider, cause);
             self.fail(out, error);
         }
     }

@@ -7,6 +7,7 @@
 //! Answer: candidates to choices, function calls to tool calls with stable ids, finish reasons
 //! and usage (thinking and cached tokens included) mapped to OpenAI's.
 
+use super::tool_arguments;
 use super::{
     parse_data_url, push_stream_error, redact, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator,
 };
@@ -347,16 +348,7 @@ pub fn chat_request(
                 let mut turn = m.content.as_ref().map(|c| parts(c, &at)).transpose()?.unwrap_or_default();
                 for (j, call) in m.tool_calls.iter().flatten().enumerate() {
                     call_names.insert(&call.id, &call.function.name);
-                    let args: Value = if call.function.arguments.trim().is_empty() {
-                        Value::Object(Map::new())
-                    } else {
-                        serde_json::from_str(&call.function.arguments).map_err(|e| {
-                            GatewayError::invalid_request(
-                                format!("messages[{i}].tool_calls[{j}].function.arguments"),
-                                format!("Tool call arguments must be a JSON object: {e}"),
-                            )
-                        })?
-                    };
+                    let args = tool_arguments(&call.function.arguments, &format!("messages[{i}].tool_calls[{j}]"))?;
                     turn.push(Part::FunctionCall { name: &call.function.name, args });
                 }
                 push_turn(&mut contents, "model", turn);
@@ -889,12 +881,7 @@ impl StreamTranslator for Stream {
         let complete = !self.candidates.is_empty() && self.candidates.iter().all(|c| c.finished);
         if !complete {
             let cause = error.unwrap_or("the stream ended before the answer was complete");
-            let error = GatewayError::new(
-                502,
-                "server_error",
-                "upstream_stream_broken",
-                format!("Provider `{}` broke off its stream: {cause}", self.provider),
-            );
+            let error = GatewayError::upstream_stream_broken(&self.provider, cause);
             return self.fail(out, error);
         }
         if let (true, Some(writer)) = (self.plan.include_usage, &self.writer) {

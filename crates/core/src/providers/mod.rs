@@ -234,6 +234,20 @@ pub fn redact(text: &str, secret: Option<&str>) -> String {
     }
 }
 
+/// A tool call's arguments (a JSON string in OpenAI's wire format) as the JSON object other
+/// vendors take; empty arguments are the empty object. `at` locates the call for the error.
+pub fn tool_arguments(arguments: &str, at: &str) -> Result<serde_json::Value, GatewayError> {
+    if arguments.trim().is_empty() {
+        return Ok(serde_json::Value::Object(serde_json::Map::new()));
+    }
+    serde_json::from_str(arguments).map_err(|e| {
+        GatewayError::invalid_request(
+            format!("{at}.function.arguments"),
+            format!("Tool call arguments must be a JSON object: {e}"),
+        )
+    })
+}
+
 /// A `data:` URL's media type and base64 payload.
 pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
     let rest = url.strip_prefix("data:")?;

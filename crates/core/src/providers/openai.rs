@@ -287,12 +287,7 @@ impl super::StreamTranslator for Stream {
         }
         if !self.errored {
             let cause = error.unwrap_or("the stream ended before [DONE]");
-            let error = GatewayError::new(
-                502,
-                "server_error",
-                "upstream_stream_broken",
-                format!("Provider `{}` broke off its stream: {cause}", self.provider),
-            );
+            let error = GatewayError::upstream_stream_broken(&self.provider, cause);
             super::push_stream_error(out, &error);
             self.error = Some(error);
         }
