@@ -61,6 +61,8 @@ pub struct Completed {
 /// The time one attempt has: to the vendor's first byte, and for its whole answer.
 #[derive(Clone, Copy, Debug)]
 pub struct Budget {
+    /// When the attempt started (ms since the epoch), for its total time.
+    pub started_ms: u64,
     pub first_byte_ms: u64,
     /// When the answer must be complete (ms since the epoch): the route's `total_timeout_ms`
     /// from the attempt's start, or the request's deadline, whichever comes first.
@@ -111,7 +113,7 @@ where
         .with_param("model");
         return Completed {
             response: crate::http::error_response(&error),
-            report: Report { policy: policy.clone(), outcomes: vec![] },
+            report: Report { policy: policy.clone(), outcomes: vec![], completions: vec![] },
         };
     }
     let needs = selection.needs.unwrap_or_default();
@@ -193,8 +195,11 @@ where
             let hedge = async {
                 worker::Delay::from(std::time::Duration::from_millis(hedge_ms)).await;
                 let started_b = Date::now().as_millis();
-                let budget_b = attempt_budget(model, provider_b, deadline, started_b)
-                    .unwrap_or(Budget { first_byte_ms: 1, total_until_ms: Some(started_b) });
+                let budget_b = attempt_budget(model, provider_b, deadline, started_b).unwrap_or(Budget {
+                    started_ms: started_b,
+                    first_byte_ms: 1,
+                    total_until_ms: Some(started_b),
+                });
                 (started_b, attempt(provider_b, target_b, budget_b).await)
             };
             futures::pin_mut!(first, hedge);
@@ -230,7 +235,7 @@ where
     let Tally { failures, outcomes, answer } = tally;
     health_view::record(policy, &outcomes);
     let response = answer.unwrap_or_else(|| failure_response(config, failures));
-    Completed { response, report: Report { policy: policy.clone(), outcomes } }
+    Completed { response, report: Report { policy: policy.clone(), outcomes, completions: vec![] } }
 }
 
 /// The vendor key of `provider`, from its secret.
@@ -356,10 +361,11 @@ fn attempt_budget(model: &Model, provider: &Provider, deadline: Option<u64>, now
     match deadline {
         Some(d) if now >= d => None,
         Some(d) => Some(Budget {
+            started_ms: now,
             first_byte_ms: first_byte_ms.min(d - now),
             total_until_ms: Some(total_until_ms.map_or(d, |t| t.min(d))),
         }),
-        None => Some(Budget { first_byte_ms, total_until_ms }),
+        None => Some(Budget { started_ms: now, first_byte_ms, total_until_ms }),
     }
 }
 
@@ -372,6 +378,37 @@ fn random_unit() -> f64 {
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// The whole of a non-streamed vendor answer, read within the attempt's total time. Its total
+/// time goes to the health record; a body that breaks off is a failed attempt (the client has
+/// seen nothing yet, so the next target is tried).
+pub async fn read_answer(
+    provider: &Provider,
+    name: &str,
+    response: &mut Response,
+    budget: Budget,
+) -> Result<Vec<u8>, Failed> {
+    let read = match budget.total_until_ms {
+        Some(until) => {
+            let left = until.saturating_sub(Date::now().as_millis()).max(1);
+            upstream::within(left, response.bytes()).await.ok_or_else(|| {
+                Failed::retryable(GatewayError::new(
+                    504,
+                    "server_error",
+                    "upstream_timeout",
+                    format!(
+                        "Provider `{}` did not complete its answer within the route's total timeout.",
+                        provider.name
+                    ),
+                ))
+            })?
+        }
+        None => response.bytes().await,
+    };
+    let body = read.map_err(|e| Failed::retryable(GatewayError::upstream_stream_broken(&provider.name, e)))?;
+    health_view::complete(name, Date::now().as_millis().saturating_sub(budget.started_ms) as f64);
+    Ok(body)
+}
+
 /// Why an attempt was abandoned, in a word: the error code, else the vendor's status.
 fn reason(failed: &Failed) -> String {
     match (failed.error.code.as_deref(), failed.vendor_status) {
@@ -381,7 +418,8 @@ fn reason(failed: &Failed) -> String {
     }
 }
 
-fn describe(config: &Config, target: &Target) -> String {
+/// A target's name in the health record: `provider/model`.
+pub fn describe(config: &Config, target: &Target) -> String {
     format!("{}/{}", config.provider(target).name, target.model)
 }
 

@@ -2,15 +2,15 @@
 //! target that succeeds, translated into OpenAI's shape (or passed through untouched when the
 //! vendor already speaks it).
 
-use crate::attempts::{self, call_vendor, vendor_key, Budget, Completed, Failed, Selection};
-use crate::{http, upstream};
+use crate::attempts::{self, call_vendor, read_answer, vendor_key, Budget, Completed, Failed, Selection};
+use crate::{health_view, http, upstream};
 use futures::StreamExt;
 use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Config, Model, Provider, ProviderKind, Target};
 use switchyard_core::providers::{self, mock, ParamReport, StreamTranslator};
 use switchyard_core::route::{self, Strategy, Tier};
 use switchyard_core::GatewayError;
-use worker::{Date, Env, Headers, Response, ResponseBuilder};
+use worker::{Date, Env, Response};
 
 /// `strict_header`: the client's `x-switchyard-strict` asks that parameters a target cannot
 /// honour be refused rather than dropped.
@@ -75,37 +75,21 @@ async fn attempt(
         providers::prepare_chat(provider, &target.model, request, key.as_deref(), strict).map_err(Failed::final_)?;
     let mut response = call_vendor(provider, &prepared.outbound, key.as_deref(), budget.first_byte_ms).await?;
     let created = Date::now().as_millis() / 1000;
+    let name = format!("{}/{}", provider.name, target.model);
     let answer = if prepared.plan.stream {
         let translator = providers::chat_stream(provider, prepared.plan.clone(), created);
-        translate_stream(provider, response, translator, budget).await?
-    } else if matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure) {
-        pass_through(response)
+        translate_stream(provider, name, response, translator, budget).await?
     } else {
-        let read = match budget.total_until_ms {
-            Some(_) => upstream::within(remaining_ms(budget.total_until_ms), response.bytes())
-                .await
-                .ok_or_else(|| Failed::retryable(total_timeout(provider)))?,
-            None => response.bytes().await,
-        };
-        let body = read.map_err(|e| Failed::retryable(GatewayError::upstream_unreachable(&provider.name, e)))?;
+        let content_type = response.headers().get("content-type").ok().flatten();
+        let body = read_answer(provider, &name, &mut response, budget).await?;
         match providers::decode_chat(provider, &body, &prepared.plan, created) {
             Ok(Some(completion)) => http::json(200, &completion),
-            Ok(None) => http::bytes_response(200, "application/json", body),
+            // OpenAI-format answers go back byte for byte, with the vendor's content type.
+            Ok(None) => http::bytes_response(200, content_type.as_deref().unwrap_or("application/json"), body),
             Err(e) => return Err(Failed::retryable(e)),
         }
     };
     Ok(report_params(answer, &prepared.report))
-}
-
-/// The vendor's answer with its body untouched and only the headers the client needs; the
-/// vendor's other headers (cookies, its own rate limits, ids) stay behind.
-pub fn pass_through(response: Response) -> Response {
-    let content_type = response.headers().get("content-type").ok().flatten();
-    let status = response.status_code();
-    let (_, body) = response.into_parts();
-    let headers = Headers::new();
-    let _ = headers.set("content-type", content_type.as_deref().unwrap_or("application/json"));
-    ResponseBuilder::new().with_status(status).with_headers(headers).body(body)
 }
 
 /// The vendor's event stream through `translator`, chunk by chunk as it arrives.
@@ -117,6 +101,7 @@ pub fn pass_through(response: Response) -> Response {
 /// event if it broke).
 async fn translate_stream(
     provider: &Provider,
+    name: String,
     mut response: Response,
     mut translator: Box<dyn StreamTranslator>,
     budget: Budget,
@@ -148,9 +133,15 @@ async fn translate_stream(
         }
     }
 
-    let total_until_ms = budget.total_until_ms;
-    let rest = futures::stream::unfold((!ended).then_some((upstream, translator)), move |state| async move {
-        let (mut upstream, mut translator) = state?;
+    let (total_until_ms, started_ms) = (budget.total_until_ms, budget.started_ms);
+    // The stream's total time is known at its end, after the response has gone: it is kept in
+    // this isolate's health view and sent along with the next report.
+    let finished = move || health_view::complete(&name, Date::now().as_millis().saturating_sub(started_ms) as f64);
+    if ended {
+        finished();
+    }
+    let rest = futures::stream::unfold((!ended).then_some((upstream, translator, finished)), move |state| async move {
+        let (mut upstream, mut translator, finished) = state?;
         loop {
             let mut out = Vec::new();
             // A timer only when the route sets a total timeout: one per chunk costs otherwise.
@@ -159,6 +150,7 @@ async fn translate_stream(
                     Some(next) => next,
                     None => {
                         translator.finish(Some("the answer took longer than the route's total timeout"), &mut out);
+                        finished();
                         return Some((Ok(out), None));
                     }
                 },
@@ -168,15 +160,17 @@ async fn translate_stream(
                 Some(Ok(bytes)) => {
                     translator.push(&bytes, &mut out);
                     if !out.is_empty() {
-                        return Some((Ok::<Vec<u8>, worker::Error>(out), Some((upstream, translator))));
+                        return Some((Ok::<Vec<u8>, worker::Error>(out), Some((upstream, translator, finished))));
                     }
                 }
                 Some(Err(e)) => {
                     translator.finish(Some(&e.to_string()), &mut out);
+                    finished();
                     return Some((Ok(out), None));
                 }
                 None => {
                     translator.finish(None, &mut out);
+                    finished();
                     return Some((Ok(out), None));
                 }
             }
@@ -193,15 +187,6 @@ async fn translate_stream(
 /// Milliseconds left until `until_ms` (none: no limit).
 fn remaining_ms(until_ms: Option<u64>) -> u64 {
     until_ms.map_or(u64::from(u32::MAX), |until| until.saturating_sub(Date::now().as_millis()).max(1))
-}
-
-fn total_timeout(provider: &Provider) -> GatewayError {
-    GatewayError::new(
-        504,
-        "server_error",
-        "upstream_timeout",
-        format!("Provider `{}` did not complete its answer within the route's total timeout.", provider.name),
-    )
 }
 
 /// Names what the target could not take as sent.

@@ -1,8 +1,7 @@
 //! `POST /v1/embeddings`: the first target that answers, in OpenAI's list shape (passed through
 //! from OpenAI-format vendors, translated from Gemini's batchEmbedContents).
 
-use crate::attempts::{self, call_vendor, vendor_key, Completed, Failed};
-use crate::chat::pass_through;
+use crate::attempts::{self, call_vendor, read_answer, vendor_key, Budget, Completed, Failed};
 use crate::http;
 use switchyard_core::config::{Config, Provider, ProviderKind, Target};
 use switchyard_core::embeddings::EmbeddingRequest;
@@ -15,7 +14,7 @@ pub async fn complete(config: &Config, env: &Env, body: &[u8]) -> Result<Complet
     let model = config.model(&request.model).ok_or_else(|| GatewayError::model_not_found(&request.model))?;
     let request = &request;
     Ok(attempts::run(config, model, &Default::default(), |provider, target, budget| {
-        attempt(provider, target, request, env, budget.first_byte_ms)
+        attempt(provider, target, request, env, budget)
     })
     .await)
 }
@@ -25,19 +24,19 @@ async fn attempt(
     target: &Target,
     request: &EmbeddingRequest,
     env: &Env,
-    timeout_ms: u64,
+    budget: Budget,
 ) -> Result<Response, Failed> {
     providers::check_embeddings(provider, request).map_err(Failed::final_)?;
     let key = vendor_key(provider, env)?;
     let outbound =
         providers::prepare_embeddings(provider, &target.model, request, key.as_deref()).map_err(Failed::final_)?;
-    let mut response = call_vendor(provider, &outbound, key.as_deref(), timeout_ms).await?;
+    let mut response = call_vendor(provider, &outbound, key.as_deref(), budget.first_byte_ms).await?;
+    let content_type = response.headers().get("content-type").ok().flatten();
+    let body = read_answer(provider, &format!("{}/{}", provider.name, target.model), &mut response, budget).await?;
     if matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure) {
-        // OpenAI-format vendors answer in OpenAI's shape: passed through without being read.
-        return Ok(pass_through(response));
+        // OpenAI-format vendors answer in OpenAI's shape: it goes back byte for byte.
+        return Ok(http::bytes_response(200, content_type.as_deref().unwrap_or("application/json"), body));
     }
-    let body =
-        response.bytes().await.map_err(|e| Failed::retryable(GatewayError::upstream_unreachable(&provider.name, e)))?;
     match providers::decode_embeddings(provider, &body, request, &target.model) {
         Ok(Some(list)) => Ok(http::json(200, &list)),
         Ok(None) => Ok(http::bytes_response(200, "application/json", body)),

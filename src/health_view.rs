@@ -7,7 +7,7 @@ use crate::provider_health;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use switchyard_core::breaker::{Admission, BreakerPolicy};
-use switchyard_core::health::{Outcome, TargetHealth};
+use switchyard_core::health::{Completion, Outcome, TargetHealth};
 use worker::Env;
 
 /// How old the copy may grow before a refresh is started.
@@ -18,6 +18,8 @@ struct View {
     targets: HashMap<String, TargetHealth>,
     fetched_at_ms: u64,
     refreshing: bool,
+    /// Completions not yet sent to the Durable Object: they go with the next report.
+    completions: Vec<Completion>,
 }
 
 thread_local! {
@@ -56,6 +58,24 @@ pub fn record(policy: &BreakerPolicy, outcomes: &[Outcome]) {
                 .record(policy, outcome);
         }
     });
+}
+
+/// Folds in how long a whole answer took, and keeps it for the next report.
+pub fn complete(target: &str, total_ms: f64) {
+    let completion = Completion { target: target.to_owned(), total_ms, at_ms: worker::Date::now().as_millis() };
+    VIEW.with(|v| {
+        let mut view = v.borrow_mut();
+        view.targets
+            .entry(completion.target.clone())
+            .or_insert_with(|| TargetHealth::new(target))
+            .complete(&completion);
+        view.completions.push(completion);
+    });
+}
+
+/// The completions not yet reported.
+pub fn take_completions() -> Vec<Completion> {
+    VIEW.with(|v| std::mem::take(&mut v.borrow_mut().completions))
 }
 
 /// Whether the copy is older than it may be, and no refresh is under way (which this claims).

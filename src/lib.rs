@@ -86,7 +86,9 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, G
 /// After the response, off the hot path: reports the attempts' outcomes to the shared health
 /// record, and refreshes this isolate's copy of it when it has grown old.
 fn record(completed: attempts::Completed, env: &Env, ctx: &Context) -> Response {
-    let report = (!completed.report.outcomes.is_empty()).then_some(completed.report);
+    let mut report = completed.report;
+    report.completions = health_view::take_completions();
+    let report = (!report.outcomes.is_empty() || !report.completions.is_empty()).then_some(report);
     let refresh = health_view::claim_refresh(worker::Date::now().as_millis());
     if report.is_some() || refresh {
         let env = env.clone();

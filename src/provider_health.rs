@@ -40,7 +40,13 @@ impl DurableObject for ProviderHealth {
                     record.record(&report.policy, outcome);
                     self.save(&record)?;
                 }
-                Response::from_json(&serde_json::json!({"recorded": report.outcomes.len()}))
+                for completion in &report.completions {
+                    let mut record =
+                        self.load(&completion.target)?.unwrap_or_else(|| TargetHealth::new(&completion.target));
+                    record.complete(completion);
+                    self.save(&record)?;
+                }
+                Response::from_json(&serde_json::json!({"recorded": report.outcomes.len() + report.completions.len()}))
             }
             (Method::Get, "/snapshot") => Response::from_json(&self.snapshot()?),
             _ => Response::error("not found", 404),

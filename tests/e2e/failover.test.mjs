@@ -80,6 +80,32 @@ test("a stream that fails before its first event fails over invisibly, even to a
   assert.equal(res.headers.get("x-switchyard-attempts"), "2");
 });
 
+test("a non-streamed answer cut in the middle fails over invisibly", async () => {
+  await mock.fault({ match: { model: "vendor-primary" }, times: 1, cut_after: 40 });
+  const res = await call(gateway, "/v1/chat/completions", { body: chat("failover") });
+  assert.equal(res.status, 200);
+  assert.equal((await res.json()).object, "chat.completion");
+  assert.equal(res.headers.get("x-switchyard-model"), "vendor-backup");
+  assert.match(res.headers.get("x-switchyard-fallbacks"), /vendor-primary=upstream_stream_broken/);
+});
+
+test("the health record keeps total time apart from time to first byte", async () => {
+  await mock.fault({ match: { model: "vendor-primary" }, times: 1, chunk_delay_ms: 40, stream_chunks: 5 });
+  const res = await call(gateway, "/v1/chat/completions", { body: chat("failover", "Hi", { stream: true }) });
+  await res.text();
+  // The stream's total is reported with the next request's report.
+  await call(gateway, "/v1/chat/completions", { body: chat("failover") }).then((r) => r.text());
+  let record;
+  for (let i = 0; i < 40; i++) {
+    const health = await call(gateway, "/admin/health", { method: "GET", key: ADMIN_TOKEN }).then((r) => r.json());
+    record = health.find((h) => h.target === "upstream/vendor-primary");
+    if (record?.total_p95_ms >= 150) break;
+    await sleep(50);
+  }
+  assert.ok(record.total_p95_ms >= 150, JSON.stringify(record));
+  assert.ok(record.latency_p95_ms < record.total_p95_ms);
+});
+
 test("a stream cut after the commit ends with an error event and [DONE]", async () => {
   await mock.fault({ match: { model: "vendor-stream-primary" }, times: 1, cut_after: 3 });
   const res = await call(gateway, "/v1/chat/completions", { body: chat("stream-failover", "Hi", { stream: true }) });

@@ -28,11 +28,23 @@ pub struct Outcome {
     pub retry_after_until_ms: Option<u64>,
 }
 
+/// How long a target's whole answer took, known only once it has been read or streamed to
+/// the end (after the attempt's outcome).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    pub target: String,
+    pub total_ms: f64,
+    pub at_ms: u64,
+}
+
 /// What an isolate sends the Durable Object after a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub policy: BreakerPolicy,
     pub outcomes: Vec<Outcome>,
+    /// Completions of earlier answers, sent along with the next report.
+    #[serde(default)]
+    pub completions: Vec<Completion>,
 }
 
 /// Latency samples kept per target for its p95.
@@ -52,6 +64,13 @@ pub struct TargetHealth {
     pub latency_p95_ms: f64,
     #[serde(default)]
     samples: Vec<f64>,
+    /// Time to the end of the answer, the same way.
+    #[serde(default)]
+    pub total_ewma_ms: f64,
+    #[serde(default)]
+    pub total_p95_ms: f64,
+    #[serde(default)]
+    total_samples: Vec<f64>,
     #[serde(default)]
     pub retry_after_until_ms: Option<u64>,
     pub last_status: Option<u16>,
@@ -73,15 +92,7 @@ impl TargetHealth {
             self.failures += 1;
         }
         self.breaker.record(policy, outcome.ok, outcome.at_ms);
-        self.latency_ewma_ms = if self.successes + self.failures == 1 {
-            outcome.latency_ms
-        } else {
-            EWMA_WEIGHT * outcome.latency_ms + (1.0 - EWMA_WEIGHT) * self.latency_ewma_ms
-        };
-        if self.samples.len() == SAMPLES {
-            self.samples.remove(0);
-        }
-        self.samples.push(outcome.latency_ms);
+        self.latency_ewma_ms = track(&mut self.samples, self.latency_ewma_ms, outcome.latency_ms);
         self.latency_p95_ms = percentile(&self.samples, 0.95);
         if let Some(until) = outcome.retry_after_until_ms {
             self.retry_after_until_ms = Some(self.retry_after_until_ms.map_or(until, |u| u.max(until)));
@@ -89,6 +100,13 @@ impl TargetHealth {
         self.last_status = outcome.status;
         self.last_error = outcome.error.clone();
         self.updated_at_ms = self.updated_at_ms.max(outcome.at_ms);
+    }
+
+    /// Folds in how long a whole answer took.
+    pub fn complete(&mut self, completion: &Completion) {
+        self.total_ewma_ms = track(&mut self.total_samples, self.total_ewma_ms, completion.total_ms);
+        self.total_p95_ms = percentile(&self.total_samples, 0.95);
+        self.updated_at_ms = self.updated_at_ms.max(completion.at_ms);
     }
 
     /// Whether an attempt may go now (the breaker, and the vendor's Retry-After), without
@@ -106,6 +124,20 @@ impl TargetHealth {
             Admission::Reject { until_ms } => Admission::Reject { until_ms },
             _ => self.breaker.admit(policy, now_ms),
         }
+    }
+}
+
+/// Adds `sample` to the last-64 window and returns the moving average after it.
+fn track(samples: &mut Vec<f64>, average: f64, sample: f64) -> f64 {
+    let first = samples.is_empty();
+    if samples.len() == SAMPLES {
+        samples.remove(0);
+    }
+    samples.push(sample);
+    if first {
+        sample
+    } else {
+        EWMA_WEIGHT * sample + (1.0 - EWMA_WEIGHT) * average
     }
 }
 
@@ -169,6 +201,18 @@ mod tests {
             h.record(&policy, &outcome(true, f64::from(i), 3));
         }
         assert_eq!(h.latency_p95_ms, 96.0, "the 95th percentile of the last 64 samples, 36..=99");
+    }
+
+    #[test]
+    fn completions_track_total_time_apart_from_first_byte() {
+        let mut h = TargetHealth::new("p/m");
+        h.record(&BreakerPolicy::default(), &outcome(true, 50.0, 1));
+        h.complete(&Completion { target: "p/m".into(), total_ms: 900.0, at_ms: 2 });
+        h.complete(&Completion { target: "p/m".into(), total_ms: 1000.0, at_ms: 3 });
+        assert_eq!(h.latency_ewma_ms, 50.0);
+        assert!((h.total_ewma_ms - 920.0).abs() < 1e-9);
+        assert_eq!(h.total_p95_ms, 1000.0);
+        assert_eq!(h.updated_at_ms, 3);
     }
 
     #[test]
