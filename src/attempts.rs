@@ -357,16 +357,8 @@ impl<'c> Tally<'c> {
 /// both cut short by what is left of the request's deadline; `None` once the deadline passed.
 fn attempt_budget(model: &Model, provider: &Provider, deadline: Option<u64>, now: u64) -> Option<Budget> {
     let first_byte_ms = model.first_byte_timeout_ms.unwrap_or(provider.timeout_ms);
-    let total_until_ms = model.total_timeout_ms.map(|t| now + t);
-    match deadline {
-        Some(d) if now >= d => None,
-        Some(d) => Some(Budget {
-            started_ms: now,
-            first_byte_ms: first_byte_ms.min(d - now),
-            total_until_ms: Some(total_until_ms.map_or(d, |t| t.min(d))),
-        }),
-        None => Some(Budget { started_ms: now, first_byte_ms, total_until_ms }),
-    }
+    let (first_byte_ms, total_until_ms) = route::attempt_limits(first_byte_ms, model.total_timeout_ms, deadline, now)?;
+    Some(Budget { started_ms: now, first_byte_ms, total_until_ms })
 }
 
 /// Uniform in [0, 1), from the runtime's cryptographic source.

@@ -95,6 +95,23 @@ pub fn order(
     (0..max_attempts.max(1)).map(|k| healthy[k % healthy.len()]).collect()
 }
 
+/// The time one attempt starting at `now` has: to the vendor's first byte (`first_byte_ms`,
+/// the route's or the provider's), and until its whole answer must be in (`now +
+/// total_timeout_ms`), both cut to the request's `deadline`. `None`: the deadline has passed.
+pub fn attempt_limits(
+    first_byte_ms: u64,
+    total_timeout_ms: Option<u64>,
+    deadline: Option<u64>,
+    now: u64,
+) -> Option<(u64, Option<u64>)> {
+    let total_until = total_timeout_ms.map(|t| now.saturating_add(t));
+    match deadline {
+        Some(d) if now >= d => None,
+        Some(d) => Some((first_byte_ms.min(d - now), Some(total_until.map_or(d, |t| t.min(d))))),
+        None => Some((first_byte_ms, total_until)),
+    }
+}
+
 /// A cascade tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -220,6 +237,20 @@ mod tests {
         c[1].cost = 0.01;
         c[2].cost = 0.2;
         assert_eq!(order(Strategy::Cost, &c, |_| Admission::Allow, 0.0, 3), [1, 2, 0]);
+    }
+
+    #[test]
+    fn deadline_arithmetic() {
+        // No deadline: the route's limits as they are.
+        assert_eq!(attempt_limits(1_500, None, None, 1_000), Some((1_500, None)));
+        assert_eq!(attempt_limits(1_500, Some(5_000), None, 1_000), Some((1_500, Some(6_000))));
+        // A deadline cuts both to what is left.
+        assert_eq!(attempt_limits(1_500, None, Some(1_800), 1_000), Some((800, Some(1_800))));
+        assert_eq!(attempt_limits(1_500, Some(300), Some(1_800), 1_000), Some((800, Some(1_300))));
+        assert_eq!(attempt_limits(500, Some(5_000), Some(9_000), 1_000), Some((500, Some(6_000))));
+        // Past the deadline there is no attempt.
+        assert_eq!(attempt_limits(1_500, None, Some(1_000), 1_000), None);
+        assert_eq!(attempt_limits(1_500, None, Some(900), 1_000), None);
     }
 
     #[test]
