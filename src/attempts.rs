@@ -2,7 +2,7 @@
 //! the vendor's trouble (unreachable, timeout, 408, 429, 5xx), stop at the request's own fault,
 //! and name in headers who answered and why earlier targets were abandoned.
 
-use crate::{health_view, upstream};
+use crate::{health_view, provider_health, upstream};
 use futures::future::Either;
 use std::future::Future;
 use switchyard_core::breaker::Admission;
@@ -78,7 +78,13 @@ pub struct Selection {
     pub tier: Option<(Tier, &'static str)>,
 }
 
-pub async fn run<'c, F, Fut>(config: &'c Config, model: &'c Model, selection: &Selection, mut attempt: F) -> Completed
+pub async fn run<'c, F, Fut>(
+    config: &'c Config,
+    env: &Env,
+    model: &'c Model,
+    selection: &Selection,
+    mut attempt: F,
+) -> Completed
 where
     F: FnMut(&'c Provider, &'c Target, Budget) -> Fut,
     Fut: Future<Output = Result<Response, Failed>>,
@@ -178,9 +184,17 @@ where
         // When every target is out, the plan holds the one back first, and it is tried anyway.
         let forced = matches!(health_view::peek(&names[i], policy, started), Admission::Reject { .. });
         if !forced {
-            if let Admission::Reject { .. } = health_view::admit(&names[i], policy, started) {
+            match health_view::admit(&names[i], policy, started) {
                 // Another request of this isolate took the half-open probe since the plan was made.
-                continue;
+                Admission::Reject { .. } => continue,
+                // A half-open breaker lets one probe through across every isolate and location:
+                // the shared record grants it (a call made only while a target is half-open).
+                Admission::Probe => {
+                    if let Ok(Admission::Reject { .. }) = provider_health::admit(env, &names[i], policy).await {
+                        continue;
+                    }
+                }
+                Admission::Allow => {}
             }
         }
 

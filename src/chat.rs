@@ -35,7 +35,7 @@ pub async fn complete(
         .then(|| route::classify(&needs, request.reasoning_effort.as_deref(), tier_hint, model.max_simple_tokens));
     let selection = Selection { needs: Some(needs), tier };
     let request = &request;
-    Ok(attempts::run(config, model, &selection, |provider, target, budget| {
+    Ok(attempts::run(config, env, model, &selection, |provider, target, budget| {
         attempt(provider, target, request, env, strict, budget)
     })
     .await)

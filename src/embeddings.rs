@@ -13,7 +13,7 @@ pub async fn complete(config: &Config, env: &Env, body: &[u8]) -> Result<Complet
     let request = EmbeddingRequest::parse(body)?;
     let model = config.model(&request.model).ok_or_else(|| GatewayError::model_not_found(&request.model))?;
     let request = &request;
-    Ok(attempts::run(config, model, &Default::default(), |provider, target, budget| {
+    Ok(attempts::run(config, env, model, &Default::default(), |provider, target, budget| {
         attempt(provider, target, request, env, budget)
     })
     .await)

@@ -3,8 +3,11 @@
 //!
 //! - `POST /report` with a `Report` (the breaker policy and the outcomes of one request's
 //!   attempts): folds the outcomes into the records;
+//! - `POST /admit` with `{"target", "policy"}`: whether an attempt may go to a target now; a
+//!   half-open breaker grants its single probe to the first asker, wherever it runs;
 //! - `GET /snapshot`: every target's record, as JSON.
 
+use switchyard_core::breaker::{Admission, BreakerPolicy};
 use switchyard_core::health::{Report, TargetHealth};
 use worker::{
     durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorage, SqlStorageValue,
@@ -48,9 +51,41 @@ impl DurableObject for ProviderHealth {
                 }
                 Response::from_json(&serde_json::json!({"recorded": report.outcomes.len() + report.completions.len()}))
             }
+            (Method::Post, "/admit") => {
+                let asked: AdmitRequest = req.json().await?;
+                let mut record = self.load(&asked.target)?.unwrap_or_else(|| TargetHealth::new(&asked.target));
+                let admission = record.admit(&asked.policy, worker::Date::now().as_millis());
+                self.save(&record)?;
+                Response::from_json(&AdmitAnswer::from(admission))
+            }
             (Method::Get, "/snapshot") => Response::from_json(&self.snapshot()?),
             _ => Response::error("not found", 404),
         }
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AdmitRequest {
+    target: String,
+    policy: BreakerPolicy,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AdmitAnswer {
+    /// `allow`, `probe` or `reject`
+    admission: String,
+    #[serde(default)]
+    until_ms: Option<u64>,
+}
+
+impl From<Admission> for AdmitAnswer {
+    fn from(admission: Admission) -> Self {
+        let (name, until_ms) = match admission {
+            Admission::Allow => ("allow", None),
+            Admission::Probe => ("probe", None),
+            Admission::Reject { until_ms } => ("reject", Some(until_ms)),
+        };
+        Self { admission: name.to_owned(), until_ms }
     }
 }
 
@@ -108,4 +143,18 @@ pub async fn snapshot(env: &Env) -> Result<Response> {
 /// Every target's record, parsed.
 pub async fn snapshot_records(env: &Env) -> Result<Vec<TargetHealth>> {
     snapshot(env).await?.json().await
+}
+
+/// Asks the shared record whether an attempt may go to `target` now (used for half-open probes).
+pub async fn admit(env: &Env, target: &str, policy: &BreakerPolicy) -> Result<Admission> {
+    let mut init = RequestInit::new();
+    let asked = AdmitRequest { target: target.to_owned(), policy: policy.clone() };
+    init.with_method(Method::Post).with_body(Some(serde_json::to_string(&asked)?.into()));
+    let answer: AdmitAnswer =
+        stub(env)?.fetch_with_request(Request::new_with_init("https://health/admit", &init)?).await?.json().await?;
+    Ok(match (answer.admission.as_str(), answer.until_ms) {
+        ("reject", Some(until_ms)) => Admission::Reject { until_ms },
+        ("probe", _) => Admission::Probe,
+        _ => Admission::Allow,
+    })
 }
