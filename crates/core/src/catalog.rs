@@ -121,6 +121,22 @@ impl ModelInfo {
         }
     }
 
+    /// What a call cost, in USD, from the usage the vendor reported: cached prompt tokens at
+    /// the cached price, prompt tokens written to a prompt cache at 1.25 times the input price
+    /// (Anthropic's rate for its five-minute cache), the rest of the prompt at the input price,
+    /// completion (reasoning included) at the output price.
+    pub fn cost(&self, usage: &crate::chat::Usage) -> f64 {
+        let details = usage.prompt_tokens_details.unwrap_or_default();
+        let cached = details.cached_tokens.min(usage.prompt_tokens);
+        let written = details.cache_creation_tokens.unwrap_or(0).min(usage.prompt_tokens - cached);
+        let plain = usage.prompt_tokens - cached - written;
+        (plain as f64 * self.input
+            + cached as f64 * self.cached_input
+            + written as f64 * self.input * 1.25
+            + usage.completion_tokens as f64 * self.output)
+            / 1e6
+    }
+
     /// The most a request of `prompt_tokens` and up to `max_output` tokens can cost, in USD.
     pub fn max_cost(&self, prompt_tokens: u64, max_output: u64) -> f64 {
         (prompt_tokens as f64 * self.input + max_output as f64 * self.output) / 1e6
@@ -151,6 +167,18 @@ mod tests {
             ModelInfo::default().unmet(&Needs { vision: true, prompt_tokens: 1 << 40, ..Needs::default() }),
             None
         );
+    }
+
+    #[test]
+    fn cost_prices_every_kind_of_token() {
+        use crate::chat::{PromptTokensDetails, Usage};
+        let m = chat(3.0, 0.3, 15.0, 200_000, true);
+        let mut usage = Usage::new(1_000_000, 100_000);
+        assert!((m.cost(&usage) - (3.0 + 1.5)).abs() < 1e-9);
+        usage.prompt_tokens_details =
+            Some(PromptTokensDetails { cached_tokens: 400_000, cache_creation_tokens: Some(100_000) });
+        // 500k plain at 3, 400k cached at 0.3, 100k written at 3.75, 100k out at 15.
+        assert!((m.cost(&usage) - (1.5 + 0.12 + 0.375 + 1.5)).abs() < 1e-9);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod embeddings;
 pub mod endpoint;
 pub mod error;
 pub mod health;
+pub mod ledger;
 pub mod models;
 pub mod providers;
 pub mod route;
