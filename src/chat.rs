@@ -5,6 +5,7 @@
 use crate::attempts::{self, call_vendor, read_answer, vendor_key, Budget, Completed, Failed, Selection};
 use crate::{health_view, http, upstream};
 use futures::StreamExt;
+use switchyard_core::catalog::ModelInfo;
 use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Config, Model, Provider, ProviderKind, Target};
 use switchyard_core::providers::{self, mock, ParamReport, StreamTranslator};
@@ -36,7 +37,7 @@ pub async fn complete(
     let selection = Selection { needs: Some(needs), tier };
     let request = &request;
     Ok(attempts::run(config, env, model, &selection, |provider, target, budget| {
-        attempt(provider, target, request, env, strict, budget)
+        attempt(provider, target, request, env, strict, budget, config.model_info(&target.model))
     })
     .await)
 }
@@ -66,6 +67,7 @@ async fn attempt(
     env: &Env,
     strict: bool,
     budget: Budget,
+    info: ModelInfo,
 ) -> Result<Response, Failed> {
     if provider.kind == ProviderKind::Mock {
         return Ok(mock_answer(request, &target.model));
@@ -82,12 +84,20 @@ async fn attempt(
     } else {
         let content_type = response.headers().get("content-type").ok().flatten();
         let body = read_answer(provider, &name, &mut response, budget).await?;
-        match providers::decode_chat(provider, &body, &prepared.plan, created) {
-            Ok(Some(completion)) => http::json(200, &completion),
+        let (response, usage) = match providers::decode_chat(provider, &body, &prepared.plan, created) {
+            Ok(Some(completion)) => (http::json(200, &completion), completion.usage),
             // OpenAI-format answers go back byte for byte, with the vendor's content type.
-            Ok(None) => http::bytes_response(200, content_type.as_deref().unwrap_or("application/json"), body),
+            Ok(None) => {
+                let usage = providers::openai::usage_of(&body);
+                (http::bytes_response(200, content_type.as_deref().unwrap_or("application/json"), body), usage)
+            }
             Err(e) => return Err(Failed::retryable(e)),
+        };
+        if let Some(usage) = usage {
+            // The catalog's price times what the vendor reported using.
+            let _ = response.headers().set("x-switchyard-cost-usd", &format!("{:.8}", info.cost(&usage)));
         }
+        response
     };
     Ok(report_params(answer, &prepared.report))
 }

@@ -10,7 +10,7 @@ use worker::{Headers, Request, Response, ResponseBuilder};
 /// Headers a browser client may read from a cross-origin response.
 const EXPOSED: &str = "x-request-id, x-switchyard-provider, x-switchyard-model, x-switchyard-attempts, \
     x-switchyard-fallbacks, x-switchyard-route, x-switchyard-cascade, x-switchyard-dropped-params, \
-    x-switchyard-adjusted-params";
+    x-switchyard-adjusted-params, x-switchyard-cost-usd";
 
 /// A header value meaning yes: `1`, `true`, `yes`, `on`.
 pub fn truthy(value: &str) -> bool {

@@ -66,6 +66,9 @@ test("text: system prompts go to `system`, the answer comes back as a chat compl
     })
     .withResponse();
   assert.equal(response.headers.get("x-switchyard-provider"), "claude");
+  // claude-sonnet-4-5 at the embedded catalog's $3 / $15 per million tokens.
+  const cost = (data.usage.prompt_tokens * 3 + data.usage.completion_tokens * 15) / 1e6;
+  assert.equal(Number(response.headers.get("x-switchyard-cost-usd")), Number(cost.toFixed(8)));
   assert.equal(data.object, "chat.completion");
   assert.match(data.choices[0].message.content, /Hello from mock-upstream/);
   assert.equal(data.choices[0].finish_reason, "stop");

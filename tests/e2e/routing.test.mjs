@@ -146,3 +146,11 @@ test("per-route deadlines: first byte, and the whole of a streamed answer", asyn
   assert.equal(events.at(-2).error.code, "upstream_stream_broken");
   assert.match(events.at(-2).error.message, /total timeout/);
 });
+
+test("the cost header is the catalog's price times the usage the vendor reported", async () => {
+  const res = await call(gateway, "/v1/chat/completions", { body: chat("cost-routed") });
+  const { usage } = await res.json();
+  const expected = (usage.prompt_tokens * 0.1 + usage.completion_tokens * 0.2) / 1e6;
+  assert.ok(usage.prompt_tokens > 0 && usage.completion_tokens > 0);
+  assert.equal(Number(res.headers.get("x-switchyard-cost-usd")), Number(expected.toFixed(8)));
+});

@@ -172,6 +172,17 @@ mod tests {
     }
 
     #[test]
+    fn usage_is_read_from_an_answer_with_details() {
+        let body = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,
+            "prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":2}}}"#;
+        let usage = usage_of(body).unwrap();
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (10, 5));
+        assert_eq!(usage.prompt_tokens_details.unwrap().cached_tokens, 4);
+        assert_eq!(usage_of(br#"{"id":"x"}"#), None);
+        assert_eq!(usage_of(b"not json"), None);
+    }
+
+    #[test]
     fn keyless_vendor_gets_no_authorization_header() {
         let req = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
         let out = chat_request(&provider(), "llama3", &req, None);
@@ -204,6 +215,16 @@ mod tests {
         assert_eq!((e.status, e.kind, e.code.as_deref()), (503, "server_error", Some("upstream_error")));
         assert!(e.message.contains("Service Unavailable"));
     }
+}
+
+/// The usage an OpenAI-format chat completion reports, read without decoding the rest.
+pub fn usage_of(body: &[u8]) -> Option<crate::chat::Usage> {
+    #[derive(Deserialize)]
+    struct UsageOnly {
+        #[serde(default)]
+        usage: Option<crate::chat::Usage>,
+    }
+    serde_json::from_slice::<UsageOnly>(body).ok()?.usage
 }
 
 /// An OpenAI-format stream passes through byte for byte, event by event: bytes are forwarded
