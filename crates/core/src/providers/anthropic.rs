@@ -6,10 +6,8 @@
 //! thinking to `reasoning_content`, stop reasons and usage (cache reads and writes included)
 //! mapped to OpenAI's.
 
-use super::tool_arguments;
-use super::{
-    parse_data_url, push_stream_error, redact, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator,
-};
+use super::{parse_data_url, redact, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator};
+use super::{tool_arguments, StreamEnd};
 use crate::chat::{
     AssistantMessage, ChatCompletion, ChatRequest, Choice, ChunkWriter, CompletionTokensDetails, Content, ContentPart,
     Delta, FinishReason, FunctionCall, FunctionCallDelta, FunctionType, PromptTokensDetails, ResponseFormat, Role,
@@ -17,7 +15,7 @@ use crate::chat::{
 };
 use crate::config::Provider;
 use crate::error::GatewayError;
-use crate::sse::{self, SseParser};
+use crate::sse::SseParser;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -676,8 +674,7 @@ pub struct Stream {
     tool_calls: u32,
     usage: AnthropicUsage,
     finish: Option<FinishReason>,
-    done: bool,
-    error: Option<GatewayError>,
+    end: StreamEnd,
 }
 
 impl Stream {
@@ -692,22 +689,16 @@ impl Stream {
             tool_calls: 0,
             usage: AnthropicUsage::default(),
             finish: None,
-            done: false,
-            error: None,
+            end: StreamEnd::default(),
         }
     }
 
     fn fail(&mut self, out: &mut Vec<u8>, error: GatewayError) {
-        if !self.done {
-            push_stream_error(out, &error);
-            out.extend_from_slice(sse::DONE);
-            self.done = true;
-            self.error = Some(error);
-        }
+        self.end.fail(out, error);
     }
 
     fn on_event(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        if self.done {
+        if self.end.is_done() {
             return;
         }
         let event: Event = match serde_json::from_slice(data) {
@@ -820,8 +811,7 @@ impl Stream {
                 if self.plan.include_usage {
                     writer.usage(out, &self.usage.to_openai(None));
                 }
-                out.extend_from_slice(sse::DONE);
-                self.done = true;
+                self.end.complete(out);
             }
             // content_block_stop, ping, and event types Anthropic adds later carry nothing here.
             _ => {}
@@ -836,7 +826,7 @@ impl Stream {
 
 impl StreamTranslator for Stream {
     fn error(&self) -> Option<&GatewayError> {
-        self.error.as_ref()
+        self.end.error()
     }
 
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
@@ -847,7 +837,7 @@ impl StreamTranslator for Stream {
 
     fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
         self.parser.finish();
-        if !self.done {
+        if !self.end.is_done() {
             let cause = error.unwrap_or("the stream ended before the answer was complete");
             let error = GatewayError::upstream_stream_broken(&self.provider, cause);
             self.fail(out, error);

@@ -7,10 +7,8 @@
 //! Answer: candidates to choices, function calls to tool calls with stable ids, finish reasons
 //! and usage (thinking and cached tokens included) mapped to OpenAI's.
 
-use super::tool_arguments;
-use super::{
-    parse_data_url, push_stream_error, redact, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator,
-};
+use super::{parse_data_url, redact, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator};
+use super::{tool_arguments, StreamEnd};
 use crate::chat::{
     AssistantMessage, ChatCompletion, ChatRequest, Choice, ChunkWriter, CompletionTokensDetails, Content, ContentPart,
     Delta, FinishReason, FunctionCall, FunctionCallDelta, FunctionType, PromptTokensDetails, ResponseFormat, Role,
@@ -18,7 +16,7 @@ use crate::chat::{
 };
 use crate::config::Provider;
 use crate::error::GatewayError;
-use crate::sse::{self, SseParser};
+use crate::sse::SseParser;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -752,8 +750,7 @@ pub struct Stream {
     /// Per candidate: whether its role chunk went out, its tool calls so far, whether it finished.
     candidates: Vec<CandidateState>,
     usage: Option<UsageMetadata>,
-    done: bool,
-    error: Option<GatewayError>,
+    end: StreamEnd,
 }
 
 #[derive(Default, Clone)]
@@ -774,22 +771,16 @@ impl Stream {
             writer: None,
             candidates: Vec::new(),
             usage: None,
-            done: false,
-            error: None,
+            end: StreamEnd::default(),
         }
     }
 
     fn fail(&mut self, out: &mut Vec<u8>, error: GatewayError) {
-        if !self.done {
-            push_stream_error(out, &error);
-            out.extend_from_slice(sse::DONE);
-            self.done = true;
-            self.error = Some(error);
-        }
+        self.end.fail(out, error);
     }
 
     fn on_event(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        if self.done {
+        if self.end.is_done() {
             return;
         }
         let event: StreamEvent = match serde_json::from_slice(data) {
@@ -863,7 +854,7 @@ impl Stream {
 
 impl StreamTranslator for Stream {
     fn error(&self) -> Option<&GatewayError> {
-        self.error.as_ref()
+        self.end.error()
     }
 
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
@@ -874,7 +865,7 @@ impl StreamTranslator for Stream {
 
     fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
         self.parser.finish();
-        if self.done {
+        if self.end.is_done() {
             return;
         }
         // Once every candidate has finished, the answer is whole, however the connection ends.
@@ -887,8 +878,7 @@ impl StreamTranslator for Stream {
         if let (true, Some(writer)) = (self.plan.include_usage, &self.writer) {
             writer.usage(out, &self.usage.unwrap_or_default().to_openai());
         }
-        out.extend_from_slice(sse::DONE);
-        self.done = true;
+        self.end.complete(out);
     }
 }
 

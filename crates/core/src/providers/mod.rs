@@ -261,6 +261,42 @@ pub fn invalid_answer(provider: &str, cause: impl std::fmt::Display) -> GatewayE
     GatewayError::upstream_invalid(provider, cause)
 }
 
+/// How a translated stream has ended for the client: once it has (with `[DONE]`, after an
+/// error event if it broke), nothing more is written to it.
+#[derive(Debug, Default)]
+pub struct StreamEnd {
+    done: bool,
+    error: Option<GatewayError>,
+}
+
+impl StreamEnd {
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The error the client's stream ended with, if it ended in one.
+    pub fn error(&self) -> Option<&GatewayError> {
+        self.error.as_ref()
+    }
+
+    /// Ends the client's stream cleanly: `[DONE]`.
+    pub fn complete(&mut self, out: &mut Vec<u8>) {
+        if !self.done {
+            out.extend_from_slice(crate::sse::DONE);
+            self.done = true;
+        }
+    }
+
+    /// Ends the client's stream with `error`: an error event, then `[DONE]`.
+    pub fn fail(&mut self, out: &mut Vec<u8>, error: GatewayError) {
+        if !self.done {
+            push_stream_error(out, &error);
+            self.complete(out);
+            self.error = Some(error);
+        }
+    }
+}
+
 /// The OpenAI error event a translated stream ends with when the vendor's stream breaks.
 pub fn push_stream_error(out: &mut Vec<u8>, error: &GatewayError) {
     out.extend_from_slice(b"data: ");
