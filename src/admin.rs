@@ -1,9 +1,18 @@
 //! `/admin/*`: operator endpoints, authenticated by the `ADMIN_TOKEN` secret, never by a
 //! gateway key.
+//!
+//! - `GET /admin/health`: every target's health record;
+//! - `POST /admin/keys`: a new key (its text in the answer, once); `GET /admin/keys`: every key;
+//!   `GET|PATCH|DELETE /admin/keys/{id}`: one key, a change of its policy, its revocation;
+//! - `GET /admin/usage?from=&to=&group_by=key|model|provider|tag`: usage and cost.
 
-use crate::{http, provider_health};
+use crate::{http, keys, ledger, provider_health};
+use serde::Serialize;
+use switchyard_core::config::Config;
+use switchyard_core::keys::{KeyChange, KeyRecord, Source};
+use switchyard_core::ledger::{parse_time, rfc3339, usage_report, GroupBy, UsageTotal};
 use switchyard_core::GatewayError;
-use worker::{Env, Request, Response};
+use worker::{Date, Env, Method, Request, Response};
 
 pub const TOKEN_SECRET: &str = "ADMIN_TOKEN";
 
@@ -41,4 +50,137 @@ pub async fn health(req: &Request, env: &Env) -> Result<Response, GatewayError> 
     })?;
     let body = snapshot.bytes().await.unwrap_or_default();
     Ok(http::bytes_response(200, "application/json", body))
+}
+
+/// `/admin/keys` and `/admin/keys/{id}`.
+pub async fn keys(mut req: Request, env: &Env, config: &Config, id: Option<&str>) -> Result<Response, GatewayError> {
+    authorize(&req, env)?;
+    let now = Date::now().as_millis();
+    match (req.method(), id) {
+        (Method::Post, None) => {
+            let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
+            let mut random = [0u8; 32];
+            getrandom::fill(&mut random).map_err(|e| {
+                GatewayError::new(500, "server_error", "internal_error", format!("no randomness for a key: {e}"))
+            })?;
+            let key = switchyard_core::keys::generate(&random);
+            let record = KeyChange::parse(&body)?.create(&key, config, now)?;
+            save(env, &record).await?;
+            #[derive(Serialize)]
+            struct Created<'a> {
+                #[serde(flatten)]
+                record: &'a KeyRecord,
+                /// The key itself: shown this once, never stored.
+                key: &'a str,
+            }
+            Ok(http::json(201, &Created { record: &record, key: &key }))
+        }
+        (Method::Get, None) => {
+            let ids = keys::list_ids(env).await?;
+            let loaded = futures::future::join_all(ids.iter().map(|id| keys::load(env, id))).await;
+            let mut data: Vec<KeyRecord> =
+                config.keys.iter().map(|k| KeyRecord::from_config(&k.name, &k.sha256, &k.policy)).collect();
+            for record in loaded {
+                data.extend(record?);
+            }
+            Ok(http::json(200, &serde_json::json!({"object": "list", "data": data})))
+        }
+        (Method::Get, Some(id)) => Ok(http::json(200, &find(env, config, id).await?)),
+        (Method::Patch | Method::Post, Some(id)) => {
+            let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
+            let change = KeyChange::parse(&body)?;
+            let mut record = find_api_key(env, config, id).await?;
+            change.apply(&mut record, config)?;
+            save(env, &record).await?;
+            Ok(http::json(200, &record))
+        }
+        (Method::Delete, Some(id)) => {
+            let mut record = find_api_key(env, config, id).await?;
+            record.revoked_at.get_or_insert(now / 1000);
+            save(env, &record).await?;
+            Ok(http::json(200, &record))
+        }
+        (method, _) => Err(GatewayError::method_not_allowed(
+            method.as_ref(),
+            req.path().as_str(),
+            if id.is_some() { "GET, PATCH, DELETE" } else { "GET, POST" },
+        )),
+    }
+}
+
+/// Writes a key's record: first to its ledger (the authoritative copy, so that a revocation is
+/// in force at once everywhere), then to KV (where every edge finds it).
+async fn save(env: &Env, record: &KeyRecord) -> Result<(), GatewayError> {
+    ledger::put_record(env, record).await.map_err(|e| {
+        GatewayError::new(503, "server_error", "ledger_unavailable", format!("The key's ledger cannot be written: {e}"))
+    })?;
+    keys::store(env, record).await
+}
+
+/// A key by id: its ledger's record, else KV's, else one listed in the configuration.
+async fn find(env: &Env, config: &Config, id: &str) -> Result<KeyRecord, GatewayError> {
+    let not_found = || GatewayError::new(404, "invalid_request_error", "key_not_found", format!("No key `{id}`."));
+    if !switchyard_core::keys::is_id(id) {
+        return Err(not_found());
+    }
+    if let Some(k) = config.keys.iter().find(|k| switchyard_core::keys::id_of(&k.sha256) == id) {
+        return Ok(KeyRecord::from_config(&k.name, &k.sha256, &k.policy));
+    }
+    if let Ok(Some(record)) = ledger::get_record(env, id).await {
+        return Ok(record);
+    }
+    keys::load(env, id).await?.ok_or_else(not_found)
+}
+
+/// A key the admin API may change: not one listed in the configuration.
+async fn find_api_key(env: &Env, config: &Config, id: &str) -> Result<KeyRecord, GatewayError> {
+    let record = find(env, config, id).await?;
+    if record.source == Source::Config {
+        return Err(GatewayError::new(
+            400,
+            "invalid_request_error",
+            "key_in_configuration",
+            "This key is listed in the configuration; change it there.",
+        ));
+    }
+    Ok(record)
+}
+
+/// `GET /admin/usage?from=&to=&group_by=`: requests, tokens and cost in `[from, to)` (Unix
+/// seconds, a date or an RFC 3339 time; by default the current UTC month to now), grouped.
+pub async fn usage(req: &Request, env: &Env) -> Result<Response, GatewayError> {
+    authorize(req, env)?;
+    let url = req.url().map_err(|e| GatewayError::invalid_request("", e.to_string()))?;
+    let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let now = Date::now().as_millis();
+    let time = |name: &str, default: u64| match param(name) {
+        None => Ok(default),
+        Some(text) => parse_time(&text).ok_or_else(|| {
+            GatewayError::invalid_request(
+                name,
+                format!("`{name}`: Unix seconds, a date (2026-11-22) or an RFC 3339 time in UTC."),
+            )
+        }),
+    };
+    let from = time("from", switchyard_core::ledger::Window::Month.start_ms(now))?;
+    let to = time("to", now + 60_000)?;
+    let group_by = match param("group_by") {
+        None => GroupBy::Key,
+        Some(text) => GroupBy::parse(&text)
+            .ok_or_else(|| GatewayError::invalid_request("group_by", "`group_by`: key, model, provider or tag."))?,
+    };
+    let rows = ledger::usage(env, from, to).await.map_err(|e| {
+        GatewayError::new(503, "server_error", "ledger_unavailable", format!("The usage ledger cannot be read: {e}"))
+    })?;
+    let (data, total) = usage_report(&rows, group_by);
+    #[derive(Serialize)]
+    struct Report {
+        object: &'static str,
+        from: String,
+        to: String,
+        group_by: GroupBy,
+        data: Vec<UsageTotal>,
+        total: UsageTotal,
+    }
+    Ok(http::json(200, &Report { object: "usage_report", from: rfc3339(from), to: rfc3339(to), group_by, data, total }))
 }

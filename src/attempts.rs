@@ -2,6 +2,7 @@
 //! the vendor's trouble (unreachable, timeout, 408, 429, 5xx), stop at the request's own fault,
 //! and name in headers who answered and why earlier targets were abandoned.
 
+use crate::metering::{self, Answered, Metered};
 use crate::{health_view, provider_health, upstream};
 use futures::future::Either;
 use std::future::Future;
@@ -50,10 +51,24 @@ impl Failed {
     }
 }
 
-/// The client's answer, and what each attempt at a vendor came to (for the health record).
+/// A target's answer, and the usage it reports (now, or when its stream ends).
+pub struct Answer {
+    pub response: Response,
+    pub metered: Metered,
+}
+
+impl Answer {
+    pub fn new(response: Response, metered: Metered) -> Self {
+        Self { response, metered }
+    }
+}
+
+/// The client's answer, what each attempt at a vendor came to (for the health record), and
+/// who answered with what usage (for the ledger).
 pub struct Completed {
     pub response: Response,
     pub report: Report,
+    pub answered: Option<Answered>,
 }
 
 /// Tries `model`'s targets in order with `attempt` until one answers or one fails for a reason
@@ -76,6 +91,8 @@ pub struct Selection {
     pub needs: Option<Needs>,
     /// The cascade's decision and why.
     pub tier: Option<(Tier, &'static str)>,
+    /// The tokens a call is expected to count against a target's per-minute limit.
+    pub tokens: u64,
 }
 
 pub async fn run<'c, F, Fut>(
@@ -87,7 +104,7 @@ pub async fn run<'c, F, Fut>(
 ) -> Completed
 where
     F: FnMut(&'c Provider, &'c Target, Budget) -> Fut,
-    Fut: Future<Output = Result<Response, Failed>>,
+    Fut: Future<Output = Result<Answer, Failed>>,
 {
     let policy = &config.health.breaker;
     let now = Date::now().as_millis();
@@ -120,6 +137,7 @@ where
         return Completed {
             response: crate::http::error_response(&error),
             report: Report { policy: policy.clone(), outcomes: vec![], completions: vec![] },
+            answered: None,
         };
     }
     let needs = selection.needs.unwrap_or_default();
@@ -181,6 +199,14 @@ where
             tally.failures.push((target, Failed::final_(error)));
             break;
         };
+        // A target at its vendor's own rate limit is skipped rather than sent a call it would
+        // refuse with a 429.
+        if !target.limits.is_empty() {
+            if let Err(wait_ms) = metering::take_target(env, &names[i], target.limits, selection.tokens).await {
+                tally.failures.push((target, at_limit(&names[i], wait_ms)));
+                continue;
+            }
+        }
         // When every target is out, the plan holds the one back first, and it is tried anyway.
         let forced = matches!(health_view::peek(&names[i], policy, started), Admission::Reject { .. });
         if !forced {
@@ -248,8 +274,36 @@ where
     }
     let Tally { failures, outcomes, answer } = tally;
     health_view::record(policy, &outcomes);
-    let response = answer.unwrap_or_else(|| failure_response(config, failures));
-    Completed { response, report: Report { policy: policy.clone(), outcomes, completions: vec![] } }
+    let report = Report { policy: policy.clone(), outcomes, completions: vec![] };
+    match answer {
+        Some((answer, target)) => Completed {
+            response: answer.response,
+            report,
+            answered: Some(Answered {
+                provider: config.provider(target).name.clone(),
+                vendor_model: target.model.clone(),
+                metered: answer.metered,
+            }),
+        },
+        None => Completed { response: failure_response(config, failures), report, answered: None },
+    }
+}
+
+/// The failure recorded for a target skipped at its vendor's rate limit.
+fn at_limit(name: &str, wait_ms: u64) -> Failed {
+    let error = GatewayError::new(
+        429,
+        "requests",
+        "target_rate_limited",
+        format!("`{name}` is at its configured rate limit; try again in {} s.", wait_ms.div_ceil(1000).max(1)),
+    );
+    Failed {
+        error: Box::new(error),
+        retryable: true,
+        retry_after: Some(wait_ms.div_ceil(1000).max(1).to_string()),
+        retry_after_until_ms: None,
+        vendor_status: None,
+    }
 }
 
 /// The vendor key of `provider`, from its secret.
@@ -295,10 +349,10 @@ pub async fn call_vendor(
     })
 }
 
-fn outcome(target: &str, result: &Result<Response, Failed>, started: u64) -> Outcome {
+fn outcome(target: &str, result: &Result<Answer, Failed>, started: u64) -> Outcome {
     let at_ms = Date::now().as_millis();
     let (ok, status, error, retry_after_until_ms) = match result {
-        Ok(response) => (true, Some(response.status_code()), None, None),
+        Ok(answer) => (true, Some(answer.response.status_code()), None, None),
         // A failure that is not retryable is the request's fault, not the vendor's: the vendor
         // answered, and is healthy.
         Err(failed) => (
@@ -323,7 +377,7 @@ fn outcome(target: &str, result: &Result<Response, Failed>, started: u64) -> Out
 struct Tally<'c> {
     failures: Vec<(&'c Target, Failed)>,
     outcomes: Vec<Outcome>,
-    answer: Option<Response>,
+    answer: Option<(Answer, &'c Target)>,
 }
 
 impl<'c> Tally<'c> {
@@ -337,7 +391,7 @@ impl<'c> Tally<'c> {
         names: &[String],
         i: usize,
         started: u64,
-        result: Result<Response, Failed>,
+        result: Result<Answer, Failed>,
     ) -> bool {
         let target = &model.targets[i];
         if config.provider(target).kind != ProviderKind::Mock {
@@ -349,13 +403,13 @@ impl<'c> Tally<'c> {
             self.outcomes.push(outcome);
         }
         match result {
-            Ok(response) => {
-                let response = annotate(response, config, model, target, &self.failures);
+            Ok(answer) => {
+                let response = annotate(answer.response, config, model, target, &self.failures);
                 if let Some((tier, why)) = selection.tier {
                     let tier = if tier == Tier::Simple { "simple" } else { "complex" };
                     let _ = response.headers().set("x-switchyard-cascade", &format!("{tier}; {why}"));
                 }
-                self.answer = Some(response);
+                self.answer = Some((Answer { response, ..answer }, target));
                 false
             }
             Err(failed) => {

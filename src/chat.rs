@@ -2,16 +2,20 @@
 //! target that succeeds, translated into OpenAI's shape (or passed through untouched when the
 //! vendor already speaks it).
 
-use crate::attempts::{self, call_vendor, read_answer, vendor_key, Budget, Completed, Failed, Selection};
+use crate::attempts::{self, call_vendor, read_answer, vendor_key, Answer, Budget, Completed, Failed, Selection};
+use crate::http::Rejection;
+use crate::metering::{self, Admission, Estimate, Metered};
 use crate::{health_view, http, upstream};
+use futures::channel::oneshot;
 use futures::StreamExt;
-use switchyard_core::catalog::ModelInfo;
-use switchyard_core::chat::ChatRequest;
+use switchyard_core::catalog::{ModelInfo, Needs};
+use switchyard_core::chat::{ChatRequest, Usage};
 use switchyard_core::config::{Config, Model, Provider, ProviderKind, Target};
+use switchyard_core::keys::KeyRecord;
 use switchyard_core::providers::{self, mock, ParamReport, StreamTranslator};
 use switchyard_core::route::{self, Strategy, Tier};
 use switchyard_core::GatewayError;
-use worker::{Date, Env, Response};
+use worker::{ByteStream, Date, Env, Response};
 
 /// `strict_header`: the client's `x-switchyard-strict` asks that parameters a target cannot
 /// honour be refused rather than dropped.
@@ -19,10 +23,11 @@ use worker::{Date, Env, Response};
 pub async fn complete(
     config: &Config,
     env: &Env,
+    key: &KeyRecord,
     body: &[u8],
     strict_header: bool,
     tier_hint: Option<Tier>,
-) -> Result<Completed, GatewayError> {
+) -> Result<(Completed, Admission), Rejection> {
     let request = ChatRequest::parse(body)?;
     let model = config.model(&request.model).ok_or_else(|| GatewayError::model_not_found(&request.model))?;
     let strict = strict_header || model.strict;
@@ -30,16 +35,34 @@ pub async fn complete(
         Some(list) => Some(client_fallbacks(config, model, list)?),
         None => None,
     };
+    let mut asked: Vec<&str> = vec![&request.model];
+    asked.extend(request.models.iter().flatten().map(String::as_str));
     let model = with_fallbacks.as_ref().unwrap_or(model);
     let needs = request.needs();
+    let admission = metering::admit(env, config, key, &asked, estimate(config, model, &needs)).await?;
     let tier = (model.strategy == Strategy::Cascade)
         .then(|| route::classify(&needs, request.reasoning_effort.as_deref(), tier_hint, model.max_simple_tokens));
-    let selection = Selection { needs: Some(needs), tier };
+    let selection = Selection { needs: Some(needs), tier, tokens: needs.prompt_tokens + needs.max_output };
     let request = &request;
-    Ok(attempts::run(config, env, model, &selection, |provider, target, budget| {
+    let completed = attempts::run(config, env, model, &selection, |provider, target, budget| {
         attempt(provider, target, request, env, strict, budget, config.model_info(&target.model))
     })
-    .await)
+    .await;
+    Ok((completed, admission))
+}
+
+/// The most a chat can cost: its estimated prompt at the input price plus the most output it
+/// can get at the output price, at the dearest of the model's targets.
+fn estimate(config: &Config, model: &Model, needs: &Needs) -> Estimate {
+    let amount_usd = model
+        .targets
+        .iter()
+        .map(|t| {
+            let info = config.model_info(&t.model);
+            info.max_cost(needs.prompt_tokens, info.output_limit(needs))
+        })
+        .fold(0.0, f64::max);
+    Estimate { amount_usd, tokens: needs.prompt_tokens + needs.max_output }
 }
 
 /// The request's model followed by the client's own list (`models`), as one model to try in
@@ -68,7 +91,7 @@ async fn attempt(
     strict: bool,
     budget: Budget,
     info: ModelInfo,
-) -> Result<Response, Failed> {
+) -> Result<Answer, Failed> {
     if provider.kind == ProviderKind::Mock {
         return Ok(mock_answer(request, &target.model));
     }
@@ -80,7 +103,7 @@ async fn attempt(
     let name = format!("{}/{}", provider.name, target.model);
     let answer = if prepared.plan.stream {
         let translator = providers::chat_stream(provider, prepared.plan.clone(), created);
-        translate_stream(provider, name, response, translator, budget).await?
+        translate_stream(provider, name, response, translator, budget, info).await?
     } else {
         let content_type = response.headers().get("content-type").ok().flatten();
         let body = read_answer(provider, &name, &mut response, budget).await?;
@@ -97,9 +120,9 @@ async fn attempt(
             // The catalog's price times what the vendor reported using.
             let _ = response.headers().set("x-switchyard-cost-usd", &format!("{:.8}", info.cost(&usage)));
         }
-        response
+        Answer::new(response, Metered::Now(usage))
     };
-    Ok(report_params(answer, &prepared.report))
+    Ok(Answer { response: report_params(answer.response, &prepared.report), ..answer })
 }
 
 /// The vendor's event stream through `translator`, chunk by chunk as it arrives.
@@ -108,14 +131,17 @@ async fn attempt(
 /// something for the client: a stream that fails before that (an error event, a break, nothing
 /// within the provider's timeout) is a failed attempt, and the client never sees it. After the
 /// commit, however the vendor's stream ends, the client's ends with `[DONE]` (after an error
-/// event if it broke).
+/// event if it broke). The usage the vendor reported is known at the end: it goes to the
+/// ledger, and its cost to the client as an SSE comment before `[DONE]`
+/// (`: x-switchyard-cost-usd=...`, which SSE readers skip).
 async fn translate_stream(
     provider: &Provider,
     name: String,
     mut response: Response,
-    mut translator: Box<dyn StreamTranslator>,
+    translator: Box<dyn StreamTranslator>,
     budget: Budget,
-) -> Result<Response, Failed> {
+    info: ModelInfo,
+) -> Result<Answer, Failed> {
     let timeout_ms = budget.first_byte_ms.min(remaining_ms(budget.total_until_ms));
     let broken = |cause: String| {
         Failed::retryable(GatewayError::new(
@@ -125,62 +151,55 @@ async fn translate_stream(
             format!("Provider `{}` broke off its stream before its first event: {cause}", provider.name),
         ))
     };
-    let mut upstream = response.stream().map_err(|e| broken(e.to_string()))?;
+    let upstream = response.stream().map_err(|e| broken(e.to_string()))?;
+    let (meter, metered) = oneshot::channel();
+    let mut pump = Pump { upstream, translator, name, started_ms: budget.started_ms, meter: Some(meter), info };
     let mut first = Vec::new();
     let mut ended = false;
     while first.is_empty() && !ended {
-        match upstream::within(timeout_ms, upstream.next()).await {
+        match upstream::within(timeout_ms, pump.upstream.next()).await {
             None => return Err(Failed::retryable(GatewayError::upstream_timeout(&provider.name, timeout_ms))),
-            Some(Some(Ok(bytes))) => translator.push(&bytes, &mut first),
+            Some(Some(Ok(bytes))) => pump.translator.push(&bytes, &mut first),
             Some(Some(Err(e))) => return Err(broken(e.to_string())),
             Some(None) => {
-                translator.finish(None, &mut first);
+                pump.end(None, &mut first);
                 ended = true;
             }
         }
-        if let Some(error) = translator.error() {
+        if let Some(error) = pump.translator.error() {
             return Err(Failed::retryable(error.clone()));
         }
     }
 
-    let (total_until_ms, started_ms) = (budget.total_until_ms, budget.started_ms);
-    // The stream's total time is known at its end, after the response has gone: it is kept in
-    // this isolate's health view and sent along with the next report.
-    let finished = move || health_view::complete(&name, Date::now().as_millis().saturating_sub(started_ms) as f64);
-    if ended {
-        finished();
-    }
-    let rest = futures::stream::unfold((!ended).then_some((upstream, translator, finished)), move |state| async move {
-        let (mut upstream, mut translator, finished) = state?;
+    let total_until_ms = budget.total_until_ms;
+    let rest = futures::stream::unfold((!ended).then_some(pump), move |pump| async move {
+        let mut pump = pump?;
         loop {
             let mut out = Vec::new();
             // A timer only when the route sets a total timeout: one per chunk costs otherwise.
             let next = match total_until_ms {
-                Some(_) => match upstream::within(remaining_ms(total_until_ms), upstream.next()).await {
+                Some(_) => match upstream::within(remaining_ms(total_until_ms), pump.upstream.next()).await {
                     Some(next) => next,
                     None => {
-                        translator.finish(Some("the answer took longer than the route's total timeout"), &mut out);
-                        finished();
+                        pump.end(Some("the answer took longer than the route's total timeout"), &mut out);
                         return Some((Ok(out), None));
                     }
                 },
-                None => upstream.next().await,
+                None => pump.upstream.next().await,
             };
             match next {
                 Some(Ok(bytes)) => {
-                    translator.push(&bytes, &mut out);
+                    pump.translator.push(&bytes, &mut out);
                     if !out.is_empty() {
-                        return Some((Ok::<Vec<u8>, worker::Error>(out), Some((upstream, translator, finished))));
+                        return Some((Ok::<Vec<u8>, worker::Error>(out), Some(pump)));
                     }
                 }
                 Some(Err(e)) => {
-                    translator.finish(Some(&e.to_string()), &mut out);
-                    finished();
+                    pump.end(Some(&e.to_string()), &mut out);
                     return Some((Ok(out), None));
                 }
                 None => {
-                    translator.finish(None, &mut out);
-                    finished();
+                    pump.end(None, &mut out);
                     return Some((Ok(out), None));
                 }
             }
@@ -191,7 +210,52 @@ async fn translate_stream(
     let headers = response.headers();
     let _ = headers.set("content-type", "text/event-stream; charset=utf-8");
     let _ = headers.set("cache-control", "no-cache");
-    Ok(response)
+    Ok(Answer::new(response, Metered::AtEnd(metered)))
+}
+
+/// A vendor stream being translated for the client, and what its end reports.
+struct Pump {
+    upstream: ByteStream,
+    translator: Box<dyn StreamTranslator>,
+    /// The target, for its total time in the health view.
+    name: String,
+    started_ms: u64,
+    /// Where the usage goes when the stream ends (or the client goes away).
+    meter: Option<oneshot::Sender<Option<Usage>>>,
+    info: ModelInfo,
+}
+
+impl Pump {
+    /// The vendor's stream ended (with `error` if it broke): the client's stream is ended, its
+    /// cost written before `[DONE]`, the total time and the usage reported.
+    fn end(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
+        self.translator.finish(error, out);
+        // The stream's total time is known only now, after the response has gone: it is kept in
+        // this isolate's health view and sent along with the next report.
+        health_view::complete(&self.name, Date::now().as_millis().saturating_sub(self.started_ms) as f64);
+        let usage = self.translator.usage();
+        if let Some(usage) = &usage {
+            let comment = format!(": x-switchyard-cost-usd={:.8}\n\n", self.info.cost(usage));
+            let at = if out.ends_with(switchyard_core::sse::DONE) {
+                out.len() - switchyard_core::sse::DONE.len()
+            } else {
+                out.len()
+            };
+            out.splice(at..at, comment.into_bytes());
+        }
+        if let Some(meter) = self.meter.take() {
+            let _ = meter.send(usage);
+        }
+    }
+}
+
+impl Drop for Pump {
+    /// A client that goes away mid-stream still pays for what the vendor produced until then.
+    fn drop(&mut self) {
+        if let Some(meter) = self.meter.take() {
+            let _ = meter.send(self.translator.usage());
+        }
+    }
 }
 
 /// Milliseconds left until `until_ms` (none: no limit).
@@ -211,14 +275,15 @@ fn report_params(response: Response, report: &ParamReport) -> Response {
     response
 }
 
-fn mock_answer(request: &ChatRequest, vendor_model: &str) -> Response {
+fn mock_answer(request: &ChatRequest, vendor_model: &str) -> Answer {
     let id = format!("chatcmpl-{}", &http::request_id()[4..]);
     let created = Date::now().as_millis() / 1000;
     if request.is_stream() {
         let response = http::bytes_response(200, "text/event-stream", mock::stream(request, vendor_model, id, created));
         let _ = response.headers().set("cache-control", "no-cache");
-        response
+        Answer::new(response, Metered::Now(None))
     } else {
-        http::json(200, &mock::completion(request, vendor_model, id, created))
+        let completion = mock::completion(request, vendor_model, id, created);
+        Answer::new(http::json(200, &completion), Metered::Now(completion.usage))
     }
 }

@@ -1,22 +1,35 @@
 //! `POST /v1/embeddings`: the first target that answers, in OpenAI's list shape (passed through
 //! from OpenAI-format vendors, translated from Gemini's batchEmbedContents).
 
-use crate::attempts::{self, call_vendor, read_answer, vendor_key, Budget, Completed, Failed};
-use crate::http;
+use crate::attempts::{self, call_vendor, read_answer, vendor_key, Answer, Budget, Completed, Failed, Selection};
+use crate::http::{self, Rejection};
+use crate::metering::{self, Admission, Estimate, Metered};
 use switchyard_core::config::{Config, Provider, ProviderKind, Target};
 use switchyard_core::embeddings::EmbeddingRequest;
+use switchyard_core::keys::KeyRecord;
 use switchyard_core::providers;
 use switchyard_core::GatewayError;
-use worker::{Env, Response};
+use worker::Env;
 
-pub async fn complete(config: &Config, env: &Env, body: &[u8]) -> Result<Completed, GatewayError> {
+pub async fn complete(
+    config: &Config,
+    env: &Env,
+    key: &KeyRecord,
+    body: &[u8],
+) -> Result<(Completed, Admission), Rejection> {
     let request = EmbeddingRequest::parse(body)?;
     let model = config.model(&request.model).ok_or_else(|| GatewayError::model_not_found(&request.model))?;
+    // The input, at four characters a token, at the dearest target's input price.
+    let tokens = request.input_chars() as u64 / 4 + 1;
+    let amount_usd = model.targets.iter().map(|t| config.model_info(&t.model).max_cost(tokens, 0)).fold(0.0, f64::max);
+    let admission = metering::admit(env, config, key, &[&request.model], Estimate { amount_usd, tokens }).await?;
     let request = &request;
-    Ok(attempts::run(config, env, model, &Default::default(), |provider, target, budget| {
+    let selection = Selection { tokens, ..Selection::default() };
+    let completed = attempts::run(config, env, model, &selection, |provider, target, budget| {
         attempt(provider, target, request, env, budget)
     })
-    .await)
+    .await;
+    Ok((completed, admission))
 }
 
 async fn attempt(
@@ -25,7 +38,7 @@ async fn attempt(
     request: &EmbeddingRequest,
     env: &Env,
     budget: Budget,
-) -> Result<Response, Failed> {
+) -> Result<Answer, Failed> {
     providers::check_embeddings(provider, request).map_err(Failed::final_)?;
     let key = vendor_key(provider, env)?;
     let outbound =
@@ -35,11 +48,16 @@ async fn attempt(
     let body = read_answer(provider, &format!("{}/{}", provider.name, target.model), &mut response, budget).await?;
     if matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure) {
         // OpenAI-format vendors answer in OpenAI's shape: it goes back byte for byte.
-        return Ok(http::bytes_response(200, content_type.as_deref().unwrap_or("application/json"), body));
+        let usage = providers::openai::usage_of(&body);
+        let response = http::bytes_response(200, content_type.as_deref().unwrap_or("application/json"), body);
+        return Ok(Answer::new(response, Metered::Now(usage)));
     }
     match providers::decode_embeddings(provider, &body, request, &target.model) {
-        Ok(Some(list)) => Ok(http::json(200, &list)),
-        Ok(None) => Ok(http::bytes_response(200, "application/json", body)),
+        Ok(Some(list)) => {
+            let usage = list.usage_as_chat();
+            Ok(Answer::new(http::json(200, &list), Metered::Now(usage)))
+        }
+        Ok(None) => Ok(Answer::new(http::bytes_response(200, "application/json", body), Metered::Now(None))),
         Err(e) => Err(Failed::retryable(e)),
     }
 }

@@ -10,7 +10,9 @@ use worker::{Headers, Request, Response, ResponseBuilder};
 /// Headers a browser client may read from a cross-origin response.
 const EXPOSED: &str = "x-request-id, x-switchyard-provider, x-switchyard-model, x-switchyard-attempts, \
     x-switchyard-fallbacks, x-switchyard-route, x-switchyard-cascade, x-switchyard-dropped-params, \
-    x-switchyard-adjusted-params, x-switchyard-cost-usd";
+    x-switchyard-adjusted-params, x-switchyard-cost-usd, x-switchyard-budget-warning, x-switchyard-budget-window, \
+    x-switchyard-budget-reset, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, \
+    x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens, retry-after";
 
 /// A header value meaning yes: `1`, `true`, `yes`, `on`.
 pub fn truthy(value: &str) -> bool {
@@ -55,6 +57,34 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
 
 pub fn error_response(error: &GatewayError) -> Response {
     bytes_response(error.status, "application/json", error.to_json())
+}
+
+/// A request refused before any vendor was called: the error, and headers that tell the client
+/// when to come back (`Retry-After`, `x-ratelimit-*`, ...).
+#[derive(Debug)]
+pub struct Rejection {
+    pub error: GatewayError,
+    pub headers: Vec<(String, String)>,
+}
+
+impl From<GatewayError> for Rejection {
+    fn from(error: GatewayError) -> Self {
+        Self { error, headers: Vec::new() }
+    }
+}
+
+impl Rejection {
+    pub fn response(&self) -> Response {
+        with_headers(error_response(&self.error), &self.headers)
+    }
+}
+
+/// `response` with `headers` added.
+pub fn with_headers(response: Response, headers: &[(String, String)]) -> Response {
+    for (name, value) in headers {
+        set(response.headers(), name, value);
+    }
+    response
 }
 
 pub fn with_allow(response: Response, allowed: &str) -> Response {

@@ -2,9 +2,10 @@
 //! between the client, the vendors and the runtime's state, and asks `switchyard-core` for every
 //! decision.
 //!
-//! The pipeline of one request, in order: endpoint -> configuration -> auth -> body (size limit)
-//! -> parse and validate -> route (model -> targets) -> attempts -> response with
-//! `x-switchyard-*` headers.
+//! The pipeline of one request, in order: endpoint -> configuration -> auth (key record) -> body
+//! (size limit) -> parse and validate -> admission (key policy, rate limits, budget holds) ->
+//! route (model -> targets) -> attempts -> response with `x-switchyard-*` headers -> after the
+//! response: settlement of the real cost, usage, health.
 
 mod admin;
 mod attempts;
@@ -13,12 +14,21 @@ mod config;
 mod embeddings;
 mod health_view;
 mod http;
+mod keys;
+mod ledger;
+mod metering;
 mod provider_health;
 mod upstream;
 
+pub use ledger::Ledger;
 pub use provider_health::ProviderHealth;
 
+use http::Rejection;
+use metering::Admission;
+use std::rc::Rc;
+use switchyard_core::config::Config;
 use switchyard_core::endpoint::{self, Endpoint};
+use switchyard_core::keys::KeyRecord;
 use switchyard_core::{auth, models, GatewayError};
 use worker::{event, Context, Env, Request, Response};
 
@@ -27,12 +37,12 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let request_id = http::request_id();
     let response = match serve(req, &env, &ctx).await {
         Ok(response) => response,
-        Err(error) => http::error_response(&error),
+        Err(rejection) => rejection.response(),
     };
     Ok(http::finish(response, &request_id))
 }
 
-async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, GatewayError> {
+async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, Rejection> {
     let path = req.path();
     let method = req.method();
     let endpoint = match endpoint::resolve(method.as_ref(), &path) {
@@ -40,7 +50,7 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, G
         Err(e) if e.status == 405 => {
             return Ok(http::with_allow(http::error_response(&e), endpoint::allowed_methods(&path)))
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     match endpoint {
         Endpoint::Preflight => return Ok(http::preflight(endpoint::allowed_methods(&path))),
@@ -49,18 +59,30 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, G
     }
 
     let config = config::current(env).map_err(GatewayError::config_invalid)?;
-    if endpoint == Endpoint::AdminHealth {
-        return admin::health(&req, env).await;
+    match &endpoint {
+        Endpoint::AdminHealth => return Ok(admin::health(&req, env).await?),
+        Endpoint::AdminKeys => return Ok(admin::keys(req, env, &config, None).await?),
+        Endpoint::AdminKey(id) => return Ok(admin::keys(req, env, &config, Some(id)).await?),
+        Endpoint::AdminUsage => return Ok(admin::usage(&req, env).await?),
+        _ => {}
     }
     let headers = req.headers();
     let authorization = headers.get("authorization").ok().flatten();
     let x_api_key = headers.get("x-api-key").ok().flatten();
-    auth::authenticate(&config, auth::presented_key(authorization.as_deref(), x_api_key.as_deref()))?;
+    let presented = auth::presented_key(authorization.as_deref(), x_api_key.as_deref());
+    let key = keys::authenticate(env, &config, presented).await?;
 
     match endpoint {
-        Endpoint::ListModels => Ok(http::json(200, &models::list(&config))),
+        Endpoint::ListModels => {
+            // A key limited to some models sees only those.
+            let mut list = models::list(&config);
+            list.data.retain(|m| key.policy.allows(&config, m.id));
+            Ok(http::json(200, &list))
+        }
         Endpoint::RetrieveModel(id) => {
-            let model = models::retrieve(&config, &id).ok_or_else(|| GatewayError::model_not_found(&id))?;
+            let model = models::retrieve(&config, &id)
+                .filter(|_| key.policy.allows(&config, &id))
+                .ok_or_else(|| GatewayError::model_not_found(&id))?;
             Ok(http::json(200, &model))
         }
         Endpoint::ChatCompletions => {
@@ -71,40 +93,57 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, G
                 _ => None,
             };
             let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
-            let completed = chat::complete(&config, env, &body, strict, tier).await?;
-            Ok(record(completed, env, ctx))
+            let (completed, admission) = chat::complete(&config, env, &key, &body, strict, tier).await?;
+            Ok(record(completed, admission, key, config, env, ctx))
         }
         Endpoint::Embeddings => {
             let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
-            let completed = embeddings::complete(&config, env, &body).await?;
-            Ok(record(completed, env, ctx))
+            let (completed, admission) = embeddings::complete(&config, env, &key, &body).await?;
+            Ok(record(completed, admission, key, config, env, ctx))
         }
-        Endpoint::Health | Endpoint::Preflight | Endpoint::AdminHealth => unreachable_endpoint(),
+        Endpoint::Health
+        | Endpoint::Preflight
+        | Endpoint::AdminHealth
+        | Endpoint::AdminKeys
+        | Endpoint::AdminKey(_)
+        | Endpoint::AdminUsage => Err(unreachable_endpoint()),
     }
 }
 
-/// After the response, off the hot path: reports the attempts' outcomes to the shared health
-/// record, and refreshes this isolate's copy of it when it has grown old.
-fn record(completed: attempts::Completed, env: &Env, ctx: &Context) -> Response {
+/// After the response, off the hot path: settles the call's real cost in the ledgers (once its
+/// stream, if it streams, has ended) or frees what it held; reports the attempts' outcomes to
+/// the shared health record, and refreshes this isolate's copy of it when it has grown old.
+fn record(
+    completed: attempts::Completed,
+    admission: Admission,
+    key: KeyRecord,
+    config: Rc<Config>,
+    env: &Env,
+    ctx: &Context,
+) -> Response {
+    let response = http::with_headers(completed.response, &admission.headers);
     let mut report = completed.report;
     report.completions = health_view::take_completions();
     let report = (!report.outcomes.is_empty() || !report.completions.is_empty()).then_some(report);
     let refresh = health_view::claim_refresh(worker::Date::now().as_millis());
-    if report.is_some() || refresh {
-        let env = env.clone();
-        ctx.wait_until(async move {
-            if let Some(report) = report {
-                provider_health::report(&env, report).await;
-            }
-            if refresh {
-                health_view::refresh(&env).await;
-            }
-        });
-    }
-    completed.response
+    let answered = completed.answered;
+    let env = env.clone();
+    ctx.wait_until(async move {
+        match answered {
+            Some(answered) => metering::settle(&env, &config, &key, admission, answered).await,
+            None => metering::release(&env, admission).await,
+        }
+        if let Some(report) = report {
+            provider_health::report(&env, report).await;
+        }
+        if refresh {
+            health_view::refresh(&env).await;
+        }
+    });
+    response
 }
 
-/// Health and preflight are answered before authentication.
-fn unreachable_endpoint() -> Result<Response, GatewayError> {
-    Err(GatewayError::new(500, "server_error", "internal_error", "endpoint dispatched twice"))
+/// Health, preflight and the admin API are answered before a gateway key is asked for.
+fn unreachable_endpoint() -> Rejection {
+    GatewayError::new(500, "server_error", "internal_error", "endpoint dispatched twice").into()
 }

@@ -84,7 +84,10 @@ export async function startGateway({ config, secrets = {}, persistDir } = {}) {
     compatibilityDate: "2026-04-20",
     bindings: { ...(config ? { SWITCHYARD_CONFIG: JSON.stringify(config) } : {}), ...secrets },
     kvNamespaces: ["SWITCHYARD_KV"],
-    durableObjects: { HEALTH: { className: "ProviderHealth", useSQLite: true } },
+    durableObjects: {
+      HEALTH: { className: "ProviderHealth", useSQLite: true },
+      LEDGER: { className: "Ledger", useSQLite: true },
+    },
     kvPersist: join(stateDir, "kv"),
     durableObjectsPersist: join(stateDir, "do"),
   });

@@ -18,6 +18,7 @@ fn provider(kind: ProviderKind) -> Provider {
         headers: vec![],
         timeout_ms: 1000,
         api_version: None,
+        stream_usage: true,
     }
 }
 

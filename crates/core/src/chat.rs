@@ -65,17 +65,49 @@ pub struct RawBody {
     pub model_span: (usize, usize),
 }
 
+/// Whether the vendor is asked for the stream's usage beyond what the client asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskUsage {
+    /// As the client sent it.
+    Leave,
+    /// Add `stream_options: {include_usage: true}` (the client sent no `stream_options`).
+    Add,
+    /// Set `include_usage: true` in the client's `stream_options`.
+    Set,
+}
+
 impl RawBody {
-    /// The bytes with the `model` value replaced by `model` and, when `drop` names a top-level
-    /// member, without that member. Without `drop` every other byte is untouched; with it the
-    /// body is rebuilt (a slow path, for the rare request that needs it).
-    pub fn rewritten(&self, model: &str, drop: Option<&str>) -> Vec<u8> {
-        let Some(drop) = drop else { return self.with_model(model) };
+    /// The bytes with the `model` value replaced by `model`; when `drop` names a top-level
+    /// member, without that member; and with the stream's usage asked for as `usage` says.
+    /// Renaming the model and appending `stream_options` leave every other byte untouched;
+    /// dropping a member or merging into `stream_options` rebuilds the body (a slow path, for
+    /// the rare request that needs it).
+    pub fn rewritten(&self, model: &str, drop: Option<&str>, usage: AskUsage) -> Vec<u8> {
+        if drop.is_none() && usage != AskUsage::Set {
+            let mut out = self.with_model(model);
+            if usage == AskUsage::Add {
+                if let Some(end) = out.iter().rposition(|&b| b == b'}') {
+                    out.splice(end..end, br#","stream_options":{"include_usage":true}"#.iter().copied());
+                }
+            }
+            return out;
+        }
         let Ok(Value::Object(mut members)) = serde_json::from_slice::<Value>(&self.bytes) else {
             return self.with_model(model);
         };
-        members.remove(drop);
+        if let Some(drop) = drop {
+            members.remove(drop);
+        }
         members.insert("model".to_owned(), Value::String(model.to_owned()));
+        if usage != AskUsage::Leave {
+            let options = members.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
+            if !options.is_object() {
+                *options = Value::Object(Map::new());
+            }
+            if let Value::Object(options) = options {
+                options.insert("include_usage".to_owned(), Value::Bool(true));
+            }
+        }
         serde_json::to_vec(&members).unwrap_or_default()
     }
 
@@ -518,7 +550,10 @@ pub enum FinishReason {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub prompt_tokens: u64,
+    /// Absent from an embeddings answer's usage.
+    #[serde(default)]
     pub completion_tokens: u64,
+    #[serde(default)]
     pub total_tokens: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,

@@ -72,6 +72,9 @@ pub struct Provider {
     pub timeout_ms: u64,
     /// Azure's `api-version` query parameter.
     pub api_version: Option<String>,
+    /// OpenAI-format vendors: ask for usage in every stream (`stream_options.include_usage`),
+    /// so that streamed calls are priced too. On by default; off for a vendor that refuses it.
+    pub stream_usage: bool,
 }
 
 /// One place a model can be served from: a provider and the vendor's name for the model.
@@ -84,6 +87,8 @@ pub struct Target {
     pub weight: u32,
     /// The target's tier under the `cascade` strategy.
     pub tier: Option<crate::route::Tier>,
+    /// The vendor's own limits for this model (`rpm`, `tpm`): a target at its limit is skipped.
+    pub limits: crate::ratelimit::RateLimits,
 }
 
 /// A public model: the name clients send, its aliases, and its targets in order of preference.
@@ -114,11 +119,12 @@ pub struct Model {
     pub total_timeout_ms: Option<u64>,
 }
 
-/// A gateway key, known by the SHA-256 of its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A gateway key, known by the SHA-256 of its text, and what it may do.
+#[derive(Debug, Clone, PartialEq)]
 pub struct GatewayKey {
     pub name: String,
     pub sha256: [u8; 32],
+    pub policy: crate::keys::KeyPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +146,8 @@ pub struct Config {
     pub providers: Vec<Provider>,
     pub models: Vec<Model>,
     pub keys: Vec<GatewayKey>,
+    /// Spending caps for the whole gateway.
+    pub budgets: Vec<crate::ledger::Cap>,
     pub limits: Limits,
     pub health: HealthConfig,
     /// Catalog entries that replace or add to the embedded catalog, by vendor model name.
@@ -158,6 +166,8 @@ struct Document {
     models: Vec<ModelDoc>,
     #[serde(default)]
     keys: Vec<KeyDoc>,
+    #[serde(default)]
+    budgets: Vec<crate::ledger::Cap>,
     #[serde(default)]
     limits: LimitsDoc,
     #[serde(default)]
@@ -180,6 +190,8 @@ struct ProviderDoc {
     timeout_ms: Option<u64>,
     #[serde(default)]
     api_version: Option<String>,
+    #[serde(default)]
+    stream_usage: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -220,6 +232,10 @@ struct TargetDoc {
     weight: Option<u32>,
     #[serde(default)]
     tier: Option<crate::route::Tier>,
+    #[serde(default)]
+    rpm: Option<u64>,
+    #[serde(default)]
+    tpm: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -227,6 +243,16 @@ struct TargetDoc {
 struct KeyDoc {
     name: String,
     sha256: String,
+    #[serde(default)]
+    models: Vec<String>,
+    #[serde(default)]
+    budgets: Vec<crate::ledger::Cap>,
+    #[serde(default)]
+    rate_limits: crate::ratelimit::RateLimits,
+    #[serde(default)]
+    expires_at: Option<u64>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -313,6 +339,7 @@ impl Config {
                 headers,
                 timeout_ms,
                 api_version,
+                stream_usage: p.stream_usage.unwrap_or(true),
             });
         }
 
@@ -357,7 +384,11 @@ impl Config {
                         "a cascade target needs a tier: simple or complex",
                     ));
                 }
-                targets.push(Target { provider, model: t.model, weight, tier: t.tier });
+                if t.rpm == Some(0) || t.tpm == Some(0) {
+                    return Err(ConfigError::at(format!("{path}.targets[{j}]"), "rpm and tpm must be at least 1"));
+                }
+                let limits = crate::ratelimit::RateLimits { rpm: t.rpm, tpm: t.tpm };
+                targets.push(Target { provider, model: t.model, weight, tier: t.tier, limits });
             }
             let owned_by = m.owned_by.unwrap_or_else(|| providers[targets[0].provider].name.clone());
             for (field, value) in [
@@ -408,8 +439,24 @@ impl Config {
                     "64 hexadecimal digits: the SHA-256 of the key (printf %s \"$KEY\" | sha256sum)",
                 )
             })?;
-            keys.push(GatewayKey { name: k.name, sha256 });
+            let policy = crate::keys::KeyPolicy {
+                models: k.models,
+                budgets: k.budgets,
+                rate_limits: k.rate_limits,
+                expires_at: k.expires_at,
+                tags: k.tags,
+            };
+            policy.validate(None).map_err(|(field, reason)| ConfigError::at(format!("{path}.{field}"), reason))?;
+            if let Some(j) = policy.models.iter().position(|m| !by_name.contains_key(m)) {
+                return Err(ConfigError::at(
+                    format!("{path}.models[{j}]"),
+                    "not a model or alias of this configuration",
+                ));
+            }
+            keys.push(GatewayKey { name: k.name, sha256, policy });
         }
+        let gateway_budgets = crate::keys::KeyPolicy { budgets: doc.budgets, ..Default::default() };
+        gateway_budgets.validate(None).map_err(|(field, reason)| ConfigError::at(field, reason))?;
 
         let max_body_bytes = doc.limits.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes < 1024 {
@@ -436,6 +483,7 @@ impl Config {
             providers,
             models,
             keys,
+            budgets: gateway_budgets.budgets,
             limits: Limits { max_body_bytes },
             health: doc.health,
             catalog: doc.catalog,

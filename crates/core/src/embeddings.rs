@@ -104,6 +104,16 @@ pub enum EncodingFormat {
 pub const MAX_INPUTS: usize = 2048;
 
 impl EmbeddingRequest {
+    /// The size of the input in characters (a token id counted as four), for estimates.
+    pub fn input_chars(&self) -> usize {
+        match &self.input {
+            EmbeddingInput::Text(text) => text.len(),
+            EmbeddingInput::Texts(texts) => texts.iter().map(String::len).sum(),
+            EmbeddingInput::Tokens(ids) => ids.len() * 4,
+            EmbeddingInput::TokenLists(lists) => lists.iter().map(|ids| ids.len() * 4).sum(),
+        }
+    }
+
     pub fn parse(body: &[u8]) -> Result<EmbeddingRequest, GatewayError> {
         let request: EmbeddingRequest = crate::error::parse_body(body)?;
         if request.model.is_empty() {
@@ -171,6 +181,13 @@ impl EmbeddingVector {
 pub struct EmbeddingUsage {
     pub prompt_tokens: u64,
     pub total_tokens: u64,
+}
+
+impl EmbeddingList {
+    /// The usage as a chat's, for pricing.
+    pub fn usage_as_chat(&self) -> Option<crate::chat::Usage> {
+        Some(crate::chat::Usage::new(self.usage.prompt_tokens, 0))
+    }
 }
 
 #[cfg(test)]

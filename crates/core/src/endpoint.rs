@@ -16,6 +16,12 @@ pub enum Endpoint {
     Embeddings,
     /// `GET /admin/health`: every target's health record (admin token).
     AdminHealth,
+    /// `GET|POST /admin/keys`: the gateway keys, a new one (admin token).
+    AdminKeys,
+    /// `GET|PATCH|DELETE /admin/keys/{id}`: one key (admin token).
+    AdminKey(String),
+    /// `GET /admin/usage`: usage and cost (admin token).
+    AdminUsage,
     /// `OPTIONS` on any endpoint: a browser's CORS preflight.
     Preflight,
 }
@@ -30,15 +36,21 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, GatewayError> {
         "/v1/chat/completions" => (Endpoint::ChatCompletions, "POST"),
         "/v1/embeddings" => (Endpoint::Embeddings, "POST"),
         "/admin/health" => (Endpoint::AdminHealth, "GET"),
-        _ => match path.strip_prefix("/v1/models/") {
-            Some(id) if !id.is_empty() => (Endpoint::RetrieveModel(percent_decode(id)), "GET"),
+        "/admin/keys" => (Endpoint::AdminKeys, "GET, POST"),
+        "/admin/usage" => (Endpoint::AdminUsage, "GET"),
+        _ => match (path.strip_prefix("/v1/models/"), path.strip_prefix("/admin/keys/")) {
+            (Some(id), _) if !id.is_empty() => (Endpoint::RetrieveModel(percent_decode(id)), "GET"),
+            (_, Some(id)) if !id.is_empty() && !id.contains('/') => {
+                (Endpoint::AdminKey(id.to_owned()), "GET, PATCH, POST, DELETE")
+            }
             _ => return Err(GatewayError::unknown_url(method, path)),
         },
     };
     if method == "OPTIONS" {
         return Ok(Endpoint::Preflight);
     }
-    let method_ok = method == allowed || (method == "HEAD" && allowed == "GET");
+    let mut methods = allowed.split(", ");
+    let method_ok = methods.any(|m| m == method || (method == "HEAD" && m == "GET"));
     if method_ok {
         Ok(endpoint)
     } else {
@@ -48,8 +60,13 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, GatewayError> {
 
 /// The methods an endpoint answers, for the `Allow` header of a 405 and of a preflight.
 pub fn allowed_methods(path: &str) -> &'static str {
+    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     if path.starts_with("/v1/chat/") || path.starts_with("/v1/embeddings") {
         "POST, OPTIONS"
+    } else if path == "/admin/keys" {
+        "GET, HEAD, POST, OPTIONS"
+    } else if path.starts_with("/admin/keys/") {
+        "GET, HEAD, PATCH, POST, DELETE, OPTIONS"
     } else {
         "GET, HEAD, OPTIONS"
     }
@@ -109,6 +126,18 @@ mod tests {
         let e = resolve("POST", "/v1/nothing").unwrap_err();
         assert_eq!((e.status, e.code.as_deref()), (404, Some("unknown_url")));
         assert_eq!(resolve("GET", "/v1/models/").unwrap(), Endpoint::ListModels);
+    }
+
+    #[test]
+    fn admin_endpoints_take_their_methods() {
+        assert_eq!(resolve("POST", "/admin/keys"), Ok(Endpoint::AdminKeys));
+        assert_eq!(resolve("GET", "/admin/keys/key_1"), Ok(Endpoint::AdminKey("key_1".into())));
+        assert_eq!(resolve("DELETE", "/admin/keys/key_1"), Ok(Endpoint::AdminKey("key_1".into())));
+        assert_eq!(resolve("PATCH", "/admin/keys/key_1/"), Ok(Endpoint::AdminKey("key_1".into())));
+        assert_eq!(resolve("DELETE", "/admin/keys").unwrap_err().status, 405);
+        assert_eq!(resolve("POST", "/admin/usage").unwrap_err().status, 405);
+        assert_eq!(resolve("GET", "/admin/keys/a/b").unwrap_err().status, 404);
+        assert_eq!(allowed_methods("/admin/keys/key_1"), "GET, HEAD, PATCH, POST, DELETE, OPTIONS");
     }
 
     #[test]

@@ -13,9 +13,11 @@ pub mod embeddings;
 pub mod endpoint;
 pub mod error;
 pub mod health;
+pub mod keys;
 pub mod ledger;
 pub mod models;
 pub mod providers;
+pub mod ratelimit;
 pub mod route;
 pub mod sse;
 

@@ -29,6 +29,7 @@ fn provider(kind: ProviderKind, base_url: &str) -> Provider {
         headers: vec![],
         timeout_ms: 1000,
         api_version: None,
+        stream_usage: true,
     }
 }
 
@@ -68,7 +69,7 @@ fn openai_vendor() -> Vendor {
             providers::prepare_chat(&p, "gpt-4o-mini", r, Some(KEY), false)
         },
         response: |_, _| panic!("OpenAI answers pass through untouched: no response fixtures"),
-        stream: |_| Box::new(providers::openai::Stream::new("vendor")),
+        stream: |plan| Box::new(providers::openai::Stream::new("vendor", plan.include_usage)),
         error: |status, body| providers::openai::error_from_vendor("vendor", status, body, Some(KEY)),
     }
 }
@@ -241,7 +242,7 @@ fn openai_streams_pass_through_byte_for_byte() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openai/stream-text");
     let input = std::fs::read(dir.join("vendor-stream.sse")).unwrap();
     for piece in [1, 5, 64, input.len()] {
-        let mut t = providers::openai::Stream::new("vendor");
+        let mut t = providers::openai::Stream::new("vendor", true);
         let mut out = Vec::new();
         for chunk in input.chunks(piece) {
             t.push(chunk, &mut out);

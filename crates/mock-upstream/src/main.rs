@@ -2,8 +2,9 @@
 //! and benchmarks.
 //!
 //! It answers in the vendors' real wire formats (OpenAI Chat Completions so far), records every
-//! request it receives, and injects faults a test asks for. Control endpoints live under
-//! `/_mock/` (see `control.rs`). Usage: `mock-upstream [--port N] [--stream-chunks N]`; it prints
+//! request it receives (unless `--no-record`, for benchmarks), and injects faults a test asks
+//! for. Control endpoints live under `/_mock/` (see `control.rs`). Usage:
+//! `mock-upstream [--port N] [--stream-chunks N] [--no-record]`; it prints
 //! `mock-upstream listening on http://127.0.0.1:<port>` once it accepts connections, and stops on
 //! SIGINT, SIGTERM or `POST /_mock/shutdown`.
 
@@ -67,10 +68,13 @@ pub struct Options {
     pub port: u16,
     /// Content chunks in a streamed answer.
     pub stream_chunks: usize,
+    /// Keep every request for `/_mock/requests`; `--no-record` turns it off for benchmarks, where
+    /// the record would grow by a few KB a request and cost time to build.
+    pub record: bool,
 }
 
 fn parse_args() -> Result<Options, String> {
-    let mut options = Options { port: 0, stream_chunks: 8 };
+    let mut options = Options { port: 0, stream_chunks: 8, record: true };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -80,6 +84,7 @@ fn parse_args() -> Result<Options, String> {
                 options.stream_chunks =
                     value("--stream-chunks")?.parse().map_err(|e| format!("--stream-chunks: {e}"))?
             }
+            "--no-record" => options.record = false,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -106,7 +111,9 @@ async fn handle(server: Arc<Server>, request: Request<Incoming>) -> Result<Respo
     let model = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_owned));
-    server.state.record(&parts, &body);
+    if server.options.record {
+        server.state.record(&parts, &body);
+    }
     let fault = server.state.take_fault(&path, model.as_deref());
     if let Some(delay) = fault.as_ref().and_then(|f| f.first_byte_delay_ms) {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -143,7 +150,7 @@ async fn main() {
             if !message.is_empty() {
                 eprintln!("mock-upstream: {message}");
             }
-            eprintln!("usage: mock-upstream [--port N] [--stream-chunks N]");
+            eprintln!("usage: mock-upstream [--port N] [--stream-chunks N] [--no-record]");
             std::process::exit(2);
         }
     };

@@ -817,16 +817,16 @@ impl Stream {
             _ => {}
         }
     }
-
-    /// The usage reported so far (input from `message_start`, output from `message_delta`).
-    pub fn usage(&self) -> Usage {
-        self.usage.to_openai(None)
-    }
 }
 
 impl StreamTranslator for Stream {
     fn error(&self) -> Option<&GatewayError> {
         self.end.error()
+    }
+
+    /// The usage reported so far (input from `message_start`, output from `message_delta`).
+    fn usage(&self) -> Option<Usage> {
+        Some(self.usage.to_openai(None))
     }
 
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {

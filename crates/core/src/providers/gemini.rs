@@ -857,6 +857,10 @@ impl StreamTranslator for Stream {
         self.end.error()
     }
 
+    fn usage(&self) -> Option<crate::chat::Usage> {
+        self.usage.map(UsageMetadata::to_openai)
+    }
+
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         let mut parser = std::mem::take(&mut self.parser);
         parser.push(bytes, &mut |_, data| self.on_event(data, out));

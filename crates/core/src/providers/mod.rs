@@ -111,6 +111,8 @@ pub trait StreamTranslator {
     /// a broken or unreadable stream). Before the gateway commits to a target, such an error
     /// is a failed attempt, and the next target is tried instead.
     fn error(&self) -> Option<&GatewayError>;
+    /// The usage the vendor reported in the stream so far (complete once the stream ended).
+    fn usage(&self) -> Option<crate::chat::Usage>;
 }
 
 /// The vendor request for a chat, by the provider's wire format.
@@ -157,7 +159,7 @@ pub fn decode_chat(
 pub fn chat_stream(provider: &Provider, plan: ChatPlan, created: u64) -> Box<dyn StreamTranslator> {
     match provider.kind {
         ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Mock => {
-            Box::new(openai::Stream::new(&provider.name))
+            Box::new(openai::Stream::new(&provider.name, plan.include_usage))
         }
         ProviderKind::Anthropic => Box::new(anthropic::Stream::new(&provider.name, plan, created)),
         ProviderKind::Gemini => Box::new(gemini::Stream::new(&provider.name, plan, created)),

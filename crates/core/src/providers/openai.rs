@@ -3,7 +3,7 @@
 //! the model renamed; the response passes through untouched.
 
 use super::{redact, OutboundRequest};
-use crate::chat::ChatRequest;
+use crate::chat::{AskUsage, ChatRequest, Usage};
 use crate::config::Provider;
 use crate::error::GatewayError;
 use serde::{Deserialize, Serialize};
@@ -44,7 +44,13 @@ pub fn chat_request(
     headers.extend(provider.headers.iter().cloned());
     // The client's bytes as they came, only the model renamed (and the gateway's own `models`
     // list taken out, which a vendor would refuse).
-    let body = request.raw.rewritten(vendor_model, request.models.is_some().then_some("models"));
+    let usage = match (request.is_stream() && provider.stream_usage, &request.stream_options) {
+        (false, _) => AskUsage::Leave,
+        (true, None) => AskUsage::Add,
+        (true, Some(_)) if request.wants_stream_usage() => AskUsage::Leave,
+        (true, Some(_)) => AskUsage::Set,
+    };
+    let body = request.raw.rewritten(vendor_model, request.models.is_some().then_some("models"), usage);
     OutboundRequest { url: endpoint(provider, vendor_model, "chat/completions"), headers, body }
 }
 
@@ -112,7 +118,7 @@ mod tests {
     use super::*;
     use crate::config::ProviderKind;
 
-    fn provider() -> Provider {
+    pub(super) fn provider() -> Provider {
         Provider {
             name: "openai".into(),
             kind: ProviderKind::Openai,
@@ -121,6 +127,7 @@ mod tests {
             headers: vec![("openai-organization".into(), "org-1".into())],
             timeout_ms: 1000,
             api_version: None,
+            stream_usage: true,
         }
     }
 
@@ -242,10 +249,13 @@ pub struct Stream {
     ended: bool,
     errored: bool,
     error: Option<GatewayError>,
+    /// The client asked for the usage chunk; if not, the one the gateway asked for is hidden.
+    include_usage: bool,
+    usage: Option<Usage>,
 }
 
 impl Stream {
-    pub fn new(provider: &str) -> Self {
+    pub fn new(provider: &str, include_usage: bool) -> Self {
         Self {
             provider: provider.to_owned(),
             parser: crate::sse::SseParser::new(),
@@ -254,11 +264,26 @@ impl Stream {
             ended: false,
             errored: false,
             error: None,
+            include_usage,
+            usage: None,
         }
     }
 
     fn forward(&mut self, complete: &[u8], out: &mut Vec<u8>) {
-        out.extend_from_slice(complete);
+        // Usage comes once a stream, in its last chunk (`"usage":null` in the others): only
+        // then are the events looked at one by one.
+        if memchr::memmem::find(complete, b"\"usage\":{").is_some()
+            || memchr::memmem::find(complete, b"\"usage\": {").is_some()
+        {
+            for event in events(complete) {
+                let usage_only = self.read_usage(event);
+                if !usage_only || self.include_usage {
+                    out.extend_from_slice(event);
+                }
+            }
+        } else {
+            out.extend_from_slice(complete);
+        }
         let (ended, errored, error, provider) = (&mut self.ended, &mut self.errored, &mut self.error, &self.provider);
         self.parser.push(complete, &mut |_, data| {
             if data == b"[DONE]" {
@@ -271,9 +296,64 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Keeps the usage an event reports; whether the event is only that (no choices), the
+    /// chunk `stream_options.include_usage` adds.
+    fn read_usage(&mut self, event: &[u8]) -> bool {
+        #[derive(Deserialize)]
+        struct UsageChunk {
+            #[serde(default)]
+            choices: Vec<serde::de::IgnoredAny>,
+            #[serde(default)]
+            usage: Option<Usage>,
+        }
+        let mut usage_only = false;
+        let mut parser = crate::sse::SseParser::new();
+        parser.push(event, &mut |_, data| {
+            if let Ok(UsageChunk { choices, usage: Some(usage) }) = serde_json::from_slice(data) {
+                usage_only = choices.is_empty();
+                self.usage = Some(usage);
+            }
+        });
+        usage_only
+    }
+}
+
+/// The events of a run of complete events, each with the blank line that ends it.
+fn events(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut at_line_start = true;
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < bytes.len() {
+            let b = bytes[i];
+            i += 1;
+            match b {
+                b'\n' if at_line_start => {
+                    let event = &bytes[start..i];
+                    start = i;
+                    return Some(event);
+                }
+                b'\n' => at_line_start = true,
+                b'\r' => {}
+                _ => at_line_start = false,
+            }
+        }
+        (start < bytes.len()).then(|| {
+            let rest = &bytes[start..];
+            start = bytes.len();
+            rest
+        })
+    })
+}
+
 impl super::StreamTranslator for Stream {
     fn error(&self) -> Option<&GatewayError> {
         self.error.as_ref()
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
     }
 
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
@@ -325,7 +405,7 @@ mod stream_tests {
     fn a_complete_stream_passes_through_byte_for_byte() {
         let input = b"data: {\"id\":\"1\",\"choices\":[]}\n\ndata: [DONE]\n\n";
         let mut out = Vec::new();
-        let mut s = Stream::new("p");
+        let mut s = Stream::new("p", false);
         for chunk in input.chunks(7) {
             s.push(chunk, &mut out);
         }
@@ -333,10 +413,53 @@ mod stream_tests {
         assert_eq!(out, input);
     }
 
+    const WITH_USAGE: &[u8] =
+        b"data: {\"id\":\"1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n\
+data: {\"id\":\"1\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\r\n\r\n\
+data: [DONE]\n\n";
+
+    #[test]
+    fn the_usage_chunk_is_read_and_hidden_from_a_client_that_did_not_ask() {
+        for size in [1, 5, 64, WITH_USAGE.len()] {
+            let (mut hidden, mut shown) = (Vec::new(), Vec::new());
+            let (mut a, mut b) = (Stream::new("p", false), Stream::new("p", true));
+            for chunk in WITH_USAGE.chunks(size) {
+                a.push(chunk, &mut hidden);
+                b.push(chunk, &mut shown);
+            }
+            a.finish(None, &mut hidden);
+            b.finish(None, &mut shown);
+            assert_eq!(shown, WITH_USAGE);
+            let hidden = String::from_utf8(hidden).unwrap();
+            assert!(!hidden.contains("prompt_tokens") && hidden.contains("\"hi\"") && hidden.ends_with("[DONE]\n\n"));
+            for s in [&a, &b] {
+                assert_eq!(s.usage().map(|u| (u.prompt_tokens, u.completion_tokens)), Some((7, 3)));
+            }
+        }
+    }
+
+    #[test]
+    fn usage_is_asked_of_the_vendor_for_every_stream() {
+        let ask = |body: &str| {
+            let req = ChatRequest::parse(body.as_bytes()).unwrap();
+            let out = chat_request(&super::tests::provider(), "v", &req, None);
+            serde_json::from_slice::<serde_json::Value>(&out.body).unwrap()
+        };
+        let added = ask(r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#);
+        assert_eq!(added["stream_options"]["include_usage"], true);
+        assert_eq!(added["model"], "v");
+        let merged = ask(
+            r#"{"model":"m","stream":true,"stream_options":{"include_obfuscation":false},"messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        assert_eq!(merged["stream_options"], serde_json::json!({"include_obfuscation": false, "include_usage": true}));
+        let plain = ask(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+        assert!(plain.get("stream_options").is_none());
+    }
+
     #[test]
     fn a_cut_stream_ends_with_an_error_event_and_done() {
         let mut out = Vec::new();
-        let mut s = Stream::new("p");
+        let mut s = Stream::new("p", false);
         s.push(b"data: {\"id\":\"1\",\"choices\":[]}\n\ndata: {\"id\":", &mut out);
         s.finish(Some("connection reset"), &mut out);
         let text = String::from_utf8(out).unwrap();
