@@ -39,7 +39,7 @@ pub async fn complete(
     asked.extend(request.models.iter().flatten().map(String::as_str));
     let model = with_fallbacks.as_ref().unwrap_or(model);
     let needs = request.needs();
-    let admission = metering::admit(env, config, key, &asked, estimate(config, model, &needs)).await?;
+    let admission = metering::admit(env, config, key, &asked, estimate(config, model, &needs, body.len())).await?;
     let tier = (model.strategy == Strategy::Cascade)
         .then(|| route::classify(&needs, request.reasoning_effort.as_deref(), tier_hint, model.max_simple_tokens));
     let selection = Selection { needs: Some(needs), tier, tokens: needs.prompt_tokens + needs.max_output };
@@ -51,15 +51,18 @@ pub async fn complete(
     Ok((completed, admission))
 }
 
-/// The most a chat can cost: its estimated prompt at the input price plus the most output it
-/// can get at the output price, at the dearest of the model's targets.
-fn estimate(config: &Config, model: &Model, needs: &Needs) -> Estimate {
+/// The most a chat can cost: its prompt at the input price plus the most output it can get at
+/// the output price, at the dearest of the model's targets. The prompt is taken at a token per
+/// four bytes of the whole request (its text at four characters a token, if more): above what
+/// vendors count for its messages, so that a cap holds even against the estimate's error.
+fn estimate(config: &Config, model: &Model, needs: &Needs, body_bytes: usize) -> Estimate {
+    let prompt_tokens = needs.prompt_tokens.max((body_bytes as u64).div_ceil(4));
     let amount_usd = model
         .targets
         .iter()
         .map(|t| {
             let info = config.model_info(&t.model);
-            info.max_cost(needs.prompt_tokens, info.output_limit(needs))
+            info.max_cost(prompt_tokens, info.output_limit(needs))
         })
         .fold(0.0, f64::max);
     Estimate { amount_usd, tokens: needs.prompt_tokens + needs.max_output }

@@ -94,6 +94,8 @@ export async function startGateway({ config, secrets = {}, persistDir } = {}) {
   const url = (await mf.ready).toString().replace(/\/$/, "");
   return {
     url,
+    /** The KV namespace as the worker sees it, to look at what it stored. */
+    kv: () => mf.getKVNamespace("SWITCHYARD_KV"),
     async stop() {
       await mf.dispose();
       if (!persistDir) rmSync(stateDir, { recursive: true, force: true });

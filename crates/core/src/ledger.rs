@@ -340,7 +340,7 @@ impl Refusal {
                     "insufficient_quota",
                     "budget_exceeded",
                     format!(
-                        "The {whose} {window} budget of ${:.2} is spent (${:.4} settled or held); it resets at {}.",
+                        "The {window} budget of {whose} (${:.2}) is spent (${:.4} settled or held); it resets at {}.",
                         e.limit_usd,
                         e.spent_usd,
                         rfc3339(e.resets_at_ms)
@@ -700,7 +700,8 @@ mod tests {
         let refused = scope.admit(&ask(caps, RateLimits::default(), 1.0, 0), NOW).unwrap_err();
         let (error, headers) = refused.to_error("key `app`", NOW);
         assert_eq!((error.status, error.code.as_deref()), (429, Some("budget_exceeded")));
-        assert!(error.message.contains("monthly budget of $5.00") && error.message.contains("2026-12-01T00:00:00Z"));
+        assert!(error.message.starts_with("The monthly budget of key `app` ($5.00) is spent"));
+        assert!(error.message.ends_with("it resets at 2026-12-01T00:00:00Z."));
         assert!(headers.contains(&("x-should-retry".to_owned(), "false".to_owned())));
         assert!(headers.contains(&("x-switchyard-budget-window".to_owned(), "monthly".to_owned())));
     }

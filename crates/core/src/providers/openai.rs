@@ -270,6 +270,10 @@ impl Stream {
     }
 
     fn forward(&mut self, complete: &[u8], out: &mut Vec<u8>) {
+        if self.ended {
+            return; // nothing follows `[DONE]`
+        }
+        let start = out.len();
         // Usage comes once a stream, in its last chunk (`"usage":null` in the others): only
         // then are the events looked at one by one.
         if memchr::memmem::find(complete, b"\"usage\":{").is_some()
@@ -293,6 +297,14 @@ impl Stream {
                 *error = Some(error_from_vendor(provider, 502, data, None));
             }
         });
+        // `[DONE]` is held back until the vendor's stream ends, so that what the gateway adds at
+        // the end (the call's cost) comes before it.
+        if self.ended {
+            if let Some(at) = memchr::memmem::rfind(&out[start..], b"[DONE]") {
+                let line = out[start..start + at].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                out.truncate(start + line);
+            }
+        }
     }
 }
 
@@ -384,6 +396,7 @@ impl super::StreamTranslator for Stream {
     fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
         self.parser.finish();
         if self.ended {
+            out.extend_from_slice(crate::sse::DONE);
             return;
         }
         if !self.errored {
