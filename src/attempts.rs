@@ -520,6 +520,17 @@ fn failure_response(config: &Config, mut failures: Vec<(&Target, Failed)>) -> Re
     } else if failures.len() == 1 {
         let (_, only) = failures.remove(0);
         (*only.error, only.retry_after)
+    } else if failures.iter().all(|(_, f)| f.error.code.as_deref() == Some("target_rate_limited")) {
+        // Every target is at its vendor's limit: the client waits for the first to free up.
+        let soonest = failures.iter().min_by_key(|(_, f)| f.retry_after.as_deref().and_then(|s| s.parse::<u64>().ok()));
+        let retry_after = soonest.and_then(|(_, f)| f.retry_after.clone());
+        let error = GatewayError::new(
+            429,
+            "requests",
+            "rate_limit_exceeded",
+            "Every target of this model is at its configured rate limit; try again shortly.",
+        );
+        (error, retry_after)
     } else if failures.last().is_some_and(|(_, f)| f.error.code.as_deref() == Some("deadline_exceeded")) {
         let list: Vec<String> =
             failures.iter().map(|(t, f)| format!("{}: {}", describe(config, t), f.error.message)).collect();

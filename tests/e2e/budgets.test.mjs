@@ -22,6 +22,7 @@ function config(mock, deadPort) {
       ...base.models,
       { name: "priced", aliases: ["priced-alias"], targets: [{ provider: "upstream", model: "vendor-priced" }] },
       { name: "priced-2", targets: [{ provider: "upstream", model: "vendor-priced-2" }] },
+      { name: "target-limited-only", targets: [{ provider: "upstream", model: "vendor-tl-only", rpm: 2 }] },
       {
         name: "target-limited",
         targets: [
@@ -177,12 +178,21 @@ test("the cost header and the stream's cost are the catalog price times the repo
   const sent = (await mock.requests()).filter((r) => r.json?.model === "vendor-priced" && r.json.stream);
   assert.ok(sent.length >= 2 && sent.every((r) => r.json.stream_options?.include_usage === true));
 
+  // A translated stream (Anthropic's events in) is costed the same way, at Anthropic's prices.
+  const claude = await chat(key, "claude-sonnet", { stream: true, stream_options: { include_usage: true } });
+  const claudeText = await claude.text();
+  const claudeUsage = sseEvents(claudeText).find((e) => e !== "[DONE]" && e.usage)?.usage;
+  const claudeCost = /^: x-switchyard-cost-usd=([0-9.]+)$/m.exec(claudeText);
+  assert.ok(claudeUsage && claudeCost, claudeText);
+  const sonnet = (claudeUsage.prompt_tokens * 3 + claudeUsage.completion_tokens * 15) / 1e6;
+  assert.equal(Number(claudeCost[1]), Number(sonnet.toFixed(8)));
+
   // Every one of them is in the usage report, costed.
-  const report = await usageReport(`group_by=key`, (r) => r.data.some((g) => g.key === id && g.requests === 3));
+  const report = await usageReport(`group_by=key`, (r) => r.data.some((g) => g.key === id && g.requests === 4));
   const mine = report.data.find((g) => g.key === id);
-  assert.equal(mine.requests, 3);
+  assert.equal(mine.requests, 4);
   assert.equal(mine.key_name, "costs");
-  assert.ok(Math.abs(mine.cost_usd - 3 * costOf(usage)) < 1e-9, JSON.stringify(mine));
+  assert.ok(Math.abs(mine.cost_usd - 3 * costOf(usage) - sonnet) < 1e-9, JSON.stringify(mine));
 });
 
 test("200 concurrent calls against a tiny cap: the settled spend never exceeds it, the rest get budget_exceeded", async () => {
@@ -291,6 +301,17 @@ test("a vendor target at its configured limit is skipped for the next target, no
   assert.deepEqual(answered, ["vendor-tl-primary", "vendor-tl-primary", "vendor-tl-backup"]);
   const sent = (await mock.requests()).filter((r) => r.json?.model === "vendor-tl-primary");
   assert.equal(sent.length, 2);
+  // A model whose only target is at its limit answers 429 with Retry-After, without a call.
+  const only = [];
+  for (let i = 0; i < 3; i++) {
+    const res = await chat(undefined, "target-limited-only");
+    only.push(res.status);
+    if (res.status === 429) {
+      assert.equal((await openaiError(res)).code, "target_rate_limited");
+      assert.ok(Number(res.headers.get("retry-after")) >= 1);
+    } else await res.arrayBuffer();
+  }
+  assert.deepEqual(only, [200, 200, 429]);
 });
 
 test("keys listed in the configuration cannot be changed through the API; bad requests are 400s", async () => {
