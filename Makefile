@@ -4,14 +4,14 @@
 PORT ?= 8787
 CONFIG ?=
 
-.PHONY: dev test build bootstrap lint unit e2e mock-upstream check-config bench
+.PHONY: dev test build bootstrap lint unit e2e mock-upstream check-config bench bench-smoke
 
 ## Build and run the gateway at http://127.0.0.1:$(PORT) (CONFIG=<file> for your own configuration).
 dev:
 	@PORT="$(PORT)" CONFIG="$(CONFIG)" bash scripts/dev.sh
 
 ## Every test: formatting and lints, native unit tests, end-to-end tests in workerd.
-test: bootstrap lint unit e2e
+test: bootstrap lint unit e2e bench-smoke
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -39,6 +39,15 @@ e2e: build mock-upstream
 check-config:
 	cargo run -q -p switchyard-core --bin switchyard-config -- check "$(or $(CONFIG),config/default.json)"
 
-## Benchmarks (figures and method in BENCHMARKS.md): translation cost per vendor, natively.
-bench:
-	cargo bench -p switchyard-core --bench adapters
+## Benchmarks (figures and method in BENCHMARKS.md): the native core (cargo bench), then the
+## release worker in workerd side by side with a bare worker, Portkey and LiteLLM (bench/run.mjs,
+## about 12 minutes; installs oha and the peers on first use). Rewrites BENCHMARKS.md's generated
+## section and bench/latency.png.
+bench: build
+	cargo build --release -p mock-upstream
+	node bench/run.mjs
+
+## The benchmark harness on tiny counts without peers, so `make bench` cannot rot: no timing is
+## asserted and nothing but bench/out/ is written.
+bench-smoke: build mock-upstream
+	node bench/run.mjs --smoke

@@ -6,9 +6,9 @@
 //! - `POST /admit` (`Admit`): takes on a call or refuses it; for a key, its stored record (the
 //!   authoritative one: a revocation here is seen at once everywhere) is checked first;
 //! - `POST /take`: the same for a target's rate limits, holding nothing;
-//! - `POST /settle` (`Settle`): the call's real cost and tokens; its usage row, for the
-//!   `gateway` instance, which keeps every key's usage;
-//! - `POST /release` (`Settle` without cost): the call failed, its hold is freed;
+//! - `POST /settle` (`Batch`): calls that ended: each hold settled at the call's real cost and
+//!   tokens, or released if the call failed; and usage rows, for the `gateway` instance, which
+//!   keeps every key's usage;
 //! - `PUT /record`, `GET /record`: a key's record, as the admin API last wrote it;
 //! - `GET /usage?from=&to=`: usage rows in a time range (ms since the epoch).
 
@@ -55,15 +55,25 @@ pub enum Answer {
     },
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// A call that ended: its hold settled at its real cost and tokens, or released if it failed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Settle {
-    pub hold_id: Option<String>,
+    pub hold_id: String,
     #[serde(default)]
     pub cost_usd: f64,
     #[serde(default)]
     pub tokens: u64,
     #[serde(default)]
-    pub usage: Option<UsageRow>,
+    pub released: bool,
+}
+
+/// What an instance is sent after calls ended, gathered over a short while.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Batch {
+    #[serde(default)]
+    pub settles: Vec<Settle>,
+    #[serde(default)]
+    pub usage: Vec<UsageRow>,
 }
 
 #[durable_object]
@@ -72,6 +82,10 @@ pub struct Ledger {
     env: Env,
     /// The scope as last stored, kept between requests (the instance is its only writer).
     scope: RefCell<Option<Scope>>,
+    /// The key's record as last stored (`Some(None)`: none), likewise.
+    record: RefCell<Option<Option<KeyRecord>>>,
+    /// When holds were last swept for calls that never reported back.
+    swept_ms: std::cell::Cell<u64>,
 }
 
 const SCHEMA: &[&str] = &[
@@ -92,7 +106,7 @@ impl DurableObject for Ledger {
                 worker::console_error!("ledger: cannot create its tables: {e}");
             }
         }
-        Self { sql, env, scope: RefCell::new(None) }
+        Self { sql, env, scope: RefCell::new(None), record: RefCell::new(None), swept_ms: std::cell::Cell::new(0) }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -107,14 +121,14 @@ impl DurableObject for Ledger {
                 Response::from_json(&self.admit(admit, false, now)?)
             }
             (Method::Post, "/settle") => {
-                let settle: Settle = req.json().await?;
-                self.settle(&settle, true, now)?;
-                Response::from_json(&serde_json::json!({"settled": true}))
-            }
-            (Method::Post, "/release") => {
-                let settle: Settle = req.json().await?;
-                self.settle(&settle, false, now)?;
-                Response::from_json(&serde_json::json!({"released": true}))
+                let batch: Batch = req.json().await?;
+                for settle in &batch.settles {
+                    self.settle(settle, now)?;
+                }
+                for row in &batch.usage {
+                    self.add_usage(row)?;
+                }
+                Response::from_json(&serde_json::json!({"settled": batch.settles.len(), "usage": batch.usage.len()}))
             }
             (Method::Put, "/record") => {
                 let record: KeyRecord = req.json().await?;
@@ -122,6 +136,7 @@ impl DurableObject for Ledger {
                     "INSERT INTO record (id, record) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
                     vec![SqlStorageValue::String(serde_json::to_string(&record)?)],
                 )?;
+                *self.record.borrow_mut() = Some(Some(record.clone()));
                 Response::from_json(&record)
             }
             (Method::Get, "/record") => match self.record()? {
@@ -154,8 +169,13 @@ struct HoldRow {
 
 impl Ledger {
     fn record(&self) -> Result<Option<KeyRecord>> {
+        if let Some(record) = self.record.borrow().as_ref() {
+            return Ok(record.clone());
+        }
         let rows: Vec<Text> = self.sql.exec("SELECT record AS text FROM record WHERE id = 1", None)?.to_array()?;
-        Ok(rows.first().and_then(|row| serde_json::from_str(&row.text).ok()))
+        let record: Option<KeyRecord> = rows.first().and_then(|row| serde_json::from_str(&row.text).ok());
+        *self.record.borrow_mut() = Some(record.clone());
+        Ok(record)
     }
 
     fn with_scope<T>(&self, f: impl FnOnce(&mut Scope) -> T) -> Result<T> {
@@ -221,51 +241,56 @@ impl Ledger {
             .and_then(|row| Some((serde_json::from_str(&row.hold).ok()?, serde_json::from_str(&row.limits).ok()?))))
     }
 
-    fn settle(&self, settle: &Settle, settled: bool, now: u64) -> Result<()> {
-        if let Some(id) = &settle.hold_id {
-            if let Some((hold, limits)) = self.take_hold(id)? {
-                self.with_scope(|scope| {
-                    if settled {
-                        scope.settle(&hold, settle.cost_usd, settle.tokens, &limits, now)
-                    } else {
-                        scope.release(&hold, &limits, now)
-                    }
-                })?;
-            }
-        }
-        if let Some(row) = &settle.usage {
-            self.sql.exec(
-                "INSERT INTO usage (minute_ms, key_id, key_name, model, provider, tags, requests, prompt_tokens, \
-                 completion_tokens, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT(minute_ms, key_id, model, provider, tags) DO UPDATE SET \
-                 key_name = excluded.key_name, requests = requests + excluded.requests, \
-                 prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
-                 completion_tokens = completion_tokens + excluded.completion_tokens, \
-                 cost_usd = cost_usd + excluded.cost_usd",
-                vec![
-                    SqlStorageValue::Integer((row.minute_ms / 60_000 * 60_000) as i64),
-                    SqlStorageValue::String(row.key_id.clone()),
-                    SqlStorageValue::String(row.key_name.clone()),
-                    SqlStorageValue::String(row.model.clone()),
-                    SqlStorageValue::String(row.provider.clone()),
-                    SqlStorageValue::String(row.tags.clone()),
-                    SqlStorageValue::Integer(row.requests as i64),
-                    SqlStorageValue::Integer(row.prompt_tokens as i64),
-                    SqlStorageValue::Integer(row.completion_tokens as i64),
-                    SqlStorageValue::Float(row.cost_usd),
-                ],
-            )?;
+    fn settle(&self, settle: &Settle, now: u64) -> Result<()> {
+        if let Some((hold, limits)) = self.take_hold(&settle.hold_id)? {
+            self.with_scope(|scope| {
+                if settle.released {
+                    scope.release(&hold, &limits, now)
+                } else {
+                    scope.settle(&hold, settle.cost_usd, settle.tokens, &limits, now)
+                }
+            })?;
         }
         Ok(())
     }
 
-    /// Holds of calls whose end never came (their isolate died) are released.
+    fn add_usage(&self, row: &UsageRow) -> Result<()> {
+        self.sql.exec(
+            "INSERT INTO usage (minute_ms, key_id, key_name, model, provider, tags, requests, prompt_tokens, \
+             completion_tokens, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT(minute_ms, key_id, model, provider, tags) DO UPDATE SET \
+             key_name = excluded.key_name, requests = requests + excluded.requests, \
+             prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
+             completion_tokens = completion_tokens + excluded.completion_tokens, \
+             cost_usd = cost_usd + excluded.cost_usd",
+            vec![
+                SqlStorageValue::Integer((row.minute_ms / 60_000 * 60_000) as i64),
+                SqlStorageValue::String(row.key_id.clone()),
+                SqlStorageValue::String(row.key_name.clone()),
+                SqlStorageValue::String(row.model.clone()),
+                SqlStorageValue::String(row.provider.clone()),
+                SqlStorageValue::String(row.tags.clone()),
+                SqlStorageValue::Integer(row.requests as i64),
+                SqlStorageValue::Integer(row.prompt_tokens as i64),
+                SqlStorageValue::Integer(row.completion_tokens as i64),
+                SqlStorageValue::Float(row.cost_usd),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Holds of calls whose end never came (their isolate died) are released; looked for once a
+    /// minute at most.
     fn release_stale(&self, now: u64) -> Result<()> {
+        if now.saturating_sub(self.swept_ms.get()) < 60_000 {
+            return Ok(());
+        }
+        self.swept_ms.set(now);
         let cutoff = SqlStorageValue::Integer(now.saturating_sub(HOLD_TTL_MS) as i64);
         let stale: Vec<HoldRow> =
             self.sql.exec("SELECT id, hold, limits FROM holds WHERE at_ms < ?", vec![cutoff])?.to_array()?;
         for row in stale {
-            self.settle(&Settle { hold_id: Some(row.id), ..Settle::default() }, false, now)?;
+            self.settle(&Settle { hold_id: row.id, released: true, ..Settle::default() }, now)?;
         }
         Ok(())
     }
@@ -333,15 +358,9 @@ pub async fn admit(env: &Env, instance: &str, admit: &Admit, hold: bool) -> Resu
     send(env, instance, Method::Post, if hold { "/admit" } else { "/take" }, admit).await?.json().await
 }
 
-pub async fn settle(env: &Env, instance: &str, settle: &Settle) -> Result<()> {
-    send(env, instance, Method::Post, "/settle", settle).await.map(drop)
-}
-
-pub async fn release(env: &Env, instance: &str, hold_id: &str) {
-    let body = Settle { hold_id: Some(hold_id.to_owned()), ..Settle::default() };
-    if let Err(e) = send(env, instance, Method::Post, "/release", &body).await {
-        worker::console_error!("ledger: release failed: {e}");
-    }
+/// Sends `instance` the calls that ended (see `outbox`).
+pub async fn settle(env: &Env, instance: &str, batch: &Batch) -> Result<()> {
+    send(env, instance, Method::Post, "/settle", batch).await.map(drop)
 }
 
 pub async fn put_record(env: &Env, record: &KeyRecord) -> Result<()> {

@@ -17,6 +17,7 @@ mod http;
 mod keys;
 mod ledger;
 mod metering;
+mod outbox;
 mod provider_health;
 mod upstream;
 
@@ -111,8 +112,9 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, R
 }
 
 /// After the response, off the hot path: settles the call's real cost in the ledgers (once its
-/// stream, if it streams, has ended) or frees what it held; reports the attempts' outcomes to
-/// the shared health record, and refreshes this isolate's copy of it when it has grown old.
+/// stream, if it streams, has ended) or frees what it held, and reports the attempts' outcomes
+/// to the shared health record, both through the outbox; refreshes this isolate's copy of the
+/// health record when it has grown old.
 fn record(
     completed: attempts::Completed,
     admission: Admission,
@@ -124,21 +126,20 @@ fn record(
     let response = http::with_headers(completed.response, &admission.headers);
     let mut report = completed.report;
     report.completions = health_view::take_completions();
-    let report = (!report.outcomes.is_empty() || !report.completions.is_empty()).then_some(report);
+    outbox::report(report);
     let refresh = health_view::claim_refresh(worker::Date::now().as_millis());
     let answered = completed.answered;
     let env = env.clone();
     ctx.wait_until(async move {
+        // A stream's usage is known at its end: its settlement waits for it.
         match answered {
-            Some(answered) => metering::settle(&env, &config, &key, admission, answered).await,
-            None => metering::release(&env, admission).await,
-        }
-        if let Some(report) = report {
-            provider_health::report(&env, report).await;
+            Some(answered) => metering::settle(&config, &key, admission, answered).await,
+            None => metering::release(admission),
         }
         if refresh {
             health_view::refresh(&env).await;
         }
+        outbox::deliver(&env).await;
     });
     response
 }

@@ -5,6 +5,7 @@
 
 use crate::http::Rejection;
 use crate::ledger::{self, Admit, Answer, Settle, GATEWAY};
+use crate::outbox;
 use futures::channel::oneshot;
 use switchyard_core::chat::Usage;
 use switchyard_core::config::Config;
@@ -126,22 +127,24 @@ pub async fn admit(
     }
     match rejection {
         Some(rejection) => {
-            release(env, admission).await;
+            release(admission);
             Err(rejection)
         }
         None => Ok(admission),
     }
 }
 
-/// The call failed: everything it held is freed.
-pub async fn release(env: &Env, admission: Admission) {
-    let releases = admission.holds.iter().map(|(instance, hold_id)| ledger::release(env, instance, hold_id));
-    futures::future::join_all(releases).await;
+/// The call failed: everything it held is freed (by the outbox's next batch).
+pub fn release(admission: Admission) {
+    for (instance, hold_id) in admission.holds {
+        outbox::settle(&instance, Settle { hold_id, released: true, ..Settle::default() });
+    }
 }
 
 /// The call was answered: its real cost (the catalog's price of the usage the vendor reported)
-/// is settled everywhere it held, and its usage row written in the gateway's ledger.
-pub async fn settle(env: &Env, config: &Config, key: &KeyRecord, admission: Admission, answered: Answered) {
+/// is settled everywhere it held, and its usage row goes to the gateway's ledger (both by the
+/// outbox's next batch).
+pub async fn settle(config: &Config, key: &KeyRecord, admission: Admission, answered: Answered) {
     let usage = answered.metered.usage().await;
     let cost_usd = usage.map_or(0.0, |u| config.model_info(&answered.vendor_model).cost(&u));
     let tokens = usage.map_or(0, |u| u.prompt_tokens + u.completion_tokens);
@@ -157,20 +160,10 @@ pub async fn settle(env: &Env, config: &Config, key: &KeyRecord, admission: Admi
         completion_tokens: usage.map_or(0, |u| u.completion_tokens),
         cost_usd,
     };
-    let gateway_hold = admission.holds.iter().find(|(instance, _)| instance == GATEWAY).map(|(_, id)| id.clone());
-    let mut settlements: Vec<(String, Settle)> = admission
-        .holds
-        .into_iter()
-        .filter(|(instance, _)| instance != GATEWAY)
-        .map(|(instance, hold_id)| (instance, Settle { hold_id: Some(hold_id), cost_usd, tokens, usage: None }))
-        .collect();
-    settlements.push((GATEWAY.to_owned(), Settle { hold_id: gateway_hold, cost_usd, tokens, usage: Some(row) }));
-    let sent = settlements.iter().map(|(instance, settle)| ledger::settle(env, instance, settle));
-    for result in futures::future::join_all(sent).await {
-        if let Err(e) = result {
-            worker::console_error!("ledger: settlement failed: {e}");
-        }
+    for (instance, hold_id) in admission.holds {
+        outbox::settle(&instance, Settle { hold_id, cost_usd, tokens, released: false });
     }
+    outbox::usage(row);
 }
 
 /// Whether a target is within its vendor's own limits (`rpm`, `tpm`) for one more call of

@@ -1,0 +1,100 @@
+//! What requests leave for the Durable Objects after their responses (attempt outcomes and
+//! stream times for the health record; settlements, releases and usage for the ledgers) is
+//! gathered in the isolate and sent in one batch per object every `FLUSH_MS`, not in a call per
+//! request: a Durable Object call costs far more CPU than the request's own work.
+//!
+//! The first request to add something while no send is under way sends, `FLUSH_MS` later, all
+//! that was gathered by then, inside its own `ctx.wait_until`. Nothing waits longer than that;
+//! an isolate that dies in between loses at most that much (a hold it held is freed by its
+//! ledger after `HOLD_TTL_MS`).
+
+use crate::ledger::{self, Batch, Settle};
+use crate::provider_health;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use switchyard_core::health::Report;
+use switchyard_core::ledger::UsageRow;
+use worker::Env;
+
+const FLUSH_MS: u64 = 200;
+
+#[derive(Default)]
+struct Outbox {
+    report: Option<Report>,
+    batches: BTreeMap<String, Batch>,
+    sending: bool,
+}
+
+thread_local! {
+    static OUTBOX: RefCell<Outbox> = RefCell::new(Outbox::default());
+}
+
+/// Attempt outcomes and stream times for the health record.
+pub fn report(report: Report) {
+    if report.outcomes.is_empty() && report.completions.is_empty() {
+        return;
+    }
+    OUTBOX.with(|outbox| match &mut outbox.borrow_mut().report {
+        Some(gathered) => {
+            gathered.policy = report.policy;
+            gathered.outcomes.extend(report.outcomes);
+            gathered.completions.extend(report.completions);
+        }
+        empty => *empty = Some(report),
+    });
+}
+
+/// A hold to settle (or release) in a ledger instance.
+pub fn settle(instance: &str, settle: Settle) {
+    OUTBOX.with(|outbox| outbox.borrow_mut().batches.entry(instance.to_owned()).or_default().settles.push(settle));
+}
+
+/// A usage row for the gateway's ledger, added to the one of the same minute, key, model and
+/// provider if there is one.
+pub fn usage(row: UsageRow) {
+    let minute = |ms: u64| ms / 60_000;
+    OUTBOX.with(|outbox| {
+        let mut outbox = outbox.borrow_mut();
+        let rows = &mut outbox.batches.entry(ledger::GATEWAY.to_owned()).or_default().usage;
+        let same = rows.iter_mut().find(|r| {
+            minute(r.minute_ms) == minute(row.minute_ms)
+                && (r.key_id.as_str(), r.model.as_str(), r.provider.as_str(), r.tags.as_str())
+                    == (row.key_id.as_str(), row.model.as_str(), row.provider.as_str(), row.tags.as_str())
+        });
+        match same {
+            Some(r) => {
+                r.requests += row.requests;
+                r.prompt_tokens += row.prompt_tokens;
+                r.completion_tokens += row.completion_tokens;
+                r.cost_usd += row.cost_usd;
+            }
+            None => rows.push(row),
+        }
+    });
+}
+
+/// Sends what was gathered, `FLUSH_MS` from now, unless a send is already under way (which
+/// takes this too). To be awaited inside `ctx.wait_until`.
+pub async fn deliver(env: &Env) {
+    let already = OUTBOX.with(|outbox| std::mem::replace(&mut outbox.borrow_mut().sending, true));
+    if already {
+        return;
+    }
+    worker::Delay::from(std::time::Duration::from_millis(FLUSH_MS)).await;
+    let (report, batches) = OUTBOX.with(|outbox| {
+        let mut outbox = outbox.borrow_mut();
+        outbox.sending = false;
+        (outbox.report.take(), std::mem::take(&mut outbox.batches))
+    });
+    let health = async {
+        if let Some(report) = report {
+            provider_health::report(env, report).await;
+        }
+    };
+    let ledgers = futures::future::join_all(batches.iter().map(|(instance, batch)| async move {
+        if let Err(e) = ledger::settle(env, instance, batch).await {
+            worker::console_error!("ledger {instance}: settlement failed: {e}");
+        }
+    }));
+    futures::join!(health, ledgers);
+}
