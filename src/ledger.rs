@@ -122,9 +122,7 @@ impl DurableObject for Ledger {
             }
             (Method::Post, "/settle") => {
                 let batch: Batch = req.json().await?;
-                for settle in &batch.settles {
-                    self.settle(settle, now)?;
-                }
+                self.settle(&batch.settles, now)?;
                 for row in &batch.usage {
                     self.add_usage(row)?;
                 }
@@ -233,25 +231,36 @@ impl Ledger {
     fn take_hold(&self, id: &str) -> Result<Option<(Hold, RateLimits)>> {
         let rows: Vec<HoldRow> = self
             .sql
-            .exec("SELECT id, hold, limits FROM holds WHERE id = ?", vec![SqlStorageValue::String(id.to_owned())])?
+            .exec(
+                "DELETE FROM holds WHERE id = ? RETURNING id, hold, limits",
+                vec![SqlStorageValue::String(id.to_owned())],
+            )?
             .to_array()?;
-        self.sql.exec("DELETE FROM holds WHERE id = ?", vec![SqlStorageValue::String(id.to_owned())])?;
         Ok(rows
             .first()
             .and_then(|row| Some((serde_json::from_str(&row.hold).ok()?, serde_json::from_str(&row.limits).ok()?))))
     }
 
-    fn settle(&self, settle: &Settle, now: u64) -> Result<()> {
-        if let Some((hold, limits)) = self.take_hold(&settle.hold_id)? {
-            self.with_scope(|scope| {
-                if settle.released {
-                    scope.release(&hold, &limits, now)
-                } else {
-                    scope.settle(&hold, settle.cost_usd, settle.tokens, &limits, now)
-                }
-            })?;
+    /// Settles (or releases) each call's hold; the scope is written once for all of them.
+    fn settle(&self, settles: &[Settle], now: u64) -> Result<()> {
+        let mut held = Vec::with_capacity(settles.len());
+        for settle in settles {
+            if let Some((hold, limits)) = self.take_hold(&settle.hold_id)? {
+                held.push((settle, hold, limits));
+            }
         }
-        Ok(())
+        if held.is_empty() {
+            return Ok(());
+        }
+        self.with_scope(|scope| {
+            for (settle, hold, limits) in &held {
+                if settle.released {
+                    scope.release(hold, limits, now)
+                } else {
+                    scope.settle(hold, settle.cost_usd, settle.tokens, limits, now)
+                }
+            }
+        })
     }
 
     fn add_usage(&self, row: &UsageRow) -> Result<()> {
@@ -289,10 +298,9 @@ impl Ledger {
         let cutoff = SqlStorageValue::Integer(now.saturating_sub(HOLD_TTL_MS) as i64);
         let stale: Vec<HoldRow> =
             self.sql.exec("SELECT id, hold, limits FROM holds WHERE at_ms < ?", vec![cutoff])?.to_array()?;
-        for row in stale {
-            self.settle(&Settle { hold_id: row.id, released: true, ..Settle::default() }, now)?;
-        }
-        Ok(())
+        let releases: Vec<Settle> =
+            stale.into_iter().map(|row| Settle { hold_id: row.id, released: true, ..Settle::default() }).collect();
+        self.settle(&releases, now)
     }
 
     fn usage(&self, from: i64, to: i64) -> Result<Vec<UsageRow>> {
