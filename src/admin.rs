@@ -56,7 +56,11 @@ pub async fn health(req: &Request, env: &Env) -> Result<Response, GatewayError> 
 pub async fn keys(mut req: Request, env: &Env, config: &Config, id: Option<&str>) -> Result<Response, GatewayError> {
     authorize(&req, env)?;
     let now = Date::now().as_millis();
-    match (req.method(), id) {
+    let method = match req.method() {
+        Method::Head => Method::Get,
+        method => method,
+    };
+    match (method, id) {
         (Method::Post, None) => {
             let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
             let mut random = [0u8; 32];

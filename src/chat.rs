@@ -53,8 +53,10 @@ pub async fn complete(
 
 /// The most a chat can cost: its prompt at the input price plus the most output it can get at
 /// the output price, at the dearest of the model's targets. The prompt is taken at a token per
-/// four bytes of the whole request (its text at four characters a token, if more): above what
-/// vendors count for its messages, so that a cap holds even against the estimate's error.
+/// four bytes of the whole request (its text at four characters a token, if more), which is
+/// above what vendors count for text, so that a cap holds against the estimate's error; images
+/// and tool definitions can count for more than their bytes, and are covered only as far as
+/// the rest of the estimate's margin goes.
 fn estimate(config: &Config, model: &Model, needs: &Needs, body_bytes: usize) -> Estimate {
     let prompt_tokens = needs.prompt_tokens.max((body_bytes as u64).div_ceil(4));
     let amount_usd = model
@@ -162,7 +164,13 @@ async fn translate_stream(
     while first.is_empty() && !ended {
         match upstream::within(timeout_ms, pump.upstream.next()).await {
             None => return Err(Failed::retryable(GatewayError::upstream_timeout(&provider.name, timeout_ms))),
-            Some(Some(Ok(bytes))) => pump.translator.push(&bytes, &mut first),
+            Some(Some(Ok(bytes))) => {
+                pump.translator.push(&bytes, &mut first);
+                if pump.translator.done() && pump.translator.error().is_none() {
+                    pump.end(None, &mut first);
+                    ended = true;
+                }
+            }
             Some(Some(Err(e))) => return Err(broken(e.to_string())),
             Some(None) => {
                 pump.end(None, &mut first);
@@ -193,6 +201,12 @@ async fn translate_stream(
             match next {
                 Some(Ok(bytes)) => {
                     pump.translator.push(&bytes, &mut out);
+                    // The vendor's end event: the client's stream ends now, whether or not the
+                    // vendor closes its connection.
+                    if pump.translator.done() {
+                        pump.end(None, &mut out);
+                        return Some((Ok(out), None));
+                    }
                     if !out.is_empty() {
                         return Some((Ok::<Vec<u8>, worker::Error>(out), Some(pump)));
                     }

@@ -129,7 +129,11 @@ impl DurableObject for Ledger {
                 Response::from_json(&serde_json::json!({"settled": batch.settles.len(), "usage": batch.usage.len()}))
             }
             (Method::Put, "/record") => {
-                let record: KeyRecord = req.json().await?;
+                let mut record: KeyRecord = req.json().await?;
+                // A revocation is final: a change written from a copy read before it keeps it.
+                if let Some(revoked_at) = self.record()?.and_then(|stored| stored.revoked_at) {
+                    record.revoked_at = Some(revoked_at);
+                }
                 self.sql.exec(
                     "INSERT INTO record (id, record) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
                     vec![SqlStorageValue::String(serde_json::to_string(&record)?)],
@@ -241,23 +245,23 @@ impl Ledger {
             .and_then(|row| Some((serde_json::from_str(&row.hold).ok()?, serde_json::from_str(&row.limits).ok()?))))
     }
 
-    /// Settles (or releases) each call's hold; the scope is written once for all of them.
+    /// Settles (or releases) each call's hold; the scope is written once for all of them. A
+    /// cost whose hold is gone (freed as stale: the call outlived `HOLD_TTL_MS`) still counts.
     fn settle(&self, settles: &[Settle], now: u64) -> Result<()> {
         let mut held = Vec::with_capacity(settles.len());
         for settle in settles {
-            if let Some((hold, limits)) = self.take_hold(&settle.hold_id)? {
-                held.push((settle, hold, limits));
-            }
+            held.push((settle, self.take_hold(&settle.hold_id)?));
         }
-        if held.is_empty() {
+        if held.iter().all(|(settle, hold)| hold.is_none() && (settle.released || settle.cost_usd == 0.0)) {
             return Ok(());
         }
         self.with_scope(|scope| {
-            for (settle, hold, limits) in &held {
-                if settle.released {
-                    scope.release(hold, limits, now)
-                } else {
-                    scope.settle(hold, settle.cost_usd, settle.tokens, limits, now)
+            for (settle, hold) in &held {
+                match hold {
+                    Some((hold, limits)) if settle.released => scope.release(hold, limits, now),
+                    Some((hold, limits)) => scope.settle(hold, settle.cost_usd, settle.tokens, limits, now),
+                    None if !settle.released => scope.charge(settle.cost_usd, now),
+                    None => {}
                 }
             }
         })

@@ -131,15 +131,22 @@ fn record(
     let answered = completed.answered;
     let env = env.clone();
     ctx.wait_until(async move {
-        // A stream's usage is known at its end: its settlement waits for it.
-        match answered {
-            Some(answered) => metering::settle(&config, &key, admission, answered).await,
-            None => metering::release(admission),
-        }
-        if refresh {
-            health_view::refresh(&env).await;
-        }
-        outbox::deliver(&env).await;
+        // A stream's usage is known at its end: its settlement waits for it (the health view's
+        // refresh does not).
+        let settled = async {
+            match answered {
+                Some(answered) => metering::settle(&config, &key, admission, answered).await,
+                None => metering::release(admission),
+            }
+            outbox::deliver(&env).await;
+        };
+        let refreshed = async {
+            if refresh {
+                health_view::refresh(&env).await;
+            }
+        };
+        // The health report goes now; the settlement with the batch after it.
+        futures::join!(settled, refreshed, outbox::deliver(&env));
     });
     response
 }

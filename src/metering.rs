@@ -4,7 +4,7 @@
 //! the hold freed, the usage row written; a call that failed frees everything it held.
 
 use crate::http::Rejection;
-use crate::ledger::{self, Admit, Answer, Settle, GATEWAY};
+use crate::ledger::{self, Admit, Answer, Batch, Settle, GATEWAY};
 use crate::outbox;
 use futures::channel::oneshot;
 use switchyard_core::chat::Usage;
@@ -24,12 +24,23 @@ pub struct Estimate {
 }
 
 /// What a call holds in the ledgers, and the headers its answer carries (what is left of the
-/// rate limits, budget warnings).
+/// rate limits, budget warnings). Dropped before it is settled (the client went away while the
+/// call was made), it frees what it holds.
 #[derive(Debug, Default)]
 pub struct Admission {
     /// (instance, hold id)
     holds: Vec<(String, String)>,
+    /// What was held: charged when the vendor reports no usage.
+    estimate: Estimate,
     pub headers: Vec<(String, String)>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        for (instance, hold_id) in self.holds.drain(..) {
+            outbox::settle(&instance, Settle { hold_id, released: true, ..Settle::default() });
+        }
+    }
 }
 
 /// The usage of an answer: known with it, or at the end of its stream.
@@ -101,7 +112,7 @@ pub async fn admit(
         },
     );
 
-    let mut admission = Admission::default();
+    let mut admission = Admission { holds: Vec::new(), estimate, headers: Vec::new() };
     let mut rejection: Option<Rejection> = None;
     for (instance, answer) in [(key.id.as_str(), by_key), (GATEWAY, by_gateway)] {
         let whose = if instance == GATEWAY { "the gateway".to_owned() } else { format!("key `{}`", key.name) };
@@ -112,7 +123,13 @@ pub async fn admit(
                 if let Some(hold_id) = hold_id {
                     admission.holds.push((instance.to_owned(), hold_id));
                 }
-                admission.headers.extend(admitted.headers().into_iter().map(|(h, v)| (h.to_owned(), v)));
+                for (name, value) in admitted.headers() {
+                    // Both the key's and the gateway's budgets may warn: one header, both warnings.
+                    match admission.headers.iter_mut().find(|(n, _)| n == name) {
+                        Some((_, existing)) => *existing = format!("{existing}; {value}"),
+                        None => admission.headers.push((name.to_owned(), value)),
+                    }
+                }
             }
             Some(Ok(Answer::Refused { refusal })) => {
                 let (error, headers) = refusal.to_error(&whose, now);
@@ -127,7 +144,16 @@ pub async fn admit(
     }
     match rejection {
         Some(rejection) => {
-            release(admission);
+            // One ledger refused what another took on: that hold is freed now, not with a later
+            // request's batch (this isolate may see no other request for a while).
+            let releases = std::mem::take(&mut admission.holds).into_iter().map(|(instance, hold_id)| async move {
+                let batch =
+                    Batch { settles: vec![Settle { hold_id, released: true, ..Settle::default() }], usage: vec![] };
+                if let Err(e) = ledger::settle(env, &instance, &batch).await {
+                    worker::console_error!("ledger {instance}: release failed: {e}");
+                }
+            });
+            futures::future::join_all(releases).await;
             Err(rejection)
         }
         None => Ok(admission),
@@ -136,17 +162,20 @@ pub async fn admit(
 
 /// The call failed: everything it held is freed (by the outbox's next batch).
 pub fn release(admission: Admission) {
-    for (instance, hold_id) in admission.holds {
-        outbox::settle(&instance, Settle { hold_id, released: true, ..Settle::default() });
-    }
+    drop(admission);
 }
 
 /// The call was answered: its real cost (the catalog's price of the usage the vendor reported)
 /// is settled everywhere it held, and its usage row goes to the gateway's ledger (both by the
 /// outbox's next batch).
-pub async fn settle(config: &Config, key: &KeyRecord, admission: Admission, answered: Answered) {
+/// A call whose vendor reported no usage (or a stream the client left before its usage came)
+/// is charged what was held for it: the most it could have cost.
+pub async fn settle(config: &Config, key: &KeyRecord, mut admission: Admission, answered: Answered) {
     let usage = answered.metered.usage().await;
-    let cost_usd = usage.map_or(0.0, |u| config.model_info(&answered.vendor_model).cost(&u));
+    let cost_usd = match &usage {
+        Some(u) => config.model_info(&answered.vendor_model).cost(u),
+        None => admission.estimate.amount_usd,
+    };
     let tokens = usage.map_or(0, |u| u.prompt_tokens + u.completion_tokens);
     let row = UsageRow {
         minute_ms: Date::now().as_millis(),
@@ -160,7 +189,7 @@ pub async fn settle(config: &Config, key: &KeyRecord, admission: Admission, answ
         completion_tokens: usage.map_or(0, |u| u.completion_tokens),
         cost_usd,
     };
-    for (instance, hold_id) in admission.holds {
+    for (instance, hold_id) in admission.holds.drain(..) {
         outbox::settle(&instance, Settle { hold_id, cost_usd, tokens, released: false });
     }
     outbox::usage(row);

@@ -80,10 +80,18 @@ pub async fn deliver(env: &Env) {
     if already {
         return;
     }
+    // Whatever happens to this future (even dropped while it waits), the next request may send.
+    struct Sending;
+    impl Drop for Sending {
+        fn drop(&mut self) {
+            OUTBOX.with(|outbox| outbox.borrow_mut().sending = false);
+        }
+    }
+    let sending = Sending;
     worker::Delay::from(std::time::Duration::from_millis(FLUSH_MS)).await;
+    drop(sending);
     let (report, batches) = OUTBOX.with(|outbox| {
         let mut outbox = outbox.borrow_mut();
-        outbox.sending = false;
         (outbox.report.take(), std::mem::take(&mut outbox.batches))
     });
     let health = async {

@@ -126,6 +126,9 @@ pub struct Exceeded {
     pub window: Window,
     pub limit_usd: f64,
     pub spent_usd: f64,
+    /// The most the refused call could have cost.
+    #[serde(default)]
+    pub asked_usd: f64,
     pub resets_at_ms: u64,
 }
 
@@ -142,9 +145,9 @@ impl Account {
         };
         let spend = &mut self.spends[i];
         if spend.start_ms != start_ms {
-            // Reservations of the ended window are released with it; their settlement, if it
-            // comes, counts in the window it lands in.
-            *spend = Spend { window, start_ms, settled_usd: 0.0, reserved_usd: 0.0 };
+            // A new window: settled spend starts again from zero, but calls still in flight keep
+            // their holds, since their cost will be counted in this window when they settle.
+            *spend = Spend { window, start_ms, settled_usd: 0.0, reserved_usd: spend.reserved_usd };
         }
         spend
     }
@@ -165,6 +168,7 @@ impl Account {
                     window: cap.window,
                     limit_usd: cap.limit_usd,
                     spent_usd: committed,
+                    asked_usd: amount_usd,
                     resets_at_ms: cap.window.reset_ms(now_ms),
                 });
             }
@@ -186,13 +190,21 @@ impl Account {
         }
     }
 
-    /// The call failed: the hold is freed, nothing is counted.
+    /// The call failed: the hold is freed, nothing is counted. (Holds carry over into a new
+    /// window, so the hold is freed from the current one, whenever it was made.)
     pub fn release(&mut self, reservation: &Reservation, now_ms: u64) {
-        for &(window, start_ms) in &reservation.held {
+        for &(window, _) in &reservation.held {
             let spend = self.spend(window, now_ms);
-            if spend.start_ms == start_ms {
-                spend.reserved_usd = (spend.reserved_usd - reservation.amount_usd).max(0.0);
-            }
+            spend.reserved_usd = (spend.reserved_usd - reservation.amount_usd).max(0.0);
+        }
+    }
+
+    /// A cost whose hold is gone (freed as stale before the call reported back): counted in
+    /// every window the account tracks.
+    pub fn charge(&mut self, actual_usd: f64, now_ms: u64) {
+        let windows: Vec<Window> = self.spends.iter().map(|s| s.window).collect();
+        for window in windows {
+            self.spend(window, now_ms).settled_usd += actual_usd;
         }
     }
 }
@@ -305,6 +317,11 @@ impl Scope {
         }
     }
 
+    /// A call's cost whose hold is gone (see `Account::charge`).
+    pub fn charge(&mut self, cost_usd: f64, now_ms: u64) {
+        self.account.charge(cost_usd, now_ms);
+    }
+
     /// The call failed: its hold is freed, its expected tokens given back.
     pub fn release(&mut self, hold: &Hold, limits: &RateLimits, now_ms: u64) {
         self.account.release(&hold.reservation, now_ms);
@@ -335,17 +352,24 @@ impl Refusal {
         match *self {
             Refusal::Budget(e) => {
                 let window = window_name(e.window);
-                let error = GatewayError::new(
-                    429,
-                    "insufficient_quota",
-                    "budget_exceeded",
+                let message = if e.spent_usd + e.asked_usd > e.limit_usd && e.spent_usd < e.limit_usd {
+                    format!(
+                        "The {window} budget of {whose} (${:.2}) cannot take this call: ${:.4} is settled or held, and \
+                         the call may cost up to ${:.4} (a lower max_tokens asks for less); it resets at {}.",
+                        e.limit_usd,
+                        e.spent_usd,
+                        e.asked_usd,
+                        rfc3339(e.resets_at_ms)
+                    )
+                } else {
                     format!(
                         "The {window} budget of {whose} (${:.2}) is spent (${:.4} settled or held); it resets at {}.",
                         e.limit_usd,
                         e.spent_usd,
                         rfc3339(e.resets_at_ms)
-                    ),
-                );
+                    )
+                };
+                let error = GatewayError::new(429, "insufficient_quota", "budget_exceeded", message);
                 let headers = vec![
                     ("x-switchyard-budget-window".to_owned(), window.to_owned()),
                     ("x-switchyard-budget-reset".to_owned(), rfc3339(e.resets_at_ms)),
@@ -632,6 +656,21 @@ mod tests {
     }
 
     #[test]
+    fn holds_in_flight_carry_into_the_next_window_and_settle_there() {
+        let caps = [Cap { window: Window::Hour, limit_usd: 1.0, warn_at: None }];
+        let mut account = Account::default();
+        let a = account.reserve(&caps, 0.8, NOW).unwrap();
+        let next_hour = Window::Hour.reset_ms(NOW);
+        // The new hour starts with nothing settled, but the call in flight still holds 0.8.
+        assert!(account.reserve(&caps, 0.5, next_hour).is_err());
+        account.settle(&a, 0.3, next_hour);
+        assert!((account.committed(Window::Hour, next_hour) - 0.3).abs() < 1e-12);
+        // A cost whose hold was freed as stale still counts.
+        account.charge(0.2, next_hour);
+        assert!((account.committed(Window::Hour, next_hour) - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
     fn concurrent_holds_never_exceed_the_cap_whatever_the_order() {
         let caps = [Cap { window: Window::Day, limit_usd: 1.0, warn_at: None }];
         let mut account = Account::default();
@@ -700,7 +739,8 @@ mod tests {
         let refused = scope.admit(&ask(caps, RateLimits::default(), 1.0, 0), NOW).unwrap_err();
         let (error, headers) = refused.to_error("key `app`", NOW);
         assert_eq!((error.status, error.code.as_deref()), (429, Some("budget_exceeded")));
-        assert!(error.message.starts_with("The monthly budget of key `app` ($5.00) is spent"));
+        assert!(error.message.starts_with("The monthly budget of key `app` ($5.00) cannot take this call"));
+        assert!(error.message.contains("$4.5000 is settled or held, and the call may cost up to $1.0000"));
         assert!(error.message.ends_with("it resets at 2026-12-01T00:00:00Z."));
         assert!(headers.contains(&("x-should-retry".to_owned(), "false".to_owned())));
         assert!(headers.contains(&("x-switchyard-budget-window".to_owned(), "monthly".to_owned())));

@@ -824,6 +824,10 @@ impl StreamTranslator for Stream {
         self.end.error()
     }
 
+    fn done(&self) -> bool {
+        self.end.is_done()
+    }
+
     /// The usage reported so far (input from `message_start`, output from `message_delta`).
     fn usage(&self) -> Option<Usage> {
         Some(self.usage.to_openai(None))

@@ -857,6 +857,10 @@ impl StreamTranslator for Stream {
         self.end.error()
     }
 
+    fn done(&self) -> bool {
+        self.end.is_done()
+    }
+
     fn usage(&self) -> Option<crate::chat::Usage> {
         self.usage.map(UsageMetadata::to_openai)
     }

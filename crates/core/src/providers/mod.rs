@@ -113,6 +113,9 @@ pub trait StreamTranslator {
     fn error(&self) -> Option<&GatewayError>;
     /// The usage the vendor reported in the stream so far (complete once the stream ended).
     fn usage(&self) -> Option<crate::chat::Usage>;
+    /// The vendor's stream has said all it will (its end event came): `finish` may be called
+    /// without waiting for the vendor to close the connection.
+    fn done(&self) -> bool;
 }
 
 /// The vendor request for a chat, by the provider's wire format.

@@ -44,8 +44,11 @@ pub fn chat_request(
     headers.extend(provider.headers.iter().cloned());
     // The client's bytes as they came, only the model renamed (and the gateway's own `models`
     // list taken out, which a vendor would refuse).
+    // A `"stream_options": null` parses as none, but is there to be replaced, not added to.
+    let sent_options = || memchr::memmem::find(&request.raw.bytes, b"\"stream_options\"").is_some();
     let usage = match (request.is_stream() && provider.stream_usage, &request.stream_options) {
         (false, _) => AskUsage::Leave,
+        (true, None) if sent_options() => AskUsage::Set,
         (true, None) => AskUsage::Add,
         (true, Some(_)) if request.wants_stream_usage() => AskUsage::Leave,
         (true, Some(_)) => AskUsage::Set,
@@ -276,9 +279,7 @@ impl Stream {
         let start = out.len();
         // Usage comes once a stream, in its last chunk (`"usage":null` in the others): only
         // then are the events looked at one by one.
-        if memchr::memmem::find(complete, b"\"usage\":{").is_some()
-            || memchr::memmem::find(complete, b"\"usage\": {").is_some()
-        {
+        if has_usage_object(complete) {
             for event in events(complete) {
                 let usage_only = self.read_usage(event);
                 if !usage_only || self.include_usage {
@@ -315,7 +316,7 @@ impl Stream {
         #[derive(Deserialize)]
         struct UsageChunk {
             #[serde(default)]
-            choices: Vec<serde::de::IgnoredAny>,
+            choices: Option<Vec<serde::de::IgnoredAny>>,
             #[serde(default)]
             usage: Option<Usage>,
         }
@@ -323,12 +324,21 @@ impl Stream {
         let mut parser = crate::sse::SseParser::new();
         parser.push(event, &mut |_, data| {
             if let Ok(UsageChunk { choices, usage: Some(usage) }) = serde_json::from_slice(data) {
-                usage_only = choices.is_empty();
+                usage_only = choices.is_none_or(|c| c.is_empty());
                 self.usage = Some(usage);
             }
         });
         usage_only
     }
+}
+
+/// Whether `bytes` hold a `"usage"` member whose value is an object (not the `null` every other
+/// chunk carries once usage is asked for), however it is spaced.
+fn has_usage_object(bytes: &[u8]) -> bool {
+    memchr::memmem::find_iter(bytes, b"\"usage\"").any(|at| {
+        let mut rest = bytes[at + 7..].iter().copied().skip_while(u8::is_ascii_whitespace);
+        rest.next() == Some(b':') && rest.find(|b| !b.is_ascii_whitespace()) == Some(b'{')
+    })
 }
 
 /// The events of a run of complete events, each with the blank line that ends it.
@@ -366,6 +376,10 @@ impl super::StreamTranslator for Stream {
 
     fn usage(&self) -> Option<Usage> {
         self.usage
+    }
+
+    fn done(&self) -> bool {
+        self.ended
     }
 
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
@@ -452,6 +466,19 @@ data: [DONE]\n\n";
     }
 
     #[test]
+    fn a_usage_object_is_found_however_it_is_spaced() {
+        assert!(has_usage_object(br#"{"choices":[],"usage":{"prompt_tokens":1}}"#));
+        assert!(has_usage_object(b"{\"choices\": null, \"usage\" :\n {\"prompt_tokens\": 1}}"));
+        assert!(!has_usage_object(br#"{"choices":[{"delta":{}}],"usage":null}"#));
+        assert!(!has_usage_object(br#"{"delta":{"content":"the \"usage\" of words"}}"#));
+        let mut s = Stream::new("p", false);
+        let mut out = Vec::new();
+        s.push(b"data: {\"choices\": null, \"usage\": {\"prompt_tokens\": 2, \"completion_tokens\": 1}}\n\n", &mut out);
+        assert!(out.is_empty());
+        assert_eq!(s.usage().map(|u| u.prompt_tokens), Some(2));
+    }
+
+    #[test]
     fn usage_is_asked_of_the_vendor_for_every_stream() {
         let ask = |body: &str| {
             let req = ChatRequest::parse(body.as_bytes()).unwrap();
@@ -465,6 +492,9 @@ data: [DONE]\n\n";
             r#"{"model":"m","stream":true,"stream_options":{"include_obfuscation":false},"messages":[{"role":"user","content":"hi"}]}"#,
         );
         assert_eq!(merged["stream_options"], serde_json::json!({"include_obfuscation": false, "include_usage": true}));
+        let null =
+            ask(r#"{"model":"m","stream":true,"stream_options":null,"messages":[{"role":"user","content":"hi"}]}"#);
+        assert_eq!(null["stream_options"], serde_json::json!({"include_usage": true}));
         let plain = ask(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
         assert!(plain.get("stream_options").is_none());
     }
