@@ -199,14 +199,6 @@ where
             tally.failures.push((target, Failed::final_(error)));
             break;
         };
-        // A target at its vendor's own rate limit is skipped rather than sent a call it would
-        // refuse with a 429.
-        if !target.limits.is_empty() {
-            if let Err(wait_ms) = metering::take_target(env, &names[i], target.limits, selection.tokens).await {
-                tally.failures.push((target, at_limit(&names[i], wait_ms)));
-                continue;
-            }
-        }
         // When every target is out, the plan holds the one back first, and it is tried anyway.
         let forced = matches!(health_view::peek(&names[i], policy, started), Admission::Reject { .. });
         if !forced {
@@ -221,6 +213,15 @@ where
                     }
                 }
                 Admission::Allow => {}
+            }
+        }
+
+        // Once its health lets it be tried: a target at its vendor's own rate limit is skipped
+        // rather than sent a call it would refuse with a 429.
+        if !target.limits.is_empty() {
+            if let Err(wait_ms) = metering::take_target(env, &names[i], target.limits, selection.tokens).await {
+                tally.failures.push((target, at_limit(&names[i], wait_ms)));
+                continue;
             }
         }
 

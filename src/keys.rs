@@ -4,7 +4,7 @@
 
 use switchyard_core::auth;
 use switchyard_core::config::Config;
-use switchyard_core::keys::{self, KeyRecord};
+use switchyard_core::keys::{self, KeyRecord, Source};
 use switchyard_core::GatewayError;
 use worker::{Date, Env};
 
@@ -29,6 +29,19 @@ pub async fn authenticate(env: &Env, config: &Config, presented: Option<&str>) -
     }
     record.check(config, &[], Date::now().as_millis())?;
     Ok(record)
+}
+
+/// A key made by the admin API, checked against its ledger's record (the authoritative one: KV
+/// may lag a revocation by up to a minute at other edges).
+pub async fn confirm(env: &Env, config: &Config, key: &KeyRecord) -> Result<(), GatewayError> {
+    if key.source != Source::Api {
+        return Ok(());
+    }
+    match crate::ledger::get_record(env, &key.id).await {
+        Ok(Some(record)) => record.check(config, &[], Date::now().as_millis()),
+        Ok(None) => Ok(()),
+        Err(e) => Err(unavailable(e)),
+    }
 }
 
 /// A key's record as KV has it.

@@ -99,10 +99,28 @@ pub async fn deliver(env: &Env) {
             provider_health::report(env, report).await;
         }
     };
-    let ledgers = futures::future::join_all(batches.iter().map(|(instance, batch)| async move {
-        if let Err(e) = ledger::settle(env, instance, batch).await {
-            worker::console_error!("ledger {instance}: settlement failed: {e}");
+    let ledgers = futures::future::join_all(batches.into_iter().map(|(instance, batch)| async move {
+        if let Err(e) = ledger::settle(env, &instance, &batch).await {
+            worker::console_error!("ledger {instance}: settlement failed, kept for the next batch: {e}");
+            requeue(instance, batch);
         }
     }));
     futures::join!(health, ledgers);
+}
+
+/// A batch that could not be sent goes back into the outbox, as long as the outbox stays
+/// small (a ledger that stays unreachable must not grow it without bound).
+fn requeue(instance: String, batch: Batch) {
+    const MAX_KEPT: usize = 10_000;
+    OUTBOX.with(|outbox| {
+        let mut outbox = outbox.borrow_mut();
+        let kept: usize = outbox.batches.values().map(|b| b.settles.len() + b.usage.len()).sum();
+        if kept + batch.settles.len() + batch.usage.len() > MAX_KEPT {
+            worker::console_error!("ledger {instance}: outbox full, {} settlements dropped", batch.settles.len());
+            return;
+        }
+        let queued = outbox.batches.entry(instance).or_default();
+        queued.settles.extend(batch.settles);
+        queued.usage.extend(batch.usage);
+    });
 }

@@ -119,6 +119,16 @@ test("a revoked key is refused at once; an expired key too", async () => {
   assert.equal(res.status, 401);
   assert.equal((await openaiError(res)).code, "key_revoked");
   assert.equal((await call(gateway, "/v1/models", { method: "GET", key })).status, 401);
+  // Even where KV still holds the key unrevoked (another edge, before KV caught up), the
+  // key's ledger refuses it: here KV is set back to the record from before the revocation.
+  const kv = await gateway.kv();
+  const stale = JSON.parse(await kv.get(`key/${id}`));
+  stale.revoked_at = null;
+  await kv.put(`key/${id}`, JSON.stringify(stale));
+  const edge = await chat(key);
+  assert.equal(edge.status, 401);
+  assert.equal((await openaiError(edge)).code, "key_revoked");
+  assert.equal((await call(gateway, "/v1/models", { method: "GET", key })).status, 401);
 
   const expired = await createKey({ name: "expired", expires_at: Math.floor(Date.now() / 1000) - 1 });
   const refused = await chat(expired.key);
