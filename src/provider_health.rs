@@ -38,16 +38,28 @@ impl DurableObject for ProviderHealth {
         match (req.method(), req.path().as_str()) {
             (Method::Post, "/report") => {
                 let report: Report = req.json().await?;
+                // A report gathers many requests' outcomes (see the worker's outbox): each target's
+                // record is read once, takes its outcomes in order, and is written once.
+                let mut records: std::collections::BTreeMap<&str, TargetHealth> = std::collections::BTreeMap::new();
+                let targets = report.outcomes.iter().map(|o| o.target.as_str());
+                for target in targets.chain(report.completions.iter().map(|c| c.target.as_str())) {
+                    if !records.contains_key(target) {
+                        let record = self.load(target)?.unwrap_or_else(|| TargetHealth::new(target));
+                        records.insert(target, record);
+                    }
+                }
                 for outcome in &report.outcomes {
-                    let mut record = self.load(&outcome.target)?.unwrap_or_else(|| TargetHealth::new(&outcome.target));
-                    record.record(&report.policy, outcome);
-                    self.save(&record)?;
+                    if let Some(record) = records.get_mut(outcome.target.as_str()) {
+                        record.record(&report.policy, outcome);
+                    }
                 }
                 for completion in &report.completions {
-                    let mut record =
-                        self.load(&completion.target)?.unwrap_or_else(|| TargetHealth::new(&completion.target));
-                    record.complete(completion);
-                    self.save(&record)?;
+                    if let Some(record) = records.get_mut(completion.target.as_str()) {
+                        record.complete(completion);
+                    }
+                }
+                for record in records.values() {
+                    self.save(record)?;
                 }
                 Response::from_json(&serde_json::json!({"recorded": report.outcomes.len() + report.completions.len()}))
             }
