@@ -131,7 +131,15 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Gatew
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(GatewayError::request_too_large(limit));
     }
-    let mut body = Vec::with_capacity(declared.map_or(4096, |len| len as usize));
+    if declared.is_some() {
+        // Its length is known and within the limit: read whole, in one step (a stream costs a
+        // promise turn a chunk). The runtime holds a body to its Content-Length.
+        return req
+            .bytes()
+            .await
+            .map_err(|e| GatewayError::invalid_request("", format!("The request body could not be read: {e}")));
+    }
+    let mut body = Vec::with_capacity(4096);
     // A request without a body has no stream; it parses as the empty document.
     let Ok(mut stream) = req.stream() else {
         return Ok(body);
