@@ -73,11 +73,11 @@ pub async fn keys(mut req: Request, env: &Env, config: &Config, id: Option<&str>
             #[derive(Serialize)]
             struct Created<'a> {
                 #[serde(flatten)]
-                record: &'a KeyRecord,
+                record: &'a serde_json::Value,
                 /// The key itself: shown this once, never stored.
                 key: &'a str,
             }
-            Ok(http::json(201, &Created { record: &record, key: &key }))
+            Ok(http::json(201, &Created { record: &shown(&record), key: &key }))
         }
         (Method::Get, None) => {
             let ids = keys::list_ids(env).await?;
@@ -87,22 +87,23 @@ pub async fn keys(mut req: Request, env: &Env, config: &Config, id: Option<&str>
             for record in loaded {
                 data.extend(record?);
             }
+            let data: Vec<serde_json::Value> = data.iter().map(shown).collect();
             Ok(http::json(200, &serde_json::json!({"object": "list", "data": data})))
         }
-        (Method::Get, Some(id)) => Ok(http::json(200, &find(env, config, id).await?)),
+        (Method::Get, Some(id)) => Ok(http::json(200, &shown(&find(env, config, id).await?))),
         (Method::Patch | Method::Post, Some(id)) => {
             let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
             let change = KeyChange::parse(&body)?;
             let mut record = find_api_key(env, config, id).await?;
             change.apply(&mut record, config)?;
             save(env, &record).await?;
-            Ok(http::json(200, &record))
+            Ok(http::json(200, &shown(&record)))
         }
         (Method::Delete, Some(id)) => {
             let mut record = find_api_key(env, config, id).await?;
             record.revoked_at.get_or_insert(now / 1000);
             save(env, &record).await?;
-            Ok(http::json(200, &record))
+            Ok(http::json(200, &shown(&record)))
         }
         (method, _) => Err(GatewayError::method_not_allowed(
             method.as_ref(),
@@ -110,6 +111,16 @@ pub async fn keys(mut req: Request, env: &Env, config: &Config, id: Option<&str>
             if id.is_some() { "GET, PATCH, DELETE" } else { "GET, POST" },
         )),
     }
+}
+
+/// A key's record as the admin API shows it: without the key's hash, which would help anyone
+/// who reads it to guess a weak key listed in the configuration.
+fn shown(record: &KeyRecord) -> serde_json::Value {
+    let mut value = serde_json::to_value(record).unwrap_or_default();
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("sha256");
+    }
+    value
 }
 
 /// Writes a key's record: first to its ledger (the authoritative copy, so that a revocation is

@@ -96,6 +96,8 @@ test("a key made by the admin API is shown once, works, and is stored only as it
   assert.ok(!JSON.stringify(listed).includes(created.key));
   const shown = await admin(`/admin/keys/${created.id}`).then((r) => r.json());
   assert.equal(shown.key, undefined);
+  assert.equal(shown.sha256, undefined, "the API does not show the key's hash either");
+  assert.equal(created.sha256, undefined);
   assert.deepEqual(shown.tags, { team: "search" });
 
   // What KV holds: the record under the key's id, its hash, never the key.
@@ -410,6 +412,41 @@ test("the gateway's own budget caps every key together", async () => {
       }
     }
     assert.deepEqual(statuses, [200, 200, 429]);
+  } finally {
+    await capped.stop();
+  }
+});
+
+test("a call one ledger refuses holds nothing in the other: a rate-limited key cannot pin the gateway's budget", async () => {
+  const capped = await startGateway({
+    config: { ...config(mock, deadPort), budgets: [{ window: "day", limit_usd: 0.2 }] },
+    secrets,
+  });
+  try {
+    const limited = await call(capped, "/admin/keys", {
+      method: "POST",
+      key: ADMIN_TOKEN,
+      body: { name: "limited", rate_limits: { rpm: 1 } },
+    }).then((r) => r.json());
+    const ask = (key) =>
+      call(capped, "/v1/chat/completions", {
+        key,
+        body: { model: "priced", max_tokens: 16, messages: [{ role: "user", content: "Say hello" }] },
+      });
+    const first = await ask(limited.key);
+    await first.arrayBuffer();
+    assert.equal(first.status, 200);
+    // Twenty calls refused by the key's rate limit: each was also taken on by the gateway's
+    // ledger (asked at the same time), which must free it at once.
+    for (let i = 0; i < 20; i++) {
+      const res = await ask(limited.key);
+      assert.equal(res.status, 429);
+      assert.equal((await openaiError(res)).code, "rate_limit_exceeded");
+    }
+    // Had they kept their holds (~$0.06 each), the $0.20 budget would refuse this one.
+    const other = await ask(undefined);
+    await other.arrayBuffer();
+    assert.equal(other.status, 200);
   } finally {
     await capped.stop();
   }
