@@ -24,26 +24,7 @@ pub struct ModelInfo {
     pub json: bool,
 }
 
-impl Default for ModelInfo {
-    /// A model the catalog does not know: free, large, able; nothing is skipped for it.
-    fn default() -> Self {
-        Self {
-            input: 0.0,
-            cached_input: 0.0,
-            output: 0.0,
-            per_image: 0.0,
-            per_video_second: 0.0,
-            per_audio_minute: 0.0,
-            per_million_characters: 0.0,
-            context_window: u64::MAX,
-            max_output: 0,
-            vision: true,
-            tools: true,
-            json: true,
-        }
-    }
-}
-
+/// No price, no capability: what the constructors below start from.
 const NOTHING: ModelInfo = ModelInfo {
     input: 0.0,
     cached_input: 0.0,
@@ -58,6 +39,13 @@ const NOTHING: ModelInfo = ModelInfo {
     tools: false,
     json: false,
 };
+
+impl Default for ModelInfo {
+    /// A model the catalog does not know: free, large, able; nothing is skipped for it.
+    fn default() -> Self {
+        Self { context_window: u64::MAX, vision: true, tools: true, json: true, ..NOTHING }
+    }
+}
 
 const fn chat(
     input: f64,
