@@ -18,10 +18,15 @@ function config(mock, deadPort) {
   const base = testConfig(mock, deadPort);
   return {
     ...base,
+    // The priced models' own provider, with room for 200 calls at once on a slow machine.
+    providers: {
+      ...base.providers,
+      priced: { kind: "openai", base_url: `${mock.url}/v1`, api_key_secret: "UPSTREAM_KEY", timeout_ms: 30000 },
+    },
     models: [
       ...base.models,
-      { name: "priced", aliases: ["priced-alias"], targets: [{ provider: "upstream", model: "vendor-priced" }] },
-      { name: "priced-2", targets: [{ provider: "upstream", model: "vendor-priced-2" }] },
+      { name: "priced", aliases: ["priced-alias"], targets: [{ provider: "priced", model: "vendor-priced" }] },
+      { name: "priced-2", targets: [{ provider: "priced", model: "vendor-priced-2" }] },
       { name: "target-limited-only", targets: [{ provider: "upstream", model: "vendor-tl-only", rpm: 2 }] },
       {
         name: "target-limited",
@@ -353,7 +358,7 @@ test("usage is reported by model, provider and tag over a time range", async () 
   const byModel = await admin("/admin/usage?group_by=model").then((r) => r.json());
   assert.ok(byModel.data.find((g) => g.model === "vendor-priced").cost_usd > 0);
   const byProvider = await admin("/admin/usage?group_by=provider").then((r) => r.json());
-  assert.ok(byProvider.data.find((g) => g.provider === "upstream").requests >= 3);
+  assert.ok(byProvider.data.find((g) => g.provider === "priced").requests >= 3);
   // A range before any call holds nothing.
   const empty = await admin("/admin/usage?from=2020-01-01&to=2020-01-02").then((r) => r.json());
   assert.equal(empty.total.requests, 0);

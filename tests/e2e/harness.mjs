@@ -104,16 +104,27 @@ export async function startGateway({ config, secrets = {}, persistDir } = {}) {
 }
 
 /** fetch against the gateway with the test key, JSON in. */
-export function call(gateway, path, { method = "POST", body, key = GATEWAY_KEY, headers = {} } = {}) {
-  return fetch(`${gateway.url}${path}`, {
-    method,
-    headers: {
-      ...(key ? { authorization: `Bearer ${key}` } : {}),
-      ...(body !== undefined ? { "content-type": "application/json" } : {}),
-      ...headers,
-    },
-    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
-  });
+export async function call(gateway, path, { method = "POST", body, key = GATEWAY_KEY, headers = {} } = {}) {
+  const send = () =>
+    fetch(`${gateway.url}${path}`, {
+      method,
+      headers: {
+        ...(key ? { authorization: `Bearer ${key}` } : {}),
+        ...(body !== undefined ? { "content-type": "application/json" } : {}),
+        ...headers,
+      },
+      body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+    });
+  try {
+    return await send();
+  } catch (e) {
+    // A kept-alive connection the runtime closed just as the client reused it fails before the
+    // request is sent; undici retries that only for idempotent methods. Once, said aloud.
+    const code = e.cause?.code;
+    if (!["UND_ERR_SOCKET", "ECONNRESET", "EPIPE"].includes(code)) throw e;
+    console.error(`# call ${method} ${path}: connection closed under the request (${code}); sent again`);
+    return send();
+  }
 }
 
 /** Asserts an OpenAI-shaped error body and returns its `error` object. */
