@@ -16,19 +16,41 @@ use worker::{Date, Env, Method, Request, Response};
 
 pub const TOKEN_SECRET: &str = "ADMIN_TOKEN";
 
-fn authorize(req: &Request, env: &Env) -> Result<(), GatewayError> {
-    let Ok(expected) = env.secret(TOKEN_SECRET).map(|s| s.to_string()) else {
-        return Err(GatewayError::new(
-            403,
-            "permission_error",
-            "admin_disabled",
+/// The shortest admin token the admin API accepts: a shorter one turns the API off (it could
+/// be guessed), and `/health` says so.
+pub const MIN_TOKEN_LEN: usize = 32;
+
+/// The admin token, if the admin API is on; why not, if it is off.
+pub fn token(env: &Env) -> Result<String, GatewayError> {
+    let disabled = |why: &str| GatewayError::new(403, "permission_error", "admin_disabled", why.to_owned());
+    let Ok(token) = env.secret(TOKEN_SECRET).map(|s| s.to_string()) else {
+        return Err(disabled(
             "The admin API is disabled: set the ADMIN_TOKEN secret (wrangler secret put ADMIN_TOKEN).",
         ));
     };
+    if token.chars().count() < MIN_TOKEN_LEN {
+        return Err(disabled(SHORT_TOKEN));
+    }
+    Ok(token)
+}
+
+pub const SHORT_TOKEN: &str = "The admin API is disabled: ADMIN_TOKEN is shorter than 32 characters \
+    (make one with `openssl rand -hex 32`, then wrangler secret put ADMIN_TOKEN).";
+
+/// Whether the request carries the admin token (compared by hash, in constant time).
+pub fn is_admin(req: &Request, env: &Env) -> bool {
+    authorize(req, env).is_ok()
+}
+
+fn authorize(req: &Request, env: &Env) -> Result<(), GatewayError> {
+    let expected = token(env)?;
     let authorization = req.headers().get("authorization").ok().flatten();
     let presented = switchyard_core::auth::presented_key(authorization.as_deref(), None);
     let matches = presented.is_some_and(|p| {
-        switchyard_core::auth::sha256(p) == switchyard_core::auth::sha256(&expected) && !expected.is_empty()
+        switchyard_core::auth::constant_time_eq(
+            &switchyard_core::auth::sha256(p),
+            &switchyard_core::auth::sha256(&expected),
+        )
     });
     if matches {
         Ok(())
@@ -42,9 +64,12 @@ fn authorize(req: &Request, env: &Env) -> Result<(), GatewayError> {
     }
 }
 
-/// `GET /admin/health`
+/// `GET /admin/health`: every target's record; when the configuration is invalid, why.
 pub async fn health(req: &Request, env: &Env) -> Result<Response, GatewayError> {
     authorize(req, env)?;
+    if let Err(e) = crate::config::current(env) {
+        return Ok(http::health(Some(e), &[], true));
+    }
     let mut snapshot = provider_health::snapshot(env).await.map_err(|e| {
         GatewayError::new(503, "server_error", "health_unavailable", format!("The health record is unavailable: {e}"))
     })?;

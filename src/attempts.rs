@@ -6,7 +6,7 @@ use crate::metering::{self, Answered, Metered};
 use crate::{health_view, provider_health, upstream};
 use futures::future::Either;
 use std::future::Future;
-use switchyard_core::breaker::Admission;
+use switchyard_core::breaker::{Admission, BreakerPolicy};
 use switchyard_core::catalog::Needs;
 use switchyard_core::config::{Config, Model, Provider, ProviderKind, Target};
 use switchyard_core::health::{retry_after_until, Outcome, Report};
@@ -152,8 +152,9 @@ where
             }
         })
         .collect();
-    // Targets whose breaker is open or whose vendor asked for time are skipped, unless every
-    // target is out: then the one back first is tried rather than none.
+    // Targets whose breaker is open or whose vendor asked for time are skipped. When every
+    // target is out, nothing is sent: the half-open probe, once a cooldown ends, is the only
+    // call that goes, and the client is told when to come back.
     let plan: Vec<usize> = route::order(
         model.strategy,
         &candidates,
@@ -167,7 +168,21 @@ where
     .map(|k| eligible[k])
     .collect();
 
-    let mut tally = Tally { failures: Vec::new(), outcomes: Vec::new(), answer: None };
+    let mut tally = Tally { failures: Vec::new(), outcomes: Vec::new(), answer: None, back_at_ms: None };
+    if plan.is_empty() {
+        tally.back_at_ms = eligible
+            .iter()
+            .filter_map(|&i| match health_view::peek(&names[i], policy, now) {
+                Admission::Reject { until_ms } => Some(until_ms),
+                _ => None,
+            })
+            .min();
+    }
+    let gate = |i: usize| {
+        let name = &names[i];
+        let target = &model.targets[i];
+        async move { admit_target(env, name, target, policy, selection.tokens).await }
+    };
     let mut hedged = None;
     for (k, &i) in plan.iter().enumerate() {
         if hedged == Some(k) {
@@ -186,48 +201,18 @@ where
         }
         let started = Date::now().as_millis();
         let Some(budget) = attempt_budget(model, provider, deadline, started) else {
-            let error = GatewayError::new(
-                504,
-                "server_error",
-                "deadline_exceeded",
-                format!(
-                    "The model's deadline of {} ms passed before `{}` could be tried.",
-                    model.deadline_ms.unwrap_or(0),
-                    names[i]
-                ),
-            );
-            tally.failures.push((target, Failed::final_(error)));
+            tally.failures.push((target, Failed::final_(deadline_passed(model, &names[i]))));
             break;
         };
-        // When every target is out, the plan holds the one back first, and it is tried anyway.
-        let forced = matches!(health_view::peek(&names[i], policy, started), Admission::Reject { .. });
-        if !forced {
-            match health_view::admit(&names[i], policy, started) {
-                // Another request of this isolate took the half-open probe since the plan was made.
-                Admission::Reject { .. } => continue,
-                // A half-open breaker lets one probe through across every isolate and location:
-                // the shared record grants it (a call made only while a target is half-open).
-                Admission::Probe => {
-                    if let Ok(Admission::Reject { .. }) = provider_health::admit(env, &names[i], policy).await {
-                        continue;
-                    }
-                }
-                Admission::Allow => {}
-            }
-        }
-
-        // Once its health lets it be tried: a target at its vendor's own rate limit is skipped
-        // rather than sent a call it would refuse with a 429.
-        if !target.limits.is_empty() {
-            if let Err(wait_ms) = metering::take_target(env, &names[i], target.limits, selection.tokens).await {
-                tally.failures.push((target, at_limit(&names[i], wait_ms)));
-                continue;
-            }
+        if let Gate::Skip(skipped) = gate(i).await {
+            tally.skip(target, skipped);
+            continue;
         }
 
         // Hedging: when the first target has not answered after `hedge_after_ms`, the next one
-        // is started too; the first to answer wins, and the other is cancelled (its fetch
-        // aborted). A failure of either leaves the race to the other.
+        // is started too, if its health and limits let it be tried just as a first attempt
+        // would be; the first to answer wins, and the other is cancelled (its fetch aborted). A
+        // failure of either leaves the race to the other.
         let second = plan.get(1).copied().filter(|&j| k == 0 && j != i);
         if let (Some(hedge_ms), Some(j)) = (model.hedge_after_ms, second) {
             hedged = Some(1);
@@ -236,30 +221,41 @@ where
             let hedge = async {
                 worker::Delay::from(std::time::Duration::from_millis(hedge_ms)).await;
                 let started_b = Date::now().as_millis();
-                let budget_b = attempt_budget(model, provider_b, deadline, started_b).unwrap_or(Budget {
-                    started_ms: started_b,
-                    first_byte_ms: 1,
-                    total_until_ms: Some(started_b),
-                });
-                (started_b, attempt(provider_b, target_b, budget_b).await)
+                let Some(budget_b) = attempt_budget(model, provider_b, deadline, started_b) else {
+                    return Err(Skipped::default());
+                };
+                match gate(j).await {
+                    Gate::Go => Ok((started_b, attempt(provider_b, target_b, budget_b).await)),
+                    Gate::Skip(skipped) => Err(skipped),
+                }
             };
             futures::pin_mut!(first, hedge);
             let done = match futures::future::select(first, hedge).await {
                 Either::Left((a, hedge)) => {
                     if tally.settle(config, model, selection, &names, i, started, a) {
-                        let (started_b, b) = hedge.await;
-                        tally.settle(config, model, selection, &names, j, started_b, b)
+                        match hedge.await {
+                            Ok((started_b, b)) => tally.settle(config, model, selection, &names, j, started_b, b),
+                            Err(skipped) => {
+                                tally.skip(target_b, skipped);
+                                true
+                            }
+                        }
                     } else {
                         false
                     }
                 }
-                Either::Right(((started_b, b), first)) => {
+                Either::Right((Ok((started_b, b)), first)) => {
                     if tally.settle(config, model, selection, &names, j, started_b, b) {
                         let a = first.await;
                         tally.settle(config, model, selection, &names, i, started, a)
                     } else {
                         false
                     }
+                }
+                Either::Right((Err(skipped), first)) => {
+                    tally.skip(target_b, skipped);
+                    let a = first.await;
+                    tally.settle(config, model, selection, &names, i, started, a)
                 }
             };
             if !done {
@@ -273,7 +269,7 @@ where
             break;
         }
     }
-    let Tally { failures, outcomes, answer } = tally;
+    let Tally { failures, outcomes, answer, back_at_ms } = tally;
     health_view::record(policy, &outcomes);
     let report = Report { policy: policy.clone(), outcomes, completions: vec![] };
     match answer {
@@ -286,8 +282,61 @@ where
                 metered: answer.metered,
             }),
         },
-        None => Completed { response: failure_response(config, failures), report, answered: None },
+        None => Completed { response: failure_response(config, failures, back_at_ms), report, answered: None },
     }
+}
+
+/// How long the shared health record is waited for when it grants a half-open probe.
+const PROBE_ASK_MS: u64 = 2_000;
+
+/// Whether a target may be tried now.
+enum Gate {
+    Go,
+    Skip(Skipped),
+}
+
+/// Why a target was not tried: at its vendor's rate limit (a failure the client may see), or
+/// out of service until `back_at_ms` (its breaker open, its vendor's Retry-After, or its
+/// single half-open probe taken by another request).
+#[derive(Default)]
+struct Skipped {
+    failure: Option<Failed>,
+    back_at_ms: Option<u64>,
+}
+
+/// Asks everything a call to a target must pass, first attempt or hedge alike: this isolate's
+/// view of its breaker, the shared record for a half-open probe (one probe across every
+/// isolate and location), then the target's own rate limits (only once health lets it be
+/// tried, so a skipped target spends none of them).
+async fn admit_target(env: &Env, name: &str, target: &Target, policy: &BreakerPolicy, tokens: u64) -> Gate {
+    let now = Date::now().as_millis();
+    let out = |until_ms| Gate::Skip(Skipped { failure: None, back_at_ms: Some(until_ms) });
+    match health_view::admit(name, policy, now) {
+        Admission::Reject { until_ms } => return out(until_ms),
+        Admission::Probe => {
+            // A shared record that cannot answer in time leaves the probe to this isolate's view.
+            let shared = upstream::within(PROBE_ASK_MS, provider_health::admit(env, name, policy)).await;
+            if let Some(Ok(Admission::Reject { until_ms })) = shared {
+                return out(until_ms);
+            }
+        }
+        Admission::Allow => {}
+    }
+    if !target.limits.is_empty() {
+        if let Err(wait_ms) = metering::take_target(env, name, target.limits, tokens).await {
+            return Gate::Skip(Skipped { failure: Some(at_limit(name, wait_ms)), back_at_ms: None });
+        }
+    }
+    Gate::Go
+}
+
+fn deadline_passed(model: &Model, name: &str) -> GatewayError {
+    GatewayError::new(
+        504,
+        "server_error",
+        "deadline_exceeded",
+        format!("The model's deadline of {} ms passed before `{name}` could be tried.", model.deadline_ms.unwrap_or(0)),
+    )
 }
 
 /// The failure recorded for a target skipped at its vendor's rate limit.
@@ -310,22 +359,29 @@ fn at_limit(name: &str, wait_ms: u64) -> Failed {
 /// The vendor key of `provider`, from its secret.
 pub fn vendor_key(provider: &Provider, env: &Env) -> Result<Option<String>, Failed> {
     match &provider.api_key_secret {
-        Some(secret) => env
-            .secret(secret)
-            .map(|s| Some(s.to_string()))
-            .map_err(|_| Failed::retryable(GatewayError::provider_key_missing(&provider.name, secret))),
+        Some(secret) => env.secret(secret).map(|s| Some(s.to_string())).map_err(|_| {
+            worker::console_error!(
+                "provider {}: the secret {secret} is not set (wrangler secret put {secret})",
+                provider.name
+            );
+            Failed::retryable(GatewayError::provider_key_missing(&provider.name))
+        }),
         None => Ok(None),
     }
 }
 
 /// Sends `outbound` to the vendor: its successful response, or the failure in the client's
-/// terms (the vendor's error translated, its key never repeated).
+/// terms (the vendor's error translated, its key never repeated). A redirect is a failed
+/// attempt, never followed. An error body is read up to `ERROR_BODY_CAP` and only while the
+/// attempt has time left: a vendor that trickles its error page cannot hold the client past
+/// the attempt's deadline, nor keep the fallback target from its turn.
 pub async fn call_vendor(
     provider: &Provider,
     outbound: &OutboundRequest,
     key: Option<&str>,
-    timeout_ms: u64,
+    budget: Budget,
 ) -> Result<Response, Failed> {
+    let timeout_ms = budget.first_byte_ms;
     let mut response = upstream::send(outbound, timeout_ms).await.map_err(|failure| match failure {
         upstream::Failure::Unreachable(cause) => {
             Failed::retryable(GatewayError::upstream_unreachable(&provider.name, cause))
@@ -336,18 +392,40 @@ pub async fn call_vendor(
     if (200..300).contains(&status) {
         return Ok(response);
     }
+    if (300..400).contains(&status) {
+        upstream::discard(response);
+        let error = GatewayError::new(
+            502,
+            "server_error",
+            "upstream_redirect",
+            format!(
+                "Provider `{}` answered with a redirect (HTTP {status}); vendor redirects are not followed.",
+                provider.name
+            ),
+        );
+        return Err(Failed { vendor_status: Some(status), ..Failed::retryable(error) });
+    }
     let retry_after = response.headers().get("retry-after").ok().flatten();
     let retry_after_ms = response.headers().get("retry-after-ms").ok().flatten();
-    let retry_after_until_ms =
-        retry_after_until(retry_after.as_deref(), retry_after_ms.as_deref(), Date::now().as_millis());
-    let body = response.bytes().await.unwrap_or_default();
+    let now = Date::now().as_millis();
+    let retry_after_until_ms = retry_after_until(retry_after.as_deref(), retry_after_ms.as_deref(), now);
+    let until = budget.total_until_ms.unwrap_or(u64::MAX).min(budget.started_ms.saturating_add(timeout_ms));
+    let body = upstream::read_capped(&mut response, upstream::ERROR_BODY_CAP, until.saturating_sub(now)).await;
+    let error = providers::vendor_error(provider, status, &body, key);
     Err(Failed {
-        error: Box::new(providers::vendor_error(provider, status, &body, key)),
-        retryable: is_retryable_status(status),
+        retryable: vendor_fault(status, &error),
+        error: Box::new(error),
         retry_after,
         retry_after_until_ms,
         vendor_status: Some(status),
     })
+}
+
+/// Whether a vendor's error answer is the vendor's trouble (another target may succeed, and
+/// the target's health counts it): 408, 429 and 5xx, and a rejection of the gateway's own
+/// vendor key, which is the operator's configuration problem and never the client's.
+fn vendor_fault(status: u16, error: &GatewayError) -> bool {
+    is_retryable_status(status) || matches!(status, 401 | 403) || error.code.as_deref() == Some("upstream_auth_failed")
 }
 
 fn outcome(target: &str, result: &Result<Answer, Failed>, started: u64) -> Outcome {
@@ -379,9 +457,20 @@ struct Tally<'c> {
     failures: Vec<(&'c Target, Failed)>,
     outcomes: Vec<Outcome>,
     answer: Option<(Answer, &'c Target)>,
+    /// The soonest a skipped target is back in service, for the client's Retry-After.
+    back_at_ms: Option<u64>,
 }
 
 impl<'c> Tally<'c> {
+    fn skip(&mut self, target: &'c Target, skipped: Skipped) {
+        if let Some(failure) = skipped.failure {
+            self.failures.push((target, failure));
+        }
+        if let Some(at) = skipped.back_at_ms {
+            self.back_at_ms = Some(self.back_at_ms.map_or(at, |known| known.min(at)));
+        }
+    }
+
     /// Takes in the result of the attempt at target `i`; whether to go on to the next target.
     #[allow(clippy::too_many_arguments)]
     fn settle(
@@ -508,16 +597,20 @@ fn annotate(
 
 /// Every attempt failed: a single attempt's error is the client's answer as it is; several
 /// become one 503 that names each attempt.
-fn failure_response(config: &Config, mut failures: Vec<(&Target, Failed)>) -> Response {
+fn failure_response(config: &Config, mut failures: Vec<(&Target, Failed)>, back_at_ms: Option<u64>) -> Response {
     let attempts = failures.len().to_string();
     let (error, retry_after) = if failures.is_empty() {
+        let wait_s = back_at_ms.map_or(1, |at| at.saturating_sub(Date::now().as_millis()).div_ceil(1000).max(1));
         let error = GatewayError::new(
             503,
             "server_error",
             "no_target_available",
-            "Every target of this model is out of service (open circuit breaker); try again shortly.",
+            format!(
+                "Every target of this model is out of service (open circuit breaker, or its vendor asked for time); \
+                 try again in {wait_s} s."
+            ),
         );
-        (error, Some("1".to_owned()))
+        (error, Some(wait_s.to_string()))
     } else if failures.len() == 1 {
         let (_, only) = failures.remove(0);
         (*only.error, only.retry_after)

@@ -39,32 +39,35 @@ pub async fn complete(
     asked.extend(request.models.iter().flatten().map(String::as_str));
     let model = with_fallbacks.as_ref().unwrap_or(model);
     let needs = request.needs();
-    let admission = metering::admit(env, config, key, &asked, estimate(config, model, &needs, body.len())).await?;
+    config.check_priced(!key.policy.budgets.is_empty(), model)?;
+    let admission =
+        metering::admit(env, config, key, &asked, estimate(config, model, &request, &needs, body.len())).await?;
     let tier = (model.strategy == Strategy::Cascade)
         .then(|| route::classify(&needs, request.reasoning_effort.as_deref(), tier_hint, model.max_simple_tokens));
     let selection = Selection { needs: Some(needs), tier, tokens: needs.prompt_tokens + needs.max_output };
     let request = &request;
     let completed = attempts::run(config, env, model, &selection, |provider, target, budget| {
-        attempt(provider, target, request, env, strict, budget, config.model_info(&target.model))
+        attempt(provider, target, model, request, env, strict, budget, config.model_info(&target.model))
     })
     .await;
     Ok((completed, admission))
 }
 
-/// The most a chat can cost: its prompt at the input price plus the most output it can get at
-/// the output price, at the dearest of the model's targets. The prompt is taken at a token per
-/// four bytes of the whole request (its text at four characters a token, if more), which is
-/// above what vendors count for text, so that a cap holds against the estimate's error; images
-/// and tool definitions can count for more than their bytes, and are covered only as far as
-/// the rest of the estimate's margin goes.
-fn estimate(config: &Config, model: &Model, needs: &Needs, body_bytes: usize) -> Estimate {
+/// The most a chat can cost: its prompt at the input price plus the most output the vendor
+/// request lets it get (every choice, and the thinking a translation adds: see
+/// `providers::output_bound`) at the output price, at the dearest of the model's targets. The
+/// prompt is taken at a token per four bytes of the whole request (its text at four
+/// characters a token, if more), which is above what vendors count for text, so that a cap
+/// holds against the estimate's error; images and tool definitions can count for more than
+/// their bytes, and are covered only as far as the rest of the estimate's margin goes.
+fn estimate(config: &Config, model: &Model, request: &ChatRequest, needs: &Needs, body_bytes: usize) -> Estimate {
     let prompt_tokens = needs.prompt_tokens.max((body_bytes as u64).div_ceil(4));
     let amount_usd = model
         .targets
         .iter()
         .map(|t| {
             let info = config.model_info(&t.model);
-            info.max_cost(prompt_tokens, info.output_limit(needs))
+            info.max_cost(prompt_tokens, providers::output_bound(config.provider(t), &t.model, request, &info, needs))
         })
         .fold(0.0, f64::max);
     Estimate { amount_usd, tokens: needs.prompt_tokens + needs.max_output }
@@ -88,9 +91,11 @@ fn client_fallbacks(config: &Config, first: &Model, list: &[String]) -> Result<M
     Ok(model)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     provider: &Provider,
     target: &Target,
+    model: &Model,
     request: &ChatRequest,
     env: &Env,
     strict: bool,
@@ -101,9 +106,15 @@ async fn attempt(
         return Ok(mock_answer(request, &target.model));
     }
     let key = vendor_key(provider, env)?;
-    let prepared =
+    let withheld = request.withheld(&model.allow_params, provider.forward_store, strict).map_err(Failed::final_)?;
+    let (request, withheld) = match &withheld {
+        Some((request, names)) => (request, names.as_slice()),
+        None => (request, &[][..]),
+    };
+    let mut prepared =
         providers::prepare_chat(provider, &target.model, request, key.as_deref(), strict).map_err(Failed::final_)?;
-    let mut response = call_vendor(provider, &prepared.outbound, key.as_deref(), budget.first_byte_ms).await?;
+    prepared.report.dropped.splice(0..0, withheld.iter().cloned());
+    let mut response = call_vendor(provider, &prepared.outbound, key.as_deref(), budget).await?;
     let created = Date::now().as_millis() / 1000;
     let name = format!("{}/{}", provider.name, target.model);
     let answer = if prepared.plan.stream {
@@ -161,8 +172,11 @@ async fn translate_stream(
     let mut pump = Pump { upstream, translator, name, started_ms: budget.started_ms, meter: Some(meter), info };
     let mut first = Vec::new();
     let mut ended = false;
+    // One timer for the first event, however many bytes arrive before it (keep-alive comments
+    // or an unterminated line must not restart it).
+    let first_until_ms = Date::now().as_millis().saturating_add(timeout_ms);
     while first.is_empty() && !ended {
-        match upstream::within(timeout_ms, pump.upstream.next()).await {
+        match upstream::within(remaining_ms(Some(first_until_ms)), pump.upstream.next()).await {
             None => return Err(Failed::retryable(GatewayError::upstream_timeout(&provider.name, timeout_ms))),
             Some(Some(Ok(bytes))) => {
                 pump.translator.push(&bytes, &mut first);

@@ -19,6 +19,7 @@ pub async fn complete(
 ) -> Result<(Completed, Admission), Rejection> {
     let request = EmbeddingRequest::parse(body)?;
     let model = config.model(&request.model).ok_or_else(|| GatewayError::model_not_found(&request.model))?;
+    config.check_priced(!key.policy.budgets.is_empty(), model)?;
     // The input, at four characters a token, at the dearest target's input price.
     let tokens = request.input_chars() as u64 / 4 + 1;
     let amount_usd = model.targets.iter().map(|t| config.model_info(&t.model).max_cost(tokens, 0)).fold(0.0, f64::max);
@@ -43,7 +44,7 @@ async fn attempt(
     let key = vendor_key(provider, env)?;
     let outbound =
         providers::prepare_embeddings(provider, &target.model, request, key.as_deref()).map_err(Failed::final_)?;
-    let mut response = call_vendor(provider, &outbound, key.as_deref(), budget.first_byte_ms).await?;
+    let mut response = call_vendor(provider, &outbound, key.as_deref(), budget).await?;
     let content_type = response.headers().get("content-type").ok().flatten();
     let body = read_answer(provider, &format!("{}/{}", provider.name, target.model), &mut response, budget).await?;
     if matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure) {

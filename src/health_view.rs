@@ -12,12 +12,16 @@ use worker::Env;
 
 /// How old the copy may grow before a refresh is started.
 const FRESH_MS: u64 = 2_000;
+/// How long a refresh may take before it is given up (and another may be claimed): a snapshot
+/// that never comes must not freeze this isolate's view.
+const REFRESH_TIMEOUT_MS: u64 = 5_000;
 
 #[derive(Default)]
 struct View {
     targets: HashMap<String, TargetHealth>,
     fetched_at_ms: u64,
-    refreshing: bool,
+    /// When the refresh under way was claimed, if one is.
+    refreshing_since_ms: Option<u64>,
     /// Completions not yet sent to the Durable Object: they go with the next report.
     completions: Vec<Completion>,
 }
@@ -79,25 +83,40 @@ pub fn take_completions() -> Vec<Completion> {
 }
 
 /// Whether the copy is older than it may be, and no refresh is under way (which this claims).
+/// A claim older than `REFRESH_TIMEOUT_MS` is taken as abandoned.
 pub fn claim_refresh(now_ms: u64) -> bool {
     VIEW.with(|v| {
         let mut view = v.borrow_mut();
-        if view.refreshing || now_ms.saturating_sub(view.fetched_at_ms) < FRESH_MS {
+        let under_way = view.refreshing_since_ms.is_some_and(|at| now_ms.saturating_sub(at) < REFRESH_TIMEOUT_MS);
+        if under_way || now_ms.saturating_sub(view.fetched_at_ms) < FRESH_MS {
             return false;
         }
-        view.refreshing = true;
+        view.refreshing_since_ms = Some(now_ms);
         true
     })
 }
 
+/// Frees the refresh claim however the refresh ends: done, failed, timed out, or dropped
+/// unfinished (the runtime may cancel work left after a response).
+struct Claim;
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        VIEW.with(|v| v.borrow_mut().refreshing_since_ms = None);
+    }
+}
+
 /// Replaces the copy with the Durable Object's records, keeping a local record that is newer
-/// than the shared one (an outcome the object has not folded in yet).
+/// than the shared one (an outcome the object has not folded in yet). Given up after
+/// `REFRESH_TIMEOUT_MS`: the copy then stays as it was, and the next response tries again.
 pub async fn refresh(env: &Env) {
-    let fetched = provider_health::snapshot_records(env).await;
+    let _claim = Claim;
+    let fetched = crate::upstream::within(REFRESH_TIMEOUT_MS, provider_health::snapshot_records(env))
+        .await
+        .unwrap_or_else(|| Err(worker::Error::RustError(format!("no snapshot within {REFRESH_TIMEOUT_MS} ms"))));
     let now_ms = worker::Date::now().as_millis();
     VIEW.with(|v| {
         let mut view = v.borrow_mut();
-        view.refreshing = false;
         let records = match fetched {
             Ok(records) => records,
             Err(e) => {

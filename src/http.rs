@@ -14,6 +14,16 @@ const EXPOSED: &str = "x-request-id, x-switchyard-provider, x-switchyard-model, 
     x-switchyard-budget-reset, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, \
     x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens, retry-after";
 
+/// Request headers a browser client may send: the OpenAI and Anthropic SDKs' own (the
+/// Anthropic SDK in a browser sends `anthropic-dangerous-direct-browser-access`), and the
+/// gateway's.
+const ALLOWED_HEADERS: &str = "authorization, content-type, accept, x-api-key, x-stainless-os, x-stainless-lang, \
+    x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, x-stainless-arch, \
+    x-stainless-retry-count, x-stainless-timeout, x-stainless-helper-method, x-stainless-poll-helper, \
+    x-stainless-async, openai-organization, openai-project, openai-beta, idempotency-key, anthropic-version, \
+    anthropic-beta, anthropic-dangerous-direct-browser-access, x-goog-api-key, x-goog-api-client, traceparent, \
+    tracestate, x-switchyard-strict, x-switchyard-tier, x-switchyard-cache-ttl, cache-control";
+
 /// A header value meaning yes: `1`, `true`, `yes`, `on`.
 pub fn truthy(value: &str) -> bool {
     matches!(value.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
@@ -97,22 +107,57 @@ pub fn preflight(allowed: &str) -> Response {
     let headers = Headers::new();
     set(&headers, "allow", allowed);
     set(&headers, "access-control-allow-methods", allowed);
-    set(
-        &headers,
-        "access-control-allow-headers",
-        "authorization, content-type, x-api-key, x-stainless-os, x-stainless-lang, x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, x-stainless-arch, x-stainless-retry-count, x-stainless-timeout, openai-organization, openai-project, anthropic-version, anthropic-beta, x-switchyard-strict, x-switchyard-tier",
-    );
+    set(&headers, "access-control-allow-headers", ALLOWED_HEADERS);
     set(&headers, "access-control-max-age", "86400");
     ResponseBuilder::new().with_status(204).with_headers(headers).empty()
 }
 
-/// `GET /health`: 200 while the gateway can serve, 503 with the reason when its configuration
-/// is invalid.
-pub fn health(config_error: Option<ConfigError>) -> Response {
-    match config_error {
-        None => json(200, &serde_json::json!({"status": "ok"})),
-        Some(e) => json(503, &serde_json::json!({"status": "error", "config": e.to_string()})),
+/// `GET /health`: 200 while the gateway can serve, 503 when its configuration is invalid. The
+/// public answer says only that, with an error id the operator finds in the worker's log; the
+/// reason itself is shown only with the admin token (`detail`), since a configuration's
+/// problem can name its providers, hosts and secrets. `warnings` are for the operator too, but
+/// reveal nothing (the admin API being off for a short token).
+pub fn health(config_error: Option<ConfigError>, warnings: &[&str], detail: bool) -> Response {
+    let mut body = serde_json::Map::new();
+    let status = match &config_error {
+        None => {
+            body.insert("status".into(), "ok".into());
+            200
+        }
+        Some(e) => {
+            body.insert("status".into(), "error".into());
+            body.insert("error_id".into(), config_error_id(e).into());
+            if detail {
+                body.insert("config".into(), e.to_string().into());
+            }
+            503
+        }
+    };
+    if !warnings.is_empty() {
+        body.insert("warnings".into(), warnings.iter().map(|w| serde_json::Value::from(*w)).collect());
     }
+    json(status, &body)
+}
+
+/// A configuration problem's id: the same problem, the same id, in the answer and in the log.
+pub fn config_error_id(error: &ConfigError) -> String {
+    let digest = switchyard_core::auth::sha256(&error.to_string());
+    format!("cfg_{}", &switchyard_core::keys::hex(&digest)[..12])
+}
+
+/// What a client is told when the configuration is invalid: that it is, and its id; never the
+/// reason (see `health`).
+pub fn config_invalid(error: &ConfigError) -> GatewayError {
+    let id = config_error_id(error);
+    worker::console_error!("switchyard: invalid configuration ({id}): {error}");
+    GatewayError::new(
+        500,
+        "server_error",
+        "config_invalid",
+        format!(
+            "The gateway's configuration is invalid (error id {id}); its operator finds the reason at /admin/health."
+        ),
+    )
 }
 
 /// Headers every response carries, whatever produced it.

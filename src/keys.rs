@@ -21,7 +21,10 @@ pub async fn authenticate(env: &Env, config: &Config, presented: Option<&str>) -
     let key = presented.ok_or_else(|| GatewayError::invalid_api_key(false))?;
     let hash = auth::sha256(key);
     if let Some(known) = auth::configured(config, &hash) {
-        return Ok(KeyRecord::from_config(&known.name, &known.sha256, &known.policy));
+        // An expired key is refused on every endpoint, `/v1/models` too.
+        let record = KeyRecord::from_config(&known.name, &known.sha256, &known.policy);
+        record.check(config, &[], Date::now().as_millis())?;
+        return Ok(record);
     }
     let record = load(env, &keys::id_of(&hash)).await?.ok_or_else(|| GatewayError::invalid_api_key(true))?;
     if !auth::constant_time_eq(record.sha256.as_bytes(), keys::hex(&hash).as_bytes()) {

@@ -55,13 +55,17 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, R
     };
     match endpoint {
         Endpoint::Preflight => return Ok(http::preflight(endpoint::allowed_methods(&path))),
-        Endpoint::Health => return Ok(http::health(config::current(env).err())),
+        Endpoint::Health => {
+            let short_token = matches!(admin::token(env), Err(e) if e.message == admin::SHORT_TOKEN);
+            let warnings: &[&str] = if short_token { &[admin::SHORT_TOKEN] } else { &[] };
+            return Ok(http::health(config::current(env).err(), warnings, admin::is_admin(&req, env)));
+        }
+        Endpoint::AdminHealth => return Ok(admin::health(&req, env).await?),
         _ => {}
     }
 
-    let config = config::current(env).map_err(GatewayError::config_invalid)?;
+    let config = config::current(env).map_err(|e| http::config_invalid(&e))?;
     match &endpoint {
-        Endpoint::AdminHealth => return Ok(admin::health(&req, env).await?),
         Endpoint::AdminKeys => return Ok(admin::keys(req, env, &config, None).await?),
         Endpoint::AdminKey(id) => return Ok(admin::keys(req, env, &config, Some(id)).await?),
         Endpoint::AdminUsage => return Ok(admin::usage(&req, env).await?),

@@ -1,11 +1,21 @@
 //! Outbound calls to vendors, with a deadline: the runtime's `fetch` has none, so the call races
-//! a timer and is aborted when the timer wins.
+//! a timer and is aborted when the timer wins. Redirects are never followed: a vendor key sent
+//! in `x-api-key` or `x-goog-api-key` would go along to wherever the redirect points (the Fetch
+//! standard strips only `Authorization` across origins).
 
 use futures::future::{select, Either};
+use futures::StreamExt;
 use std::time::Duration;
 use switchyard_core::providers::OutboundRequest;
 use worker::js_sys::Uint8Array;
-use worker::{AbortController, AbortSignal, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{
+    AbortController, AbortSignal, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
+    ResponseBody,
+};
+
+/// The most of a vendor's error body the gateway reads: enough for any vendor's error object,
+/// little enough that an HTML page or an endless body costs nothing.
+pub const ERROR_BODY_CAP: usize = 64 * 1024;
 
 /// Why a vendor gave no answer at all.
 #[derive(Debug)]
@@ -56,6 +66,7 @@ fn build(outbound: &OutboundRequest) -> worker::Result<Request> {
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual)
         .with_body(Some(Uint8Array::from(outbound.body.as_slice()).into()));
     Request::new_with_init(&outbound.url, &init)
 }
@@ -67,5 +78,39 @@ pub async fn within<F: std::future::Future>(timeout_ms: u64, future: F) -> Optio
     match select(future, timer).await {
         Either::Left((output, _)) => Some(output),
         Either::Right(_) => None,
+    }
+}
+
+/// At most `cap` bytes of a body, read for at most `timeout_ms`; the rest is not waited for,
+/// and the body is cancelled (dropping the reader cancels the vendor's stream), so that a body
+/// that trickles in or never ends holds neither the client nor a connection.
+pub async fn read_capped(response: &mut Response, cap: usize, timeout_ms: u64) -> Vec<u8> {
+    let mut stream = match response.body() {
+        ResponseBody::Body(bytes) => return bytes[..bytes.len().min(cap)].to_vec(),
+        ResponseBody::Empty => return Vec::new(),
+        ResponseBody::Stream(_) => match response.stream() {
+            Ok(stream) => stream,
+            Err(_) => return Vec::new(),
+        },
+    };
+    let mut body = Vec::new();
+    let read = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            let room = cap - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= cap {
+                break;
+            }
+        }
+    };
+    within(timeout_ms.max(1), read).await;
+    body
+}
+
+/// Lets go of a vendor's body that will not be read: its stream is cancelled now rather than
+/// when the runtime collects it, so the connection is freed at once.
+pub fn discard(response: Response) {
+    if let ResponseBody::Stream(stream) = response.body() {
+        let _ = stream.cancel();
     }
 }

@@ -158,6 +158,22 @@ pub struct Needs {
 }
 
 impl ModelInfo {
+    /// The first price that is negative or not a finite number, by its field's name.
+    pub fn invalid_price(&self) -> Option<&'static str> {
+        [
+            ("input", self.input),
+            ("cached_input", self.cached_input),
+            ("output", self.output),
+            ("per_image", self.per_image),
+            ("per_video_second", self.per_video_second),
+            ("per_audio_minute", self.per_audio_minute),
+            ("per_million_characters", self.per_million_characters),
+        ]
+        .into_iter()
+        .find(|(_, price)| !price.is_finite() || *price < 0.0)
+        .map(|(field, _)| field)
+    }
+
     /// The first need this model cannot meet, named for the client.
     pub fn unmet(&self, needs: &Needs) -> Option<&'static str> {
         if needs.vision && !self.vision {

@@ -123,6 +123,11 @@ impl RawBody {
     }
 }
 
+/// Parameters that change what a vendor bills beyond the tokens the catalog prices (a faster
+/// tier, web searches, audio, predicted outputs): sent only to models whose configuration
+/// allows them (`allow_params`).
+pub const BILLED_PARAMS: &[&str] = &["service_tier", "web_search_options", "audio", "modalities", "prediction"];
+
 /// Top-level parameters `ChatRequest` models; any other is kept in `extra`.
 const MODELLED: &[&str] = &[
     "model",
@@ -457,6 +462,51 @@ impl ChatRequest {
         }
         needs.prompt_tokens = chars.div_ceil(4) as u64;
         needs
+    }
+
+    /// The request as one target may receive it: without the billed parameters its model does
+    /// not allow, and without `store` unless its provider forwards it (a client must not write
+    /// prompts into the operator's vendor logs by default). `None` when nothing is withheld
+    /// (the common case: no copy); else the request rebuilt and the names withheld, which are
+    /// dropped and reported, or refused in strict mode.
+    pub fn withheld(
+        &self,
+        allow: &[String],
+        forward_store: bool,
+        strict: bool,
+    ) -> Result<Option<(ChatRequest, Vec<String>)>, GatewayError> {
+        let withheld: Vec<String> = self
+            .extra
+            .keys()
+            .filter(|name| {
+                (name.as_str() == "store" && !forward_store)
+                    || (BILLED_PARAMS.contains(&name.as_str()) && !allow.iter().any(|a| a == *name))
+            })
+            .cloned()
+            .collect();
+        let Some(first) = withheld.first() else {
+            return Ok(None);
+        };
+        if strict {
+            return Err(GatewayError::new(
+                400,
+                "invalid_request_error",
+                "unsupported_parameter",
+                format!(
+                    "The parameter '{first}' is not enabled for the model `{}` on this gateway (strict mode); remove it.",
+                    self.model
+                ),
+            )
+            .with_param(first.clone()));
+        }
+        let Ok(Value::Object(mut members)) = serde_json::from_slice::<Value>(&self.raw.bytes) else {
+            return Ok(None);
+        };
+        for name in &withheld {
+            members.remove(name);
+        }
+        let bytes = serde_json::to_vec(&members).map_err(|e| GatewayError::invalid_json(e))?;
+        Ok(Some((ChatRequest::parse(bytes)?, withheld)))
     }
 
     pub fn is_stream(&self) -> bool {
@@ -819,5 +869,30 @@ mod tests {
             assert_eq!(e.param.as_deref(), Some(param), "{body}");
             assert_eq!(e.status, 400);
         }
+    }
+
+    #[test]
+    fn billed_parameters_and_store_are_withheld_unless_allowed() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"service_tier":"priority","store":true,"audio":{"voice":"alloy"},"logit_bias":{"1":2}}"#;
+        let request = ChatRequest::parse(&body[..]).unwrap();
+        let (kept, names) = request.withheld(&[], false, false).unwrap().unwrap();
+        let mut names = names;
+        names.sort();
+        assert_eq!(names, ["audio", "service_tier", "store"]);
+        let sent: Value = serde_json::from_slice(&kept.raw.bytes).unwrap();
+        assert_eq!(
+            sent,
+            serde_json::json!({"model":"m","messages":[{"role":"user","content":"hi"}],"logit_bias":{"1":2}})
+        );
+        assert_eq!(
+            kept.raw.with_model("vendor")[..],
+            br#"{"logit_bias":{"1":2},"messages":[{"content":"hi","role":"user"}],"model":"vendor"}"#[..]
+        );
+        // Allowed by the model, forwarded by the provider: nothing is withheld, nothing copied.
+        let allow = ["service_tier".to_owned(), "audio".to_owned()];
+        assert!(request.withheld(&allow, true, false).unwrap().is_none());
+        // Strict mode refuses instead.
+        let e = request.withheld(&allow, false, true).unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("store")));
     }
 }

@@ -75,6 +75,9 @@ pub struct Provider {
     /// OpenAI-format vendors: ask for usage in every stream (`stream_options.include_usage`),
     /// so that streamed calls are priced too. On by default; off for a vendor that refuses it.
     pub stream_usage: bool,
+    /// Pass the client's `store` on to this vendor. Off by default: a client must not be able
+    /// to write its prompts into the operator's vendor account logs unless the operator says so.
+    pub forward_store: bool,
 }
 
 /// One place a model can be served from: a provider and the vendor's name for the model.
@@ -117,6 +120,24 @@ pub struct Model {
     /// and time for the whole answer (streamed or translated).
     pub first_byte_timeout_ms: Option<u64>,
     pub total_timeout_ms: Option<u64>,
+    /// Parameters billed beyond tokens (`crate::chat::BILLED_PARAMS`) that this model's
+    /// targets may be sent; the others are withheld.
+    pub allow_params: Vec<String>,
+}
+
+/// What happens to a call whose model the catalog does not price when a budget applies to
+/// it (`pricing.unpriced`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unpriced {
+    /// A budget of the configuration (the gateway's, or a listed key's) that covers an
+    /// unpriced model is a configuration error; calls of admin-made keys with budgets to such
+    /// a model are refused.
+    #[default]
+    Error,
+    /// The configuration is accepted; every call to an unpriced model under a budget is
+    /// refused with a 400.
+    Refuse,
 }
 
 /// A gateway key, known by the SHA-256 of its text, and what it may do.
@@ -152,6 +173,7 @@ pub struct Config {
     pub health: HealthConfig,
     /// Catalog entries that replace or add to the embedded catalog, by vendor model name.
     pub catalog: BTreeMap<String, crate::catalog::ModelInfo>,
+    pub unpriced: Unpriced,
     by_name: HashMap<String, usize>,
 }
 
@@ -174,6 +196,15 @@ struct Document {
     health: HealthConfig,
     #[serde(default)]
     catalog: BTreeMap<String, crate::catalog::ModelInfo>,
+    #[serde(default)]
+    pricing: PricingDoc,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PricingDoc {
+    #[serde(default)]
+    unpriced: Unpriced,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +223,8 @@ struct ProviderDoc {
     api_version: Option<String>,
     #[serde(default)]
     stream_usage: Option<bool>,
+    #[serde(default)]
+    forward_store: bool,
 }
 
 #[derive(Deserialize)]
@@ -221,6 +254,8 @@ struct ModelDoc {
     first_byte_timeout_ms: Option<u64>,
     #[serde(default)]
     total_timeout_ms: Option<u64>,
+    #[serde(default)]
+    allow_params: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -290,12 +325,8 @@ impl Config {
                 (_, None) => return Err(ConfigError::at(format!("{path}.base_url"), "required for this kind")),
             };
             if let Some(secret) = &p.api_key_secret {
-                if !is_secret_name(secret) {
-                    return Err(ConfigError::at(
-                        format!("{path}.api_key_secret"),
-                        "the name of a Workers secret: letters, digits and '_'",
-                    ));
-                }
+                check_secret_name(secret)
+                    .map_err(|reason| ConfigError::at(format!("{path}.api_key_secret"), reason))?;
             }
             let mut headers = Vec::with_capacity(p.headers.len());
             for (header, value) in p.headers {
@@ -340,6 +371,7 @@ impl Config {
                 timeout_ms,
                 api_version,
                 stream_usage: p.stream_usage.unwrap_or(true),
+                forward_store: p.forward_store,
             });
         }
 
@@ -400,6 +432,14 @@ impl Config {
                     return Err(ConfigError::at(format!("{path}.{field}"), "must be at least 1"));
                 }
             }
+            for (j, param) in m.allow_params.iter().enumerate() {
+                if !crate::chat::BILLED_PARAMS.contains(&param.as_str()) {
+                    return Err(ConfigError::at(
+                        format!("{path}.allow_params[{j}]"),
+                        format!("one of {}", crate::chat::BILLED_PARAMS.join(", ")),
+                    ));
+                }
+            }
             let max_attempts = m.max_attempts.unwrap_or(targets.len());
             if !(1..=16).contains(&max_attempts) {
                 return Err(ConfigError::at(format!("{path}.max_attempts"), "between 1 and 16"));
@@ -418,6 +458,7 @@ impl Config {
                 slow_ms: m.slow_ms,
                 first_byte_timeout_ms: m.first_byte_timeout_ms,
                 total_timeout_ms: m.total_timeout_ms,
+                allow_params: m.allow_params,
             });
         }
 
@@ -479,7 +520,16 @@ impl Config {
             return Err(ConfigError::at(format!("health.breaker.{field}"), reason));
         }
 
-        Ok(Config {
+        for (name, info) in &doc.catalog {
+            if let Some(field) = info.invalid_price() {
+                return Err(ConfigError::at(
+                    format!("catalog.{name}.{field}"),
+                    "a price is a finite number, 0 or more",
+                ));
+            }
+        }
+
+        let config = Config {
             providers,
             models,
             keys,
@@ -487,7 +537,81 @@ impl Config {
             limits: Limits { max_body_bytes },
             health: doc.health,
             catalog: doc.catalog,
+            unpriced: doc.pricing.unpriced,
             by_name,
+        };
+        if config.unpriced == Unpriced::Error {
+            config.check_budgets_priced()?;
+        }
+        Ok(config)
+    }
+
+    /// A model under a budget must have a price: else its calls would be free to the budget.
+    fn check_budgets_priced(&self) -> Result<(), ConfigError> {
+        let fix = "add a `catalog` entry with its prices (0 to make it free on purpose), or set `pricing.unpriced` to \"refuse\"";
+        if !self.budgets.is_empty() {
+            for (i, model) in self.models.iter().enumerate() {
+                if let Some(target) = self.unpriced_target(model) {
+                    return Err(ConfigError::at(
+                        format!("models[{i}].targets"),
+                        format!(
+                            "the gateway's budgets cover this model, but the catalog has no price for `{}`: {fix}",
+                            target.model
+                        ),
+                    ));
+                }
+            }
+        }
+        for (k, key) in self.keys.iter().enumerate() {
+            if key.policy.budgets.is_empty() {
+                continue;
+            }
+            for (i, model) in self.models.iter().enumerate() {
+                let covered =
+                    key.policy.models.is_empty() || key.policy.models.iter().any(|m| self.by_name.get(m) == Some(&i));
+                if let Some(target) = self.unpriced_target(model).filter(|_| covered) {
+                    return Err(ConfigError::at(
+                        format!("keys[{k}].budgets"),
+                        format!(
+                            "they cover the model `{}`, but the catalog has no price for `{}`: {fix}",
+                            model.name, target.model
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A call to `model` under a budget (the key's, `key_budgets`, or the gateway's) is refused
+    /// when one of its targets has no price: it would cost the budget nothing.
+    pub fn check_priced(&self, key_budgets: bool, model: &Model) -> Result<(), crate::GatewayError> {
+        if !key_budgets && self.budgets.is_empty() {
+            return Ok(());
+        }
+        match self.unpriced_target(model) {
+            None => Ok(()),
+            Some(target) => Err(crate::GatewayError::new(
+                400,
+                "invalid_request_error",
+                "model_unpriced",
+                format!(
+                    "The model `{}` cannot be used under a budget: this gateway's catalog has no price for `{}`; \
+                     its operator has to add one.",
+                    model.name, target.model
+                ),
+            )
+            .with_param("model")),
+        }
+    }
+
+    /// A target of `model` that the catalog (the configuration's or the embedded one) does
+    /// not price; the built-in mock costs nothing and needs no price.
+    pub fn unpriced_target<'m>(&self, model: &'m Model) -> Option<&'m Target> {
+        model.targets.iter().find(|t| {
+            self.providers[t.provider].kind != ProviderKind::Mock
+                && !self.catalog.contains_key(&t.model)
+                && crate::catalog::embedded(&t.model).is_none()
         })
     }
 
@@ -510,8 +634,32 @@ fn is_identifier(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-fn is_secret_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+/// `api_key_secret` names a Workers secret; it never holds a key. Values that look like a
+/// vendor key (its well-known prefixes, or a long string of mixed case and digits) are refused
+/// before they can be deployed in plain text, and the admin token is never a vendor's key.
+fn check_secret_name(s: &str) -> Result<(), &'static str> {
+    const KEY_PREFIXES: &[&str] = &["sk-", "sk_", "sk-ant-", "gsk_", "AIza", "xai-", "pplx-", "ghp_", "hf_", "r8_"];
+    if s == "ADMIN_TOKEN" {
+        return Err("ADMIN_TOKEN is the admin API's secret; a vendor key needs a secret of its own");
+    }
+    if KEY_PREFIXES.iter().any(|p| s.starts_with(p)) || looks_random(s) {
+        return Err("this looks like a key itself: name the Workers secret that holds it (wrangler secret put NAME), never the key");
+    }
+    if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err("the name of a Workers secret: letters, digits and '_', at most 64");
+    }
+    Ok(())
+}
+
+/// A long run of lower case, upper case and digits with few separators: a generated token,
+/// not a name someone chose (names read `OPENAI_API_KEY`, `GroqKey2`).
+fn looks_random(s: &str) -> bool {
+    let has = |f: fn(&u8) -> bool| s.bytes().any(|b| f(&b));
+    s.len() >= 20
+        && has(u8::is_ascii_lowercase)
+        && has(u8::is_ascii_uppercase)
+        && has(u8::is_ascii_digit)
+        && s.bytes().filter(|&b| b == b'_').count() < 2
 }
 
 fn is_header_name(s: &str) -> bool {
@@ -667,6 +815,97 @@ mod tests {
         assert_eq!(e.path, "health.breaker.failure_rate");
         let e = error_of(r#"{"health": {"breaker": {"cooldown": 2}}}"#);
         assert_eq!(e.path, "health.breaker.cooldown");
+    }
+
+    #[test]
+    fn api_key_secret_names_a_secret_and_never_holds_a_key() {
+        let provider = |secret: &str| {
+            format!(
+                r#"{{"providers": {{"a": {{"kind": "openai", "base_url": "http://x", "api_key_secret": "{secret}"}}}}}}"#
+            )
+        };
+        for ok in ["OPENAI_API_KEY", "GroqKey2", "ANTHROPIC_KEY_EU_WEST_1"] {
+            assert!(Config::parse(&provider(ok)).is_ok(), "{ok}");
+        }
+        for key in [
+            "sk-proj-abc123",
+            "gsk_8s7d6f5g4h3j2k1l0zxcvbnmqwerty",
+            "AIzaSyD3xAmPlE0fAkeKeY123456789",
+            "Xk9fQ2LmN7pR4sT1vW8yZ3bC6dE0gH5j",
+            "ADMIN_TOKEN",
+            "has-dash",
+        ] {
+            let e = error_of(&provider(key));
+            assert_eq!(e.path, "providers.a.api_key_secret", "{key}");
+            assert!(!e.reason.contains(key) || key == "ADMIN_TOKEN", "the reason does not repeat the value: {e}");
+        }
+    }
+
+    #[test]
+    fn prices_are_finite_and_not_negative() {
+        let e = error_of(r#"{"catalog": {"m": {"input": -1.0}}}"#);
+        assert_eq!((e.path.as_str(), e.reason.contains("finite")), ("catalog.m.input", true));
+        let e = error_of(r#"{"catalog": {"m": {"output": 1e400}}}"#);
+        assert!(e.path.starts_with("catalog"), "{e}");
+        assert!(Config::parse(r#"{"catalog": {"m": {"input": 0, "output": 0.5}}}"#).is_ok());
+    }
+
+    fn budgeted(unpriced: &str, catalog: &str, budgets_on_key: bool) -> String {
+        let (gateway, key) = if budgets_on_key {
+            ("[]", r#"[{"window": "day", "limit_usd": 5}]"#)
+        } else {
+            (r#"[{"window": "day", "limit_usd": 5}]"#, "[]")
+        };
+        format!(
+            r#"{{
+              "providers": {{"p": {{"kind": "openai", "base_url": "http://x"}}, "mock": {{"kind": "mock"}}}},
+              "models": [
+                {{"name": "known", "targets": [{{"provider": "p", "model": "gpt-4o-mini"}}]}},
+                {{"name": "free", "targets": [{{"provider": "mock", "model": "anything"}}]}},
+                {{"name": "mine", "targets": [{{"provider": "p", "model": "my-finetune"}}]}}
+              ],
+              "keys": [{{"name": "k", "sha256": "{KEY_HASH}", "budgets": {key}}}],
+              "budgets": {gateway},
+              "catalog": {catalog},
+              "pricing": {{"unpriced": "{unpriced}"}}
+            }}"#
+        )
+    }
+
+    #[test]
+    fn a_budget_over_an_unpriced_model_is_a_configuration_error_or_refused_by_choice() {
+        let e = error_of(&budgeted("error", "{}", false));
+        assert_eq!(e.path, "models[2].targets");
+        assert!(e.reason.contains("my-finetune") && e.reason.contains("pricing.unpriced"), "{e}");
+        let e = error_of(&budgeted("error", "{}", true));
+        assert_eq!(e.path, "keys[0].budgets");
+        // Priced on purpose, even at 0: accepted.
+        assert!(Config::parse(&budgeted("error", r#"{"my-finetune": {"input": 0, "output": 0}}"#, false)).is_ok());
+        // The operator chose refusal: accepted, and calls to the unpriced model are refused.
+        let config = Config::parse(&budgeted("refuse", "{}", false)).unwrap();
+        let e = config.check_priced(false, config.model("mine").unwrap()).unwrap_err();
+        assert_eq!((e.status, e.code.as_deref()), (400, Some("model_unpriced")));
+        assert!(config.check_priced(false, config.model("known").unwrap()).is_ok());
+        assert!(config.check_priced(false, config.model("free").unwrap()).is_ok());
+        // Without any budget, nothing is refused.
+        let config = Config::parse(&budgeted("refuse", "{}", true)).unwrap();
+        assert!(config.check_priced(false, config.model("mine").unwrap()).is_ok());
+        assert!(config.check_priced(true, config.model("mine").unwrap()).is_err());
+    }
+
+    #[test]
+    fn allow_params_names_billed_parameters_only() {
+        let doc = |params: &str| {
+            format!(
+                r#"{{"providers": {{"p": {{"kind": "openai", "base_url": "http://x", "forward_store": true}}}},
+                    "models": [{{"name": "m", "allow_params": {params}, "targets": [{{"provider": "p", "model": "gpt-4o"}}]}}]}}"#
+            )
+        };
+        let config = Config::parse(&doc(r#"["service_tier", "audio"]"#)).unwrap();
+        assert_eq!(config.models[0].allow_params, ["service_tier", "audio"]);
+        assert!(config.providers[0].forward_store);
+        let e = error_of(&doc(r#"["temperature"]"#));
+        assert_eq!(e.path, "models[0].allow_params[0]");
     }
 
     #[test]

@@ -128,15 +128,14 @@ impl GatewayError {
         Self::new(500, "server_error", "config_invalid", format!("The gateway's configuration is invalid: {cause}"))
     }
 
-    /// 503: the provider's key is not among the worker's secrets.
-    pub fn provider_key_missing(provider: &str, secret: &str) -> Self {
+    /// 503: the provider's key is not among the worker's secrets. The client is told which
+    /// provider, never the secret's name (the operator's log has it).
+    pub fn provider_key_missing(provider: &str) -> Self {
         Self::new(
             503,
             "server_error",
             "provider_key_missing",
-            format!(
-                "Provider `{provider}` has no key: the secret `{secret}` is not set (wrangler secret put {secret})."
-            ),
+            format!("Provider `{provider}` has no key configured on this gateway; its operator has to set it."),
         )
     }
 

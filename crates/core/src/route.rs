@@ -55,11 +55,6 @@ pub fn order(
     max_attempts: usize,
 ) -> Vec<usize> {
     let mut healthy = plan(candidates.len(), &admission);
-    if let [only] = healthy[..] {
-        if matches!(admission(only), Admission::Reject { .. }) {
-            return healthy; // every target is out: one try at the one back first, no more
-        }
-    }
     match strategy {
         Strategy::Fallback | Strategy::Cascade => {}
         Strategy::Cost => healthy.sort_by(|&a, &b| candidates[a].cost.total_cmp(&candidates[b].cost)),
@@ -149,25 +144,12 @@ pub fn classify(
 }
 
 /// The indices of `targets` to try, in order: every target whose health admits an attempt now,
-/// in the configured order; when none does, the one whose wait (breaker cooldown or the
-/// vendor's Retry-After) ends first, rather than failing at once.
+/// in the configured order. When none does, none: a vendor whose breaker is open (or who asked
+/// for time) gets no calls until its cooldown ends and the half-open probe goes, so a model
+/// whose every target is out answers at once with when to come back, rather than sending
+/// every request to the one back first.
 pub fn plan(targets: usize, admission: impl Fn(usize) -> Admission) -> Vec<usize> {
-    let mut allowed = Vec::with_capacity(targets);
-    let mut soonest: Option<(u64, usize)> = None;
-    for i in 0..targets {
-        match admission(i) {
-            Admission::Allow | Admission::Probe => allowed.push(i),
-            Admission::Reject { until_ms } => {
-                if soonest.is_none_or(|(best, _)| until_ms < best) {
-                    soonest = Some((until_ms, i));
-                }
-            }
-        }
-    }
-    if allowed.is_empty() {
-        allowed.extend(soonest.map(|(_, i)| i));
-    }
-    allowed
+    (0..targets).filter(|&i| !matches!(admission(i), Admission::Reject { .. })).collect()
 }
 
 #[cfg(test)]
@@ -181,10 +163,10 @@ mod tests {
     }
 
     #[test]
-    fn when_every_target_is_out_the_one_back_first_is_tried() {
+    fn when_every_target_is_out_none_is_tried() {
         let states =
             [Admission::Reject { until_ms: 9 }, Admission::Reject { until_ms: 5 }, Admission::Reject { until_ms: 7 }];
-        assert_eq!(plan(3, |i| states[i]), [1]);
+        assert!(plan(3, |i| states[i]).is_empty());
     }
 
     fn candidates(weights: &[u32], latencies: &[Option<f64>]) -> Vec<Candidate> {
@@ -271,10 +253,12 @@ mod tests {
     }
 
     #[test]
-    fn when_every_target_is_out_there_is_one_attempt_only() {
+    fn when_every_target_is_out_there_is_no_attempt() {
         let c = candidates(&[1, 1], &[None, None]);
         let out = |i| Admission::Reject { until_ms: 10 - i as u64 };
-        assert_eq!(order(Strategy::Fallback, &c, out, 0.0, 4), [1]);
+        assert!(order(Strategy::Fallback, &c, out, 0.0, 4).is_empty());
+        let half_open = |i| if i == 1 { Admission::Probe } else { Admission::Reject { until_ms: 10 } };
+        assert_eq!(order(Strategy::Fallback, &c, half_open, 0.0, 4), [1, 1, 1, 1]);
     }
 
     #[test]

@@ -30,6 +30,7 @@ fn provider(kind: ProviderKind, base_url: &str) -> Provider {
         timeout_ms: 1000,
         api_version: None,
         stream_usage: true,
+        forward_store: false,
     }
 }
 

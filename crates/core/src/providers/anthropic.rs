@@ -203,6 +203,34 @@ fn push_turn<'a>(messages: &mut Vec<Message<'a>>, role: &'static str, content: V
 }
 
 /// The vendor request for a chat.
+/// The thinking budget a `reasoning_effort` asks of Anthropic; none for none or minimal.
+pub fn thinking_budget(effort: Option<&str>) -> Result<Option<u32>, GatewayError> {
+    Ok(match effort {
+        None | Some("none") | Some("minimal") => None,
+        Some("low") => Some(1_024),
+        Some("medium") => Some(4_096),
+        Some("high") => Some(16_384),
+        Some(other) => {
+            return Err(GatewayError::invalid_request(
+                "reasoning_effort",
+                format!("'reasoning_effort' is one of none, minimal, low, medium, high; got '{other}'."),
+            ))
+        }
+    })
+}
+
+/// The `max_tokens` sent: the client's limit, else the model's default; with thinking, which
+/// Anthropic counts inside `max_tokens` and which must stay below it, raised by the budget when
+/// the client's limit does not exceed it. What the call can cost follows from this number.
+pub fn max_tokens(request: &ChatRequest, vendor_model: &str, thinking_budget: Option<u32>) -> u32 {
+    let max_tokens =
+        request.max_completion_tokens.or(request.max_tokens).unwrap_or_else(|| default_max_tokens(vendor_model));
+    match thinking_budget {
+        Some(budget) if max_tokens <= budget => max_tokens.saturating_add(budget),
+        _ => max_tokens,
+    }
+}
+
 pub fn chat_request(
     provider: &Provider,
     vendor_model: &str,
@@ -315,29 +343,9 @@ pub fn chat_request(
         Some(ResponseFormat::Text) | None => {}
     }
 
-    let mut max_tokens =
-        request.max_completion_tokens.or(request.max_tokens).unwrap_or_else(|| default_max_tokens(vendor_model));
-    let thinking = match request.reasoning_effort.as_deref() {
-        None | Some("none") | Some("minimal") => None,
-        Some(effort) => {
-            let budget_tokens = match effort {
-                "low" => 1_024,
-                "medium" => 4_096,
-                "high" => 16_384,
-                other => {
-                    return Err(GatewayError::invalid_request(
-                        "reasoning_effort",
-                        format!("'reasoning_effort' is one of none, minimal, low, medium, high; got '{other}'."),
-                    ))
-                }
-            };
-            // Anthropic counts thinking inside max_tokens, which must exceed the budget.
-            if max_tokens <= budget_tokens {
-                max_tokens += budget_tokens;
-            }
-            Some(Thinking { kind: "enabled", budget_tokens })
-        }
-    };
+    let budget_tokens = thinking_budget(request.reasoning_effort.as_deref())?;
+    let max_tokens = max_tokens(request, vendor_model, budget_tokens);
+    let thinking = budget_tokens.map(|budget_tokens| Thinking { kind: "enabled", budget_tokens });
 
     let mut temperature = request.temperature;
     if let Some(t) = temperature {

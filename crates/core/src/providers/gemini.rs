@@ -123,6 +123,24 @@ struct ThinkingConfig {
     thinking_budget: u32,
 }
 
+/// The `thinkingBudget` a `reasoning_effort` asks of Gemini (0 turns thinking off); none when
+/// the client did not say, leaving the model's own default.
+pub fn thinking_budget(effort: Option<&str>) -> Result<Option<u32>, GatewayError> {
+    Ok(match effort {
+        None => None,
+        Some("none") => Some(0),
+        Some("minimal") | Some("low") => Some(1_024),
+        Some("medium") => Some(8_192),
+        Some("high") => Some(24_576),
+        Some(other) => {
+            return Err(GatewayError::invalid_request(
+                "reasoning_effort",
+                format!("'reasoning_effort' is one of none, minimal, low, medium, high; got '{other}'."),
+            ))
+        }
+    })
+}
+
 /// Schema keywords Gemini's `Schema` object accepts; every other keyword is removed.
 const SCHEMA_KEYWORDS: &[&str] = &[
     "type",
@@ -417,19 +435,8 @@ pub fn chat_request(
         }
         Some(ResponseFormat::Text) | None => {}
     }
-    generation_config.thinking_config = match request.reasoning_effort.as_deref() {
-        None => None,
-        Some("none") => Some(ThinkingConfig { thinking_budget: 0 }),
-        Some("minimal") | Some("low") => Some(ThinkingConfig { thinking_budget: 1_024 }),
-        Some("medium") => Some(ThinkingConfig { thinking_budget: 8_192 }),
-        Some("high") => Some(ThinkingConfig { thinking_budget: 24_576 }),
-        Some(other) => {
-            return Err(GatewayError::invalid_request(
-                "reasoning_effort",
-                format!("'reasoning_effort' is one of none, minimal, low, medium, high; got '{other}'."),
-            ))
-        }
-    };
+    generation_config.thinking_config =
+        thinking_budget(request.reasoning_effort.as_deref())?.map(|thinking_budget| ThinkingConfig { thinking_budget });
     for name in request.extra.keys() {
         match name.as_str() {
             "presence_penalty" => generation_config.presence_penalty = request.extra[name].as_f64(),

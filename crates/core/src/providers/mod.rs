@@ -143,6 +143,39 @@ pub fn prepare_chat(
     }
 }
 
+/// The most output tokens the vendor request built for `request` lets the vendor produce, all
+/// choices and any thinking the translation adds included: what a budget's hold must cover. It
+/// reads the numbers the adapters write (`max_tokens` raised by Anthropic's thinking budget,
+/// Gemini's `candidateCount` and `thinkingBudget`, OpenAI's `n`), through the functions that
+/// write them.
+pub fn output_bound(
+    provider: &Provider,
+    vendor_model: &str,
+    request: &ChatRequest,
+    info: &crate::catalog::ModelInfo,
+    needs: &crate::catalog::Needs,
+) -> u64 {
+    let choices = u64::from(request.n.unwrap_or(1).max(1));
+    let per_choice = match provider.kind {
+        ProviderKind::Mock => return 0,
+        ProviderKind::Openai | ProviderKind::Azure => info.output_limit(needs),
+        ProviderKind::Anthropic => {
+            let thinking = anthropic::thinking_budget(request.reasoning_effort.as_deref()).ok().flatten();
+            u64::from(anthropic::max_tokens(request, vendor_model, thinking))
+        }
+        ProviderKind::Gemini => {
+            let thinking = gemini::thinking_budget(request.reasoning_effort.as_deref()).ok().flatten();
+            // Thinking is billed as output; counted on top of the client's limit, since whether
+            // the vendor counts it inside `maxOutputTokens` is the vendor's to change.
+            match needs.max_output {
+                0 => info.output_limit(needs),
+                limit => limit.saturating_add(u64::from(thinking.unwrap_or(0))),
+            }
+        }
+    };
+    per_choice.saturating_mul(choices)
+}
+
 /// The vendor's (non-streamed) answer as a chat completion; `None` when it already is one and
 /// passes through untouched.
 pub fn decode_chat(
@@ -319,6 +352,57 @@ mod tests {
         assert_eq!(parse_data_url("data:;base64,AA"), Some(("application/octet-stream", "AA")));
         assert_eq!(parse_data_url("data:text/plain,hello"), None);
         assert_eq!(parse_data_url("https://x/y.png"), None);
+    }
+
+    #[test]
+    fn the_output_bound_covers_every_token_the_vendor_request_allows() {
+        use crate::config::Config;
+        let config = Config::parse(
+            r#"{"providers": {"o": {"kind": "openai", "base_url": "http://x"}, "a": {"kind": "anthropic", "base_url": "http://x"},
+                              "g": {"kind": "gemini", "base_url": "http://x"}}}"#,
+        )
+        .unwrap();
+        let bodies = [
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":8,"max_tokens":100}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":3}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"reasoning_effort":"high","max_tokens":100}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"reasoning_effort":"low","max_completion_tokens":5000}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"reasoning_effort":"medium","n":2,"max_tokens":10}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        ];
+        let models = [("o", "gpt-4o"), ("a", "claude-sonnet-4-5"), ("g", "gemini-2.5-flash")];
+        for body in bodies {
+            let request = ChatRequest::parse(body.as_bytes()).unwrap();
+            let needs = request.needs();
+            for (name, vendor_model) in models {
+                let provider = config.providers.iter().find(|p| p.name == name).unwrap();
+                let Ok(prepared) = prepare_chat(provider, vendor_model, &request, None, false) else {
+                    continue; // Anthropic refuses n > 1
+                };
+                let sent: serde_json::Value = serde_json::from_slice(&prepared.outbound.body).unwrap();
+                let number = |v: &serde_json::Value| v.as_u64();
+                let allowed = match provider.kind {
+                    ProviderKind::Anthropic => number(&sent["max_tokens"]),
+                    ProviderKind::Gemini => {
+                        let config = &sent["generationConfig"];
+                        number(&config["maxOutputTokens"]).map(|max| {
+                            (max + number(&config["thinkingConfig"]["thinkingBudget"]).unwrap_or(0))
+                                * number(&config["candidateCount"]).unwrap_or(1)
+                        })
+                    }
+                    _ => number(&sent["max_completion_tokens"])
+                        .or(number(&sent["max_tokens"]))
+                        .map(|max| max * number(&sent["n"]).unwrap_or(1)),
+                };
+                let info = config.model_info(vendor_model);
+                let bound = output_bound(provider, vendor_model, &request, &info, &needs);
+                match allowed {
+                    Some(allowed) => assert_eq!(bound, allowed, "{name}: {body}"),
+                    // No limit sent: the vendor's own, the model's largest answer, every choice.
+                    None => assert_eq!(bound, info.max_output * u64::from(request.n.unwrap_or(1)), "{name}: {body}"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -131,6 +131,7 @@ mod tests {
             timeout_ms: 1000,
             api_version: None,
             stream_usage: true,
+            forward_store: false,
         }
     }
 
