@@ -233,18 +233,18 @@ test("unsupported parameters are dropped and named, or refused in strict mode", 
 });
 
 test("Anthropic's errors come back in OpenAI's shape; 529 overloaded is a 503", async () => {
-  await mock.fault({ match: { path: "/v1/messages" }, times: 1, status: 529 });
+  await mock.fault({ match: { model: "claude-sonnet-4-5-errors" }, times: 1, status: 529 });
   await assert.rejects(
-    client.chat.completions.create({ model: "claude-sonnet", messages: [{ role: "user", content: "Hi" }] }),
+    client.chat.completions.create({ model: "claude-errors", messages: [{ role: "user", content: "Hi" }] }),
     (e) => e instanceof OpenAI.InternalServerError && e.status === 503 && e.code === "upstream_overloaded",
   );
-  await mock.fault({ match: { path: "/v1/messages" }, times: 1, status: 400 });
+  await mock.fault({ match: { model: "claude-sonnet-4-5-errors" }, times: 1, status: 400 });
   await assert.rejects(
-    client.chat.completions.create({ model: "claude-sonnet", messages: [{ role: "user", content: "Hi" }] }),
+    client.chat.completions.create({ model: "claude-errors", messages: [{ role: "user", content: "Hi" }] }),
     (e) => e instanceof OpenAI.BadRequestError && /mock-upstream injected status 400/.test(e.message),
   );
-  await mock.fault({ match: { path: "/v1/messages" }, times: 1, status: 429, retry_after: "7" });
-  const res = await call(gateway, "/v1/chat/completions", { body: { model: "claude-sonnet", messages: [{ role: "user", content: "Hi" }] } });
+  await mock.fault({ match: { model: "claude-sonnet-4-5-errors" }, times: 1, status: 429, retry_after: "7" });
+  const res = await call(gateway, "/v1/chat/completions", { body: { model: "claude-errors", messages: [{ role: "user", content: "Hi" }] } });
   assert.equal(res.status, 429);
   assert.equal(res.headers.get("retry-after"), "7");
   assert.equal((await openaiError(res)).type, "rate_limit_error");

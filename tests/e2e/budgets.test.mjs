@@ -392,7 +392,7 @@ test("spend, keys and usage survive a restart of the local runtime", async () =>
 
 test("the gateway's own budget caps every key together", async () => {
   const capped = await startGateway({
-    config: { ...config(mock, deadPort), budgets: [{ window: "hour", limit_usd: 0.1 }] },
+    config: { ...config(mock, deadPort), pricing: { unpriced: "refuse" }, budgets: [{ window: "hour", limit_usd: 0.1 }] },
     secrets,
   });
   try {
@@ -424,7 +424,7 @@ test("the gateway's own budget caps every key together", async () => {
 
 test("a call one ledger refuses holds nothing in the other: a rate-limited key cannot pin the gateway's budget", async () => {
   const capped = await startGateway({
-    config: { ...config(mock, deadPort), budgets: [{ window: "day", limit_usd: 0.2 }] },
+    config: { ...config(mock, deadPort), pricing: { unpriced: "refuse" }, budgets: [{ window: "day", limit_usd: 0.2 }] },
     secrets,
   });
   try {

@@ -41,6 +41,8 @@ export function testConfig(mock, deadPort) {
       { name: "local-llama", targets: [{ provider: "keyless", model: "llama3" }] },
       { name: "echo", targets: [{ provider: "builtin", model: "mock-1" }] },
       { name: "claude-sonnet", targets: [{ provider: "claude", model: "claude-sonnet-4-5" }] },
+      // Its own target, so that the errors injected for it keep no other test's target out.
+      { name: "claude-errors", targets: [{ provider: "claude", model: "claude-sonnet-4-5-errors" }] },
       { name: "gemini-flash", targets: [{ provider: "google", model: "gemini-2.5-flash" }] },
       { name: "azure-gpt", targets: [{ provider: "azure", model: "gpt4o-prod" }] },
       { name: "failover", targets: [{ provider: "upstream", model: "vendor-primary" }, { provider: "upstream", model: "vendor-backup" }] },

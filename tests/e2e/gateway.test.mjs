@@ -42,7 +42,7 @@ test("GET /health answers without a key", async () => {
 });
 
 test("non-streamed chat reaches the vendor with the vendor's key and model, and comes back", async () => {
-  const res = await call(gateway, "/v1/chat/completions", { body: chat("gpt-test", { temperature: 0.2, store: false }) });
+  const res = await call(gateway, "/v1/chat/completions", { body: chat("gpt-test", { temperature: 0.2, logit_bias: { 50256: -100 } }) });
   assert.equal(res.status, 200);
   assert.match(res.headers.get("content-type"), /application\/json/);
   assert.equal(res.headers.get("x-switchyard-provider"), "upstream");
@@ -61,7 +61,7 @@ test("non-streamed chat reaches the vendor with the vendor's key and model, and 
   assert.ok(!JSON.stringify(received).includes(GATEWAY_KEY), "the client's key must never reach the vendor");
   assert.equal(received.json.model, "vendor-gpt");
   assert.equal(received.json.temperature, 0.2);
-  assert.equal(received.json.store, false, "parameters the gateway does not model pass through");
+  assert.deepEqual(received.json.logit_bias, { 50256: -100 }, "parameters the gateway does not model pass through");
   assert.deepEqual(received.json.messages, [{ role: "user", content: "Say hello" }]);
 });
 

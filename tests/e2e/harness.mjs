@@ -19,7 +19,7 @@ export const MOCK_BIN = process.env.MOCK_UPSTREAM_BIN ?? join(targetDir, "debug"
 export const GATEWAY_KEY = "sk-switchyard-test-key";
 export const GATEWAY_KEY_SHA256 = "2a1cbd0e9daf7b72e55989db62de201a88d4eb0a0ec7432150b025f45b90dc67";
 export const VENDOR_KEY = "sk-vendor-secret-do-not-leak-1234";
-export const ADMIN_TOKEN = "admin-token-for-tests";
+export const ADMIN_TOKEN = "admin-token-for-tests-0123456789abcdef";
 
 const running = new Set();
 // If the test process dies another way, the child must not outlive it.

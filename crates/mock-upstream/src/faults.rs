@@ -2,8 +2,12 @@
 //! that are not what the vendor's API promises.
 
 use crate::{full, Body, Vendor};
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
+use std::time::Duration;
 
 /// Which requests a fault applies to. Absent fields match anything.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -44,6 +48,13 @@ pub struct Fault {
     /// Applies to this fraction of the matching requests, spread evenly and deterministically
     /// (0.3: the 4th, 7th, 10th, ... of every ten), instead of to every one.
     pub ratio: Option<f64>,
+    /// `Location` header of that answer (with a 3xx `status`: a redirect).
+    pub location: Option<String>,
+    /// Send that answer's body a few bytes at a time, this long apart.
+    pub trickle_ms: Option<u64>,
+    /// Answer 200 `text/event-stream` with this many bytes and never a line break (a broken
+    /// server or proxy).
+    pub endless_line_bytes: Option<usize>,
     /// Matching requests seen so far, for `ratio`.
     #[serde(skip)]
     pub seen: u64,
@@ -76,12 +87,53 @@ impl Fault {
                 ("application/json", serde_json::to_vec(&body).unwrap_or_default())
             }
         };
-        let mut response = full(status, content_type, body);
-        for (name, value) in [("retry-after", &self.retry_after), ("retry-after-ms", &self.retry_after_ms)] {
+        let mut response = match self.trickle_ms {
+            Some(ms) => trickle(status, content_type, body, Duration::from_millis(ms)),
+            None => full(status, content_type, body),
+        };
+        let headers = [
+            ("retry-after", &self.retry_after),
+            ("retry-after-ms", &self.retry_after_ms),
+            ("location", &self.location),
+        ];
+        for (name, value) in headers {
             if let Some(value) = value.as_ref().and_then(|v| v.parse().ok()) {
                 response.headers_mut().insert(name, value);
             }
         }
         Some(response)
     }
+}
+
+/// A body sent eight bytes at a time, `gap` apart.
+fn trickle(status: StatusCode, content_type: &str, body: Vec<u8>, gap: Duration) -> Response<Body> {
+    let pieces: Vec<Bytes> = body.chunks(8).map(Bytes::copy_from_slice).collect();
+    let stream = futures_util::stream::unfold(pieces.into_iter(), move |mut pieces| async move {
+        let piece = pieces.next()?;
+        tokio::time::sleep(gap).await;
+        Some((Ok::<_, std::io::Error>(Frame::data(piece)), pieces))
+    });
+    let mut response = Response::new(StreamBody::new(stream).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert("content-type", content_type.parse().expect("static content type"));
+    response
+}
+
+/// `bytes` of one line that never ends, in 64 KiB pieces.
+pub fn endless_line(bytes: usize) -> Response<Body> {
+    let piece = Bytes::from(vec![b'x'; 64 * 1024]);
+    let stream = futures_util::stream::unfold(0usize, move |sent| {
+        let piece = piece.clone();
+        async move {
+            if sent >= bytes {
+                return None;
+            }
+            let piece = piece.slice(..piece.len().min(bytes - sent));
+            tokio::task::yield_now().await;
+            Some((Ok::<_, std::io::Error>(Frame::data(piece.clone())), sent + piece.len()))
+        }
+    });
+    let mut response = Response::new(StreamBody::new(stream).boxed());
+    response.headers_mut().insert("content-type", "text/event-stream".parse().expect("static content type"));
+    response
 }

@@ -122,6 +122,9 @@ async fn handle(server: Arc<Server>, request: Request<Incoming>) -> Result<Respo
     if let Some(response) = fault.as_ref().and_then(|f| f.error_response(vendor)) {
         return Ok(response);
     }
+    if let Some(bytes) = fault.as_ref().and_then(|f| f.endless_line_bytes) {
+        return Ok(faults::endless_line(bytes));
+    }
     let post = parts.method == hyper::Method::POST;
     let response = if post && path.ends_with("/chat/completions") {
         openai::chat_completions(&server.options, &body, fault.as_ref())
