@@ -66,12 +66,13 @@ out="$(cd "$out" && pwd)"
 
 # 3. The gateway: serve.mjs prints one JSON line when it answers, then takes commands on stdin.
 serve_pid=""
+serve_in=""
 workerd_pid=""
 mock_pid=""
 stop_serve() {
   if [ -n "${serve_pid}" ] && kill -0 "$serve_pid" 2>/dev/null; then
     # Closing its stdin stops it; a signal if it does not go within 10 s.
-    exec {serve_in}>&- 2>/dev/null || true
+    if [ -n "${serve_in:-}" ]; then exec {serve_in}>&-; serve_in=""; fi
     for _ in $(seq 100); do kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
     kill -TERM "$serve_pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
