@@ -4,14 +4,14 @@
 PORT ?= 8787
 CONFIG ?=
 
-.PHONY: dev test build bootstrap lint unit e2e mock-upstream check-config bench bench-smoke
+.PHONY: dev test build bootstrap lint unit e2e fuzz mock-upstream check-config bench bench-smoke
 
 ## Build and run the gateway at http://127.0.0.1:$(PORT) (CONFIG=<file> for your own configuration).
 dev:
 	@PORT="$(PORT)" CONFIG="$(CONFIG)" bash scripts/dev.sh
 
-## Every test: formatting and lints, native unit tests, end-to-end tests in workerd.
-test: bootstrap lint unit e2e bench-smoke
+## Every test: formatting and lints, native unit tests, end-to-end tests in workerd, the fuzz stage.
+test: bootstrap lint unit e2e fuzz bench-smoke
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -34,6 +34,12 @@ mock-upstream:
 
 e2e: build mock-upstream
 	node --test --test-concurrency=1 tests/e2e/
+
+## Property-based fuzzing of the four OpenAI operations against OpenAI's published OpenAPI
+## document (schemathesis, pinned, in a venv under ~/.cache/switchyard), with workerd's open
+## files measured before, during and after; bounded to a few minutes (scripts/fuzz.sh).
+fuzz: build mock-upstream
+	@bash scripts/fuzz.sh
 
 ## Validate a configuration document: make check-config CONFIG=my-config.json
 check-config:

@@ -71,9 +71,10 @@ export async function startMock(args = []) {
 
 /**
  * Starts the built worker (build/index.js) in workerd with the bindings of wrangler.toml.
- * `config` is the configuration document (an object), `secrets` the Workers secrets.
+ * `config` is the configuration document (an object), `secrets` the Workers secrets;
+ * `miniflare` more Miniflare options (the fuzz stage's `handleRuntimeStdio`, say).
  */
-export async function startGateway({ config, secrets = {}, persistDir } = {}) {
+export async function startGateway({ config, secrets = {}, persistDir, miniflare = {} } = {}) {
   const stateDir = persistDir ?? mkdtempSync(join(tmpdir(), "switchyard-e2e-"));
   const mf = new Miniflare({
     host: "127.0.0.1",
@@ -90,6 +91,7 @@ export async function startGateway({ config, secrets = {}, persistDir } = {}) {
     },
     kvPersist: join(stateDir, "kv"),
     durableObjectsPersist: join(stateDir, "do"),
+    ...miniflare,
   });
   const url = (await mf.ready).toString().replace(/\/$/, "");
   return {
