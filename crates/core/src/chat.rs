@@ -368,18 +368,24 @@ impl ChatRequest {
         let mut request: ChatRequest = crate::error::parse_body(&body)?;
         request.validate()?;
         // A second, shallow pass: the top-level values as raw slices of the body, for the
-        // parameters not modelled and for where `model` lies. It cannot fail where the typed
-        // pass succeeded.
+        // parameters not modelled and for where `model` lies. A body it cannot read (a member
+        // nested deeper than the parser's limit, which the typed pass skipped unread) is
+        // refused: its bytes are never sent on.
         let top: Vec<(std::borrow::Cow<str>, &serde_json::value::RawValue)> =
-            serde_json::from_slice::<TopLevel>(&body).map(|t| t.0).unwrap_or_default();
+            serde_json::from_slice::<TopLevel>(&body).map(|t| t.0).map_err(GatewayError::invalid_json)?;
         for (key, value) in top {
             if key == "model" {
                 let start = value.get().as_ptr() as usize - body.as_ptr() as usize;
                 request.raw.model_span = (start, start + value.get().len());
             } else if !MODELLED.contains(&key.as_ref()) {
-                let value = serde_json::from_str(value.get()).unwrap_or(Value::Null);
+                let value = serde_json::from_str(value.get()).map_err(|e| {
+                    GatewayError::invalid_request(key.as_ref(), format!("Invalid value for '{key}': {e}"))
+                })?;
                 request.extra.insert(key.into_owned(), value);
             }
+        }
+        if request.raw.model_span == (0, 0) {
+            return Err(GatewayError::invalid_request("model", "'model' must be a non-empty string."));
         }
         request.raw.bytes = body;
         Ok(request)
@@ -894,5 +900,20 @@ mod tests {
         // Strict mode refuses instead.
         let e = request.withheld(&allow, false, true).unwrap_err();
         assert_eq!((e.status, e.param.as_deref()), (400, Some("store")));
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_or_too_deep_anywhere_are_refused() {
+        let bad =
+            b"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"metadata\":{\"k\":\"\xff\"}}";
+        let e = ChatRequest::parse(&bad[..]).unwrap_err();
+        assert_eq!((e.status, e.code.as_deref()), (400, Some("invalid_json")));
+        let deep = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"x"}}],"metadata":{}{}}}"#,
+            "[".repeat(1000),
+            "]".repeat(1000)
+        );
+        let e = ChatRequest::parse(deep.into_bytes()).unwrap_err();
+        assert_eq!(e.status, 400);
     }
 }

@@ -169,6 +169,11 @@ impl GatewayError {
 /// Parses a request body into `T`: a body that is not JSON is `invalid_json`; one that breaks
 /// the schema is `invalid_request` naming the offending parameter by its path.
 pub fn parse_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, GatewayError> {
+    // JSON is UTF-8 throughout: the typed pass skips the members it does not model without
+    // looking at their bytes, and a body passed through to a vendor must not carry bad ones.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(GatewayError::invalid_json(format!("invalid UTF-8 at byte {}", e.valid_up_to())));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
