@@ -168,70 +168,95 @@ const SCHEMA_KEYWORDS: &[&str] = &[
 
 /// A JSON Schema reduced to what Gemini accepts: `$ref`s inlined from `$defs`/`definitions`,
 /// `type: [T, "null"]` as `nullable`, `const` as a one-value `enum`, unknown keywords removed.
+/// Gemini's schemas have no references, so a recursive `$ref` (one already being inlined on
+/// the way down) becomes an open object; and inlining stops at `SCHEMA_NODES` subschemas, past
+/// which the rest are open objects too: a 300-byte schema whose references fan out must not
+/// grow into billions of nodes.
 pub fn reduce_schema(schema: &Value) -> Value {
     let defs = schema.get("$defs").or_else(|| schema.get("definitions")).cloned().unwrap_or(Value::Null);
-    reduce(schema, &defs, 0)
+    let mut reducer = Reducer { defs: &defs, expanding: Vec::new(), nodes: 0 };
+    reducer.reduce(schema, 0)
 }
 
-fn reduce(schema: &Value, defs: &Value, depth: usize) -> Value {
-    let Some(object) = schema.as_object() else { return schema.clone() };
-    if depth > 32 {
-        return serde_json::json!({"type": "object"}); // a recursive $ref: Gemini has no cycles
-    }
-    if let Some(target) = object.get("$ref").and_then(Value::as_str) {
-        let name = target.rsplit('/').next().unwrap_or_default();
-        if let Some(found) = defs.get(name) {
-            return reduce(found, defs, depth + 1);
+/// The most subschemas one reduced schema holds.
+pub const SCHEMA_NODES: usize = 4_096;
+
+struct Reducer<'d> {
+    defs: &'d Value,
+    /// The `$ref`s being inlined on the way from the root to here.
+    expanding: Vec<String>,
+    nodes: usize,
+}
+
+impl Reducer<'_> {
+    fn reduce(&mut self, schema: &Value, depth: usize) -> Value {
+        let Some(object) = schema.as_object() else { return schema.clone() };
+        self.nodes += 1;
+        if depth > 32 || self.nodes > SCHEMA_NODES {
+            return serde_json::json!({"type": "object"});
         }
-    }
-    let mut out = Map::new();
-    for (key, value) in object {
-        match key.as_str() {
-            "type" => match value {
-                Value::Array(types) => {
-                    let non_null: Vec<&Value> = types.iter().filter(|t| t.as_str() != Some("null")).collect();
-                    if non_null.len() < types.len() {
+        if let Some(target) = object.get("$ref").and_then(Value::as_str) {
+            let name = target.rsplit('/').next().unwrap_or_default();
+            if self.expanding.iter().any(|n| n == name) {
+                return serde_json::json!({"type": "object"}); // a recursive $ref: Gemini has no cycles
+            }
+            if let Some(found) = self.defs.get(name) {
+                self.expanding.push(name.to_owned());
+                let reduced = self.reduce(found, depth + 1);
+                self.expanding.pop();
+                return reduced;
+            }
+        }
+        let mut out = Map::new();
+        for (key, value) in object {
+            match key.as_str() {
+                "type" => match value {
+                    Value::Array(types) => {
+                        let non_null: Vec<&Value> = types.iter().filter(|t| t.as_str() != Some("null")).collect();
+                        if non_null.len() < types.len() {
+                            out.insert("nullable".into(), Value::Bool(true));
+                        }
+                        if let Some(first) = non_null.first() {
+                            out.insert("type".into(), (*first).clone());
+                        }
+                    }
+                    other => {
+                        out.insert("type".into(), other.clone());
+                    }
+                },
+                "const" => {
+                    out.insert("enum".into(), Value::Array(vec![value.clone()]));
+                }
+                "properties" => {
+                    let properties = value
+                        .as_object()
+                        .map(|p| p.iter().map(|(k, v)| (k.clone(), self.reduce(v, depth + 1))).collect());
+                    out.insert(key.clone(), properties.map_or(Value::Object(Map::new()), Value::Object));
+                }
+                "items" => {
+                    out.insert(key.clone(), self.reduce(value, depth + 1));
+                }
+                "anyOf" | "oneOf" => {
+                    let options: Vec<Value> =
+                        value.as_array().into_iter().flatten().map(|v| self.reduce(v, depth + 1)).collect();
+                    out.insert("anyOf".into(), Value::Array(options));
+                }
+                "enum" => {
+                    // Gemini's enums hold strings; a null among them means the value is nullable.
+                    let values = value.as_array().cloned().unwrap_or_default();
+                    if values.iter().any(Value::is_null) {
                         out.insert("nullable".into(), Value::Bool(true));
                     }
-                    if let Some(first) = non_null.first() {
-                        out.insert("type".into(), (*first).clone());
-                    }
+                    out.insert(key.clone(), Value::Array(values.into_iter().filter(|v| !v.is_null()).collect()));
                 }
-                other => {
-                    out.insert("type".into(), other.clone());
+                k if SCHEMA_KEYWORDS.contains(&k) => {
+                    out.insert(key.clone(), value.clone());
                 }
-            },
-            "const" => {
-                out.insert("enum".into(), Value::Array(vec![value.clone()]));
+                _ => {}
             }
-            "properties" => {
-                let properties =
-                    value.as_object().map(|p| p.iter().map(|(k, v)| (k.clone(), reduce(v, defs, depth + 1))).collect());
-                out.insert(key.clone(), properties.map_or(Value::Object(Map::new()), Value::Object));
-            }
-            "items" => {
-                out.insert(key.clone(), reduce(value, defs, depth + 1));
-            }
-            "anyOf" | "oneOf" => {
-                let options: Vec<Value> =
-                    value.as_array().into_iter().flatten().map(|v| reduce(v, defs, depth + 1)).collect();
-                out.insert("anyOf".into(), Value::Array(options));
-            }
-            "enum" => {
-                // Gemini's enums hold strings; a null among them means the value is nullable.
-                let values = value.as_array().cloned().unwrap_or_default();
-                if values.iter().any(Value::is_null) {
-                    out.insert("nullable".into(), Value::Bool(true));
-                }
-                out.insert(key.clone(), Value::Array(values.into_iter().filter(|v| !v.is_null()).collect()));
-            }
-            k if SCHEMA_KEYWORDS.contains(&k) => {
-                out.insert(key.clone(), value.clone());
-            }
-            _ => {}
         }
+        Value::Object(out)
     }
-    Value::Object(out)
 }
 
 fn guess_mime_type(url: &str) -> &'static str {
