@@ -34,6 +34,9 @@ impl SseParser {
 
     /// Feeds `bytes`; calls `on_event(event, data)` for each event they complete.
     pub fn push(&mut self, mut bytes: &[u8], on_event: &mut impl FnMut(&str, &[u8])) {
+        if bytes.is_empty() {
+            return; // an empty chunk between a CR and its LF must not part them
+        }
         if self.after_cr {
             self.after_cr = false;
             if let Some(rest) = bytes.strip_prefix(b"\n") {
@@ -158,5 +161,15 @@ mod tests {
     fn event_name_does_not_leak_into_the_next_event() {
         let events = parse_in_pieces(b"event: ping\ndata: {}\n\ndata: 2\n\n", 5);
         assert_eq!(events[1].0, "");
+    }
+
+    #[test]
+    fn an_empty_chunk_between_cr_and_lf_does_not_part_them() {
+        let mut parser = SseParser::new();
+        let mut events = 0;
+        for chunk in [&b"data: x\r"[..], b"", b"\n"] {
+            parser.push(chunk, &mut |_, _| events += 1);
+        }
+        assert_eq!(events, 0, "CRLF ends one line, not two");
     }
 }
