@@ -456,8 +456,8 @@ impl AnthropicUsage {
         let cache_read = self.cache_read_input_tokens.unwrap_or(0);
         let cache_write = self.cache_creation_input_tokens.unwrap_or(0);
         // OpenAI's prompt_tokens include cached tokens; Anthropic's input_tokens do not.
-        let mut usage =
-            Usage::new(self.input_tokens.unwrap_or(0) + cache_read + cache_write, self.output_tokens.unwrap_or(0));
+        let prompt_tokens = self.input_tokens.unwrap_or(0).saturating_add(cache_read).saturating_add(cache_write);
+        let mut usage = Usage::new(prompt_tokens, self.output_tokens.unwrap_or(0));
         usage.prompt_tokens_details = Some(PromptTokensDetails {
             cached_tokens: cache_read,
             cache_creation_tokens: self.cache_creation_input_tokens,

@@ -538,7 +538,7 @@ impl UsageMetadata {
     fn to_openai(self) -> Usage {
         let reasoning = self.thoughts_token_count.unwrap_or(0);
         // OpenAI counts reasoning inside completion tokens; Gemini counts them apart.
-        let mut usage = Usage::new(self.prompt_token_count, self.candidates_token_count + reasoning);
+        let mut usage = Usage::new(self.prompt_token_count, self.candidates_token_count.saturating_add(reasoning));
         if let Some(cached_tokens) = self.cached_content_token_count {
             usage.prompt_tokens_details = Some(PromptTokensDetails { cached_tokens, cache_creation_tokens: None });
         }
@@ -930,6 +930,18 @@ mod tests {
         let schema = json!({"$defs": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}}, "$ref": "#/$defs/Node"});
         let reduced = reduce_schema(&schema).to_string();
         assert!(reduced.len() < 20_000);
+    }
+
+    #[test]
+    fn counts_past_u64_do_not_overflow() {
+        let max = u64::MAX;
+        let event = format!("data: {{\"candidates\":[{{\"finishReason\":\"STOP\"}}],\"usageMetadata\":{{\"promptTokenCount\":{max},\"candidatesTokenCount\":{max},\"thoughtsTokenCount\":{max}}}}}\n\n");
+        let mut stream = Stream::new("gemini", ChatPlan { include_usage: true, ..ChatPlan::default() }, 1);
+        let mut out = Vec::new();
+        stream.push(event.as_bytes(), &mut out);
+        stream.finish(None, &mut out);
+        let usage = stream.usage().unwrap();
+        assert_eq!((usage.completion_tokens, usage.total_tokens), (max, max));
     }
 
     #[test]
