@@ -156,12 +156,12 @@ fn blocks<'a>(content: &'a Content, at: &str) -> Result<Vec<Block<'a>>, GatewayE
                     ContentPart::ImageUrl { image_url } => {
                         let source = if let Some((media_type, data)) = parse_data_url(&image_url.url) {
                             Source::Base64 { media_type, data }
-                        } else if image_url.url.starts_with("https://") || image_url.url.starts_with("http://") {
+                        } else if super::is_https_url(&image_url.url) {
                             Source::Url { url: &image_url.url }
                         } else {
                             return Err(GatewayError::invalid_request(
                                 format!("{at}.image_url.url"),
-                                "An image is a base64 data URL or an http(s) URL.",
+                                "An image is a base64 data URL or an https URL.",
                             ));
                         };
                         out.push(Block::Image { source });
@@ -846,5 +846,39 @@ impl StreamTranslator for Stream {
             let error = GatewayError::upstream_stream_broken(&self.provider, cause);
             self.fail(out, error);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProviderKind;
+
+    fn provider() -> Provider {
+        Provider {
+            name: "claude".into(),
+            kind: ProviderKind::Anthropic,
+            base_url: "https://api.anthropic.com/v1".into(),
+            api_key_secret: None,
+            headers: vec![],
+            timeout_ms: 1000,
+            api_version: None,
+            stream_usage: true,
+        }
+    }
+
+    #[test]
+    fn an_image_is_a_data_url_or_an_https_url_only() {
+        for url in ["http://example.com/a.png", "gs://bucket/a.png", "file:///etc/passwd", "ftp://x/y.png", "https:/x"]
+        {
+            let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": url}}]}]});
+            let request = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
+            let e = chat_request(&provider(), "claude-x", &request, None, false).err().unwrap();
+            assert_eq!((e.status, e.param.as_deref()), (400, Some("messages[0].content[1].image_url.url")), "{url}");
+        }
+        let body = r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"HTTPS://example.com/a.png"}}]}]}"#;
+        let request = ChatRequest::parse(body.as_bytes()).unwrap();
+        assert!(chat_request(&provider(), "claude-x", &request, None, false).is_ok());
     }
 }

@@ -247,15 +247,16 @@ fn parts<'a>(content: &'a Content, at: &str) -> Result<Vec<Part<'a>>, GatewayErr
                     ContentPart::ImageUrl { image_url } => {
                         if let Some((mime_type, data)) = parse_data_url(&image_url.url) {
                             out.push(Part::InlineData { mime_type, data });
-                        } else if image_url.url.contains("://") {
+                        } else if super::is_https_url(&image_url.url) {
                             out.push(Part::FileData {
                                 mime_type: guess_mime_type(&image_url.url).into(),
                                 file_uri: &image_url.url,
                             });
                         } else {
+                            // A `gs://` or `file:` URI would be read with the operator's access.
                             return Err(GatewayError::invalid_request(
                                 format!("{at}.image_url.url"),
-                                "An image is a base64 data URL or a URL.",
+                                "An image is a base64 data URL or an https URL.",
                             ));
                         }
                     }
@@ -942,6 +943,32 @@ mod tests {
         stream.finish(None, &mut out);
         let usage = stream.usage().unwrap();
         assert_eq!((usage.completion_tokens, usage.total_tokens), (max, max));
+    }
+
+    #[test]
+    fn an_image_is_a_data_url_or_an_https_url_only() {
+        let provider = Provider {
+            name: "gemini".into(),
+            kind: crate::config::ProviderKind::Gemini,
+            base_url: "https://generativelanguage.googleapis.com/v1beta".into(),
+            api_key_secret: None,
+            headers: vec![],
+            timeout_ms: 1000,
+            api_version: None,
+            stream_usage: true,
+        };
+        for url in ["gs://operator-bucket/secret.png", "file:///etc/passwd", "http://169.254.169.254/x.png", "s3://b/k"]
+        {
+            let body = json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": url}}]}]});
+            let request = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
+            let e = chat_request(&provider, "gemini-x", &request, None, false).err().unwrap();
+            assert_eq!((e.status, e.param.as_deref()), (400, Some("messages[0].content[1].image_url.url")), "{url}");
+        }
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.webp"}}]}]});
+        let request = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
+        assert!(chat_request(&provider, "gemini-x", &request, None, false).is_ok());
     }
 
     #[test]

@@ -253,6 +253,13 @@ pub fn tool_arguments(arguments: &str, at: &str) -> Result<serde_json::Value, Ga
     })
 }
 
+/// Whether `url` is an https URL (its scheme in any case): the only remote source a client may
+/// hand a vendor. Anything else (`gs://`, `file:`, plain `http:`) the vendor would fetch with
+/// the operator's credentials or from inside its own network.
+pub fn is_https_url(url: &str) -> bool {
+    url.len() > 8 && url.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+}
+
 /// A `data:` URL's media type and base64 payload.
 pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
     let rest = url.strip_prefix("data:")?;
@@ -334,5 +341,13 @@ mod tests {
             (e.status, e.param.as_deref(), e.code.as_deref()),
             (400, Some("logprobs"), Some("unsupported_parameter"))
         );
+    }
+
+    #[test]
+    fn only_https_is_a_url_a_vendor_may_fetch() {
+        assert!(is_https_url("https://x/y.png") && is_https_url("HTTPS://x"));
+        for url in ["http://x", "gs://b/o", "file:///etc/passwd", "https://", "https:x", "", "httpsx://a"] {
+            assert!(!is_https_url(url), "{url}");
+        }
     }
 }
