@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Provider, ProviderKind};
-use switchyard_core::providers::{self, anthropic, gemini, is_retryable_status, ChatPlan, StreamTranslator};
+use switchyard_core::providers::{self, anthropic, gemini, is_vendor_fault, ChatPlan, StreamTranslator};
 
 const CREATED: u64 = 1_750_000_000;
 const KEY: &str = "sk-vendor-fixture-key";
@@ -195,7 +195,7 @@ fn run_case(vendor: &Vendor, dir: &Path) {
         let e = (vendor.error)(status, &body);
         assert!(!e.message.contains(KEY), "the vendor key never reaches the client");
         let actual =
-            json!({"status": e.status, "type": e.kind, "code": e.code, "retryable": is_retryable_status(status)});
+            json!({"status": e.status, "type": e.kind, "code": e.code, "retryable": is_vendor_fault(status, &e)});
         expect(&dir.join("openai-error.json"), &actual);
     }
 }

@@ -6,7 +6,7 @@
 //! thinking to `reasoning_content`, stop reasons and usage (cache reads and writes included)
 //! mapped to OpenAI's.
 
-use super::{parse_data_url, redact, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator};
+use super::{parse_data_url, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator};
 use super::{tool_arguments, StreamEnd};
 use crate::chat::{
     AssistantMessage, ChatCompletion, ChatRequest, Choice, ChunkWriter, CompletionTokensDetails, Content, ContentPart,
@@ -542,52 +542,66 @@ struct ErrorObject {
     message: String,
 }
 
-/// The client's error for an Anthropic error answer (or stream `error` event).
-fn error_from_parts(provider: &str, status: u16, kind: &str, message: &str, api_key: Option<&str>) -> GatewayError {
-    let message = redact(message, api_key);
-    match (status, kind) {
-        (401, _) | (_, "authentication_error") => GatewayError::new(
-            502,
-            "server_error",
-            "upstream_auth_failed",
-            format!("Provider `{provider}` rejected the gateway's credentials; check its key secret."),
-        ),
-        (529, _) | (_, "overloaded_error") => GatewayError::new(
+/// The client's error for an Anthropic error answer (or stream `error` event). The HTTP status
+/// decides the class (a 5xx stays a 5xx, a 4xx a 4xx); the body's `type` only names the error
+/// within it. A refused key is the operator's problem, whatever the status says.
+fn error_from_parts(provider: &str, status: u16, kind: &str, message: &str) -> GatewayError {
+    if matches!(status, 401 | 403) || matches!(kind, "authentication_error" | "permission_error") {
+        return GatewayError::upstream_auth_failed(provider);
+    }
+    let message = message.to_owned();
+    match status {
+        529 => GatewayError::new(
             503,
             "server_error",
             "upstream_overloaded",
             format!("Provider `{provider}` is overloaded: {message}"),
         ),
-        (429, _) | (_, "rate_limit_error") => {
-            GatewayError::new(429, "rate_limit_error", "rate_limit_exceeded", message)
-        }
-        (413, _) | (_, "request_too_large") => {
-            GatewayError::new(413, "invalid_request_error", "request_too_large", message)
-        }
-        (403, _) | (_, "permission_error") => GatewayError::new(403, "permission_error", "permission_denied", message),
-        (404, _) | (_, "not_found_error") => {
-            GatewayError::new(404, "invalid_request_error", "model_not_found", message)
-        }
-        (400..=499, _) | (_, "invalid_request_error") => {
-            GatewayError::new(status.clamp(400, 499), "invalid_request_error", "invalid_request", message)
-        }
-        _ => GatewayError::new(if status >= 500 { status } else { 502 }, "server_error", "upstream_error", message),
+        500..=599 if kind == "overloaded_error" => GatewayError::new(
+            status,
+            "server_error",
+            "upstream_overloaded",
+            format!("Provider `{provider}` is overloaded: {message}"),
+        ),
+        500..=599 => GatewayError::new(status, "server_error", "upstream_error", message),
+        429 => GatewayError::new(429, "rate_limit_error", "rate_limit_exceeded", message),
+        413 => GatewayError::new(413, "invalid_request_error", "request_too_large", message),
+        404 => GatewayError::new(404, "invalid_request_error", "model_not_found", message),
+        400..=499 => match kind {
+            "rate_limit_error" => GatewayError::new(status, "rate_limit_error", "rate_limit_exceeded", message),
+            "request_too_large" => GatewayError::new(status, "invalid_request_error", "request_too_large", message),
+            "not_found_error" => GatewayError::new(status, "invalid_request_error", "model_not_found", message),
+            _ => GatewayError::new(status, "invalid_request_error", "invalid_request", message),
+        },
+        // Not an error status at all: the vendor's answer makes no sense.
+        _ => GatewayError::new(502, "server_error", "upstream_error", message),
     }
 }
 
+/// The client's error for an Anthropic error answer, without the vendor key in any field.
 pub fn error_from_vendor(provider: &str, status: u16, body: &[u8], api_key: Option<&str>) -> GatewayError {
-    match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(ErrorBody { error }) => error_from_parts(provider, status, &error.kind, &error.message, api_key),
+    let error = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { error }) => error_from_parts(provider, status, &error.kind, &error.message),
         Err(_) => {
-            let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
-            error_from_parts(
-                provider,
-                status,
-                "",
-                &format!("Provider `{provider}` answered HTTP {status}: {}", text.trim()),
-                api_key,
-            )
+            let text = super::body_excerpt(body, api_key);
+            error_from_parts(provider, status, "", &format!("Provider `{provider}` answered HTTP {status}: {text}"))
         }
+    };
+    super::redacted(error, api_key)
+}
+
+/// The status Anthropic answers an error of this `type` with, for an `error` event in a stream
+/// (which has no status of its own).
+fn stream_error_status(kind: &str) -> u16 {
+    match kind {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "overloaded_error" => 529,
+        _ => 500,
     }
 }
 
@@ -710,13 +724,8 @@ impl Stream {
         };
         if event.kind == "error" {
             let error = event.error.unwrap_or(ErrorObject { kind: String::new(), message: "stream error".into() });
-            let status = match error.kind.as_str() {
-                "overloaded_error" => 529,
-                "rate_limit_error" => 429,
-                "invalid_request_error" => 400,
-                _ => 500,
-            };
-            let error = error_from_parts(&self.provider, status, &error.kind, &error.message, None);
+            let status = stream_error_status(&error.kind);
+            let error = error_from_parts(&self.provider, status, &error.kind, &error.message);
             return self.fail(out, error);
         }
         if event.kind == "message_start" {
@@ -853,6 +862,44 @@ impl StreamTranslator for Stream {
 mod tests {
     use super::*;
     use crate::config::ProviderKind;
+
+    const KEY: &str = "sk-ant-api03-secret-key";
+
+    fn vendor_error(status: u16, kind: &str, message: &str) -> GatewayError {
+        let body = serde_json::json!({"type": "error", "error": {"type": kind, "message": message}});
+        error_from_vendor("claude", status, body.to_string().as_bytes(), Some(KEY))
+    }
+
+    #[test]
+    fn the_status_class_is_the_vendors_and_the_type_only_names_it() {
+        let e = vendor_error(500, "invalid_request_error", "odd");
+        assert_eq!((e.status, e.kind, e.code.as_deref()), (500, "server_error", Some("upstream_error")));
+        let e = vendor_error(503, "overloaded_error", "busy");
+        assert_eq!((e.status, e.code.as_deref()), (503, Some("upstream_overloaded")));
+        let e = vendor_error(400, "rate_limit_error", "slow down");
+        assert_eq!((e.status, e.kind), (400, "rate_limit_error"));
+        let e = vendor_error(422, "invalid_request_error", "no");
+        assert_eq!((e.status, e.code.as_deref()), (422, Some("invalid_request")));
+        assert_eq!(vendor_error(200, "api_error", "?").status, 502);
+    }
+
+    #[test]
+    fn a_refused_key_is_the_operators_problem_at_401_and_403() {
+        for (status, kind) in [(401, "authentication_error"), (403, "permission_error"), (403, "forbidden")] {
+            let e = vendor_error(status, kind, &format!("key {KEY} may not"));
+            assert_eq!((e.status, e.kind, e.code.as_deref()), (502, "server_error", Some("upstream_auth_failed")));
+            assert!(e.message.contains("`claude`") && !e.message.contains("may not"), "{}", e.message);
+            assert!(crate::providers::is_vendor_fault(status, &e) && crate::providers::is_retryable_status(status));
+        }
+    }
+
+    #[test]
+    fn the_key_is_redacted_from_every_form_of_the_answer() {
+        let e = vendor_error(400, "invalid_request_error", &format!("x-api-key {KEY} is odd"));
+        assert_eq!(e.message, "x-api-key [redacted] is odd");
+        let e = error_from_vendor("claude", 502, format!("<html>proxy saw {KEY}</html>").as_bytes(), Some(KEY));
+        assert!(!e.message.contains(KEY) && e.message.contains("proxy saw [redacted]"), "{}", e.message);
+    }
 
     fn provider() -> Provider {
         Provider {

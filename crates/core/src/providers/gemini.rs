@@ -7,7 +7,7 @@
 //! Answer: candidates to choices, function calls to tool calls with stable ids, finish reasons
 //! and usage (thinking and cached tokens included) mapped to OpenAI's.
 
-use super::{parse_data_url, redact, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator};
+use super::{parse_data_url, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator};
 use super::{tool_arguments, StreamEnd};
 use crate::chat::{
     AssistantMessage, ChatCompletion, ChatRequest, Choice, ChunkWriter, CompletionTokensDetails, Content, ContentPart,
@@ -662,32 +662,58 @@ struct ErrorObject {
     message: String,
     #[serde(default)]
     status: String,
+    #[serde(default)]
+    details: Vec<ErrorDetail>,
 }
 
-/// The client's error for a Gemini error answer.
+/// One of `google.rpc.Status.details`; an `ErrorInfo` says why in `reason`.
+#[derive(Deserialize)]
+struct ErrorDetail {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+impl ErrorObject {
+    /// Whether Google refused the key itself: `API_KEY_INVALID` (sent with a 400
+    /// `INVALID_ARGUMENT`), `API_KEY_EXPIRED`, `API_KEY_SERVICE_BLOCKED` and their kin.
+    fn refuses_the_key(&self) -> bool {
+        self.status == "UNAUTHENTICATED"
+            || self.status == "PERMISSION_DENIED"
+            || self.details.iter().any(|d| d.reason.as_deref().is_some_and(|r| r.starts_with("API_KEY_")))
+            || self.message.contains("API key not valid")
+    }
+}
+
+/// The client's error for a Gemini error answer, without the vendor key in any field.
 pub fn error_from_vendor(provider: &str, status: u16, body: &[u8], api_key: Option<&str>) -> GatewayError {
-    let (message, kind) = match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(ErrorBody { error }) => (redact(&error.message, api_key), error.status),
+    let error = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { error }) => error_from_object(provider, status, &error),
         Err(_) => {
-            let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
-            (redact(&format!("Provider `{provider}` answered HTTP {status}: {}", text.trim()), api_key), String::new())
+            let text = super::body_excerpt(body, api_key);
+            let message = format!("Provider `{provider}` answered HTTP {status}: {text}");
+            error_from_status(status, message)
         }
     };
-    // Gemini reports a bad key as 400 INVALID_ARGUMENT ("API key not valid") or 403.
-    if status == 401 || kind == "UNAUTHENTICATED" || ((status == 400 || status == 403) && message.contains("API key")) {
-        return GatewayError::new(
-            502,
-            "server_error",
-            "upstream_auth_failed",
-            format!("Provider `{provider}` rejected the gateway's credentials; check its key secret."),
-        );
+    super::redacted(error, api_key)
+}
+
+/// A refused key (whatever the status: Gemini says so with a 400 as often as with a 401 or 403)
+/// is the operator's problem; anything else keeps the vendor's status.
+fn error_from_object(provider: &str, status: u16, error: &ErrorObject) -> GatewayError {
+    if matches!(status, 401 | 403) || error.refuses_the_key() {
+        return GatewayError::upstream_auth_failed(provider);
     }
+    error_from_status(status, error.message.clone())
+}
+
+/// The HTTP status decides the class: a 5xx stays a 5xx, a 4xx a 4xx.
+fn error_from_status(status: u16, message: String) -> GatewayError {
     match status {
         429 => GatewayError::new(429, "rate_limit_error", "rate_limit_exceeded", message),
         404 => GatewayError::new(404, "invalid_request_error", "model_not_found", message),
-        403 => GatewayError::new(403, "permission_error", "permission_denied", message),
         400..=499 => GatewayError::new(status, "invalid_request_error", "invalid_request", message),
-        _ => GatewayError::new(if status >= 500 { status } else { 502 }, "server_error", "upstream_error", message),
+        500..=599 => GatewayError::new(status, "server_error", "upstream_error", message),
+        _ => GatewayError::new(502, "server_error", "upstream_error", message),
     }
 }
 
@@ -969,6 +995,49 @@ mod tests {
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.webp"}}]}]});
         let request = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
         assert!(chat_request(&provider, "gemini-x", &request, None, false).is_ok());
+    }
+
+    const KEY: &str = "AIzaSyA-secret-gemini-key";
+
+    #[test]
+    fn a_refused_key_is_the_operators_problem() {
+        let cases = [
+            (
+                400,
+                json!({"error": {"code": 400, "message": "Bad key.", "status": "INVALID_ARGUMENT",
+                "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]}}),
+            ),
+            (
+                400,
+                json!({"error": {"code": 400, "message": "API key expired. Please renew the API key.", "status": "INVALID_ARGUMENT",
+                "details": [{"reason": "API_KEY_EXPIRED"}]}}),
+            ),
+            (
+                403,
+                json!({"error": {"code": 403, "message": "Permission denied on resource project x.", "status": "PERMISSION_DENIED"}}),
+            ),
+            (403, json!({"error": {"code": 403, "message": "Forbidden"}})),
+            (401, json!({"error": {"code": 401, "message": "Unauthenticated", "status": "UNAUTHENTICATED"}})),
+        ];
+        for (status, body) in cases {
+            let e = error_from_vendor("gemini", status, body.to_string().as_bytes(), Some(KEY));
+            assert_eq!((e.status, e.code.as_deref()), (502, Some("upstream_auth_failed")), "{body}");
+            assert!(crate::providers::is_vendor_fault(status, &e), "{body}");
+        }
+        let plain = json!({"error": {"code": 400, "message": "Unknown name \"foo\"", "status": "INVALID_ARGUMENT"}});
+        let e = error_from_vendor("gemini", 400, plain.to_string().as_bytes(), Some(KEY));
+        assert_eq!((e.status, e.code.as_deref()), (400, Some("invalid_request")));
+        assert!(!crate::providers::is_vendor_fault(400, &e));
+    }
+
+    #[test]
+    fn the_key_is_redacted_and_the_status_class_kept() {
+        let body =
+            json!({"error": {"code": 500, "message": format!("failed for {KEY}"), "status": "INVALID_ARGUMENT"}});
+        let e = error_from_vendor("gemini", 500, body.to_string().as_bytes(), Some(KEY));
+        assert_eq!((e.status, e.kind, e.message.as_str()), (500, "server_error", "failed for [redacted]"));
+        let e = error_from_vendor("gemini", 502, format!("<html>{KEY}</html>").as_bytes(), Some(KEY));
+        assert!(!e.message.contains(KEY), "{}", e.message);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! Together, Fireworks, OpenRouter, vLLM, Ollama, ...). The request passes through with only
 //! the model renamed; the response passes through untouched.
 
-use super::{redact, OutboundRequest};
+use super::OutboundRequest;
 use crate::chat::{AskUsage, ChatRequest, Usage};
 use crate::config::Provider;
 use crate::error::GatewayError;
@@ -76,25 +76,23 @@ struct ErrorObject<'a> {
 }
 
 /// The client's error for a vendor's non-success answer. The vendor's message is kept (without
-/// any trace of the vendor key); a vendor's 401/403 on the gateway's own key is the operator's
-/// problem, reported as a 502 that does not repeat what the vendor said about the key.
+/// any trace of the vendor key, in any field); a vendor's 401/403 on the gateway's own key is
+/// the operator's problem, reported as a 502 that does not repeat what the vendor said.
 pub fn error_from_vendor(provider: &str, status: u16, body: &[u8], api_key: Option<&str>) -> GatewayError {
-    if status == 401 {
-        return GatewayError::new(
-            502,
-            "server_error",
-            "upstream_auth_failed",
-            format!("Provider `{provider}` rejected the gateway's credentials; check its key secret."),
-        );
+    super::redacted(translate_error(provider, status, body, api_key), api_key)
+}
+
+fn translate_error(provider: &str, vendor_status: u16, body: &[u8], api_key: Option<&str>) -> GatewayError {
+    if matches!(vendor_status, 401 | 403) {
+        return GatewayError::upstream_auth_failed(provider);
     }
-    let kind = match status {
-        400..=499 => "invalid_request_error",
-        _ => "server_error",
-    };
+    // The HTTP status decides the class (a 5xx stays a 5xx); the body's type only refines it.
+    let status = if (400..=599).contains(&vendor_status) { vendor_status } else { 502 };
+    let kind = if status < 500 { "invalid_request_error" } else { "server_error" };
     let parsed = serde_json::from_slice::<ErrorBody>(body).ok();
     let Some(ErrorBody { error }) = parsed else {
-        let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
-        let message = format!("Provider `{provider}` answered HTTP {status}: {}", redact(text.trim(), api_key));
+        let message =
+            format!("Provider `{provider}` answered HTTP {vendor_status}: {}", super::body_excerpt(body, api_key));
         return GatewayError::new(status, kind, "upstream_error", message);
     };
     let code = match error.code {
@@ -112,7 +110,7 @@ pub fn error_from_vendor(provider: &str, status: u16, body: &[u8], api_key: Opti
         },
         code,
         param: error.param.map(Cow::into_owned),
-        message: redact(&error.message, api_key),
+        message: error.message.into_owned(),
     }
 }
 
@@ -217,6 +215,52 @@ mod tests {
         let e = error_from_vendor("openai", 401, body, Some("sk-vendor-123"));
         assert_eq!(e.status, 502);
         assert!(!e.message.contains("sk-"));
+    }
+
+    #[test]
+    fn vendor_403_is_the_operators_problem_too() {
+        let body = br#"{"error":{"message":"Project proj_1 does not have access to model gpt-5","type":"invalid_request_error","code":"model_not_found"}}"#;
+        let e = error_from_vendor("openai", 403, body, Some("sk-vendor-123"));
+        assert_eq!((e.status, e.kind, e.code.as_deref()), (502, "server_error", Some("upstream_auth_failed")));
+        assert!(e.message.contains("`openai`") && !e.message.contains("proj_1"), "{}", e.message);
+        assert!(crate::providers::is_vendor_fault(403, &e));
+    }
+
+    #[test]
+    fn the_key_is_redacted_from_every_field() {
+        let key = "sk-vendor/123+abc";
+        let body = br#"{"error":{"message":"bad key sk-vendor%2F123%2Babc","type":"invalid_request_error","param":"auth sk-vendor/123+abc","code":"sk-vendor/123+abc"}}"#;
+        let e = error_from_vendor("openai", 400, body, Some(key));
+        assert_eq!(e.message, "bad key [redacted]");
+        assert_eq!(e.param.as_deref(), Some("auth [redacted]"));
+        assert_eq!(e.code.as_deref(), Some("[redacted]"));
+        let json = String::from_utf8(e.to_json()).unwrap();
+        assert!(!json.contains("sk-vendor"), "{json}");
+    }
+
+    #[test]
+    fn an_unparsed_body_loses_the_key_even_where_it_is_cut() {
+        let key = "sk-vendor-0123456789abcdef0123456789";
+        for at in [0, 490, 500, 511, 2040, 2060, 3000] {
+            let mut body = "x".repeat(at);
+            body.push_str(key);
+            body.push_str(&"y".repeat(4000));
+            let e = error_from_vendor("openai", 502, body.as_bytes(), Some(key));
+            for n in 5..key.len() {
+                assert!(!e.message.contains(&key[..n]), "key at {at}: {n} bytes of it in {}", e.message);
+            }
+            assert!(e.message.chars().count() < 600);
+        }
+    }
+
+    #[test]
+    fn the_status_class_is_the_vendors() {
+        let body = br#"{"error":{"message":"oops","type":"invalid_request_error","code":null}}"#;
+        let e = error_from_vendor("openai", 500, body, None);
+        assert_eq!(e.status, 500);
+        assert!(crate::providers::is_retryable_status(500));
+        let e = error_from_vendor("openai", 302, b"Found", None);
+        assert_eq!((e.status, e.kind), (502, "server_error"));
     }
 
     #[test]
