@@ -23,6 +23,9 @@ use std::borrow::Cow;
 pub const API_VERSION: &str = "2023-06-01";
 /// The tool forced to obtain JSON output (`response_format`); its input is the answer.
 pub const JSON_TOOL: &str = "json_response";
+/// The most content blocks a streamed answer may have (tool calls among them). Blocks start in
+/// order, so an index is at most the count so far: a vendor's index never sizes memory.
+pub const MAX_CONTENT_BLOCKS: usize = 256;
 
 /// Output tokens when the client sets no limit: the model's documented maximum output.
 pub fn default_max_tokens(model: &str) -> u32 {
@@ -485,7 +488,8 @@ pub fn chat_response(
     plan: &ChatPlan,
     created: u64,
 ) -> Result<ChatCompletion, GatewayError> {
-    let answer: MessagesResponse = serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, e))?;
+    let answer: MessagesResponse =
+        serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, super::decode_cause(&e)))?;
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut tool_calls = Vec::new();
@@ -679,6 +683,8 @@ enum BlockKind {
 /// Anthropic's event stream to OpenAI's chunks.
 pub struct Stream {
     provider: String,
+    /// The vendor key, redacted from the vendor's error events.
+    api_key: Option<String>,
     plan: ChatPlan,
     parser: SseParser,
     created: u64,
@@ -692,9 +698,10 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn new(provider: &str, plan: ChatPlan, created: u64) -> Self {
+    pub fn new(provider: &str, plan: ChatPlan, created: u64, api_key: Option<&str>) -> Self {
         Self {
             provider: provider.to_owned(),
+            api_key: api_key.map(str::to_owned),
             plan,
             parser: SseParser::new(),
             created,
@@ -707,8 +714,9 @@ impl Stream {
         }
     }
 
+    /// Ends the client's stream with `error`, which may quote the vendor: without its key.
     fn fail(&mut self, out: &mut Vec<u8>, error: GatewayError) {
-        self.end.fail(out, error);
+        self.end.fail(out, super::redacted(error, self.api_key.as_deref()));
     }
 
     fn on_event(&mut self, data: &[u8], out: &mut Vec<u8>) {
@@ -718,7 +726,8 @@ impl Stream {
         let event: Event = match serde_json::from_slice(data) {
             Ok(event) => event,
             Err(e) => {
-                let error = super::invalid_answer(&self.provider, format!("unreadable stream event: {e}"));
+                let cause = format!("unreadable stream event: {}", super::decode_cause(&e));
+                let error = super::invalid_answer(&self.provider, cause);
                 return self.fail(out, error);
             }
         };
@@ -743,17 +752,21 @@ impl Stream {
             self.writer = Some(writer);
             return;
         }
-        let Some(writer) = &self.writer else {
+        if self.writer.is_none() {
             // Anything but a ping before message_start is not Anthropic's stream.
             if event.kind != "ping" {
                 self.fail(out, super::invalid_answer(&self.provider, format!("`{}` before message_start", event.kind)));
             }
             return;
-        };
+        }
+        if let Err(cause) = self.check_index(&event) {
+            return self.fail(out, super::invalid_answer(&self.provider, cause));
+        }
+        let Some(writer) = &self.writer else { return };
         match event.kind.as_ref() {
             "content_block_delta" => {
                 let Some(delta) = event.delta else { return };
-                let kind = self.blocks.get(event.index).copied().unwrap_or(BlockKind::Other);
+                let Some(&kind) = self.blocks.get(event.index) else { return };
                 match (kind, delta) {
                     (BlockKind::Text, EventDelta { text: Some(text), .. }) => writer.content(out, 0, &text),
                     (BlockKind::Json, EventDelta { partial_json: Some(json), .. }) if !json.is_empty() => {
@@ -790,7 +803,7 @@ impl Stream {
                     }
                     Some(StartBlock::ToolUse { id, name }) => {
                         let tool_index = self.tool_calls;
-                        self.tool_calls += 1;
+                        self.tool_calls = self.tool_calls.saturating_add(1);
                         let call = ToolCallDelta {
                             index: tool_index,
                             id: Some(id),
@@ -803,10 +816,11 @@ impl Stream {
                     Some(StartBlock::Thinking {}) => BlockKind::Thinking,
                     Some(StartBlock::Other) | None => BlockKind::Other,
                 };
-                if self.blocks.len() <= event.index {
-                    self.blocks.resize(event.index + 1, BlockKind::Other);
+                // In bounds: check_index let only a started block or the next one through.
+                match self.blocks.get_mut(event.index) {
+                    Some(block) => *block = kind,
+                    None => self.blocks.push(kind),
                 }
-                self.blocks[event.index] = kind;
             }
             "message_delta" => {
                 if let Some(usage) = &event.usage {
@@ -828,6 +842,28 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Whether the event's block index is one the stream can have: a delta's, a block that
+    /// started; a start's, the next block (or a started one again), within the bound.
+    fn check_index(&self, event: &Event) -> Result<(), String> {
+        let started = self.blocks.len();
+        match event.kind.as_ref() {
+            "content_block_delta" if event.index >= started => {
+                Err(format!("content_block_delta for block {} of {started} started", event.index))
+            }
+            "content_block_start" if event.index > started => {
+                Err(format!("content_block_start for block {} after {started} (blocks start in order)", event.index))
+            }
+            "content_block_start"
+                if event.index >= MAX_CONTENT_BLOCKS || self.tool_calls as usize >= MAX_CONTENT_BLOCKS =>
+            {
+                Err(format!("more than {MAX_CONTENT_BLOCKS} content blocks in one answer"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 impl StreamTranslator for Stream {
     fn error(&self) -> Option<&GatewayError> {
         self.end.error()
@@ -844,8 +880,11 @@ impl StreamTranslator for Stream {
 
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         let mut parser = std::mem::take(&mut self.parser);
-        parser.push(bytes, &mut |_, data| self.on_event(data, out));
+        let read = parser.push(bytes, &mut |_, data| self.on_event(data, out));
         self.parser = parser;
+        if let Err(too_large) = read {
+            self.fail(out, super::invalid_answer(&self.provider, too_large));
+        }
     }
 
     fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
@@ -864,6 +903,93 @@ mod tests {
     use crate::config::ProviderKind;
 
     const KEY: &str = "sk-ant-api03-secret-key";
+
+    fn run(input: &str) -> (String, Option<GatewayError>) {
+        let mut stream = Stream::new("claude", ChatPlan::default(), 1, Some(KEY));
+        let mut out = Vec::new();
+        for piece in input.as_bytes().chunks(7) {
+            stream.push(piece, &mut out);
+        }
+        stream.finish(None, &mut out);
+        (String::from_utf8(out).unwrap(), stream.error().cloned())
+    }
+
+    const START: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{}}}\n\n";
+
+    fn block_start(index: u64) -> String {
+        format!("data: {{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n")
+    }
+
+    fn assert_invalid(text: &str, error: Option<GatewayError>, says: &str) {
+        let error = error.expect("the stream failed");
+        assert_eq!(error.code.as_deref(), Some("upstream_invalid_response"));
+        assert!(error.message.contains(says), "{}", error.message);
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    }
+
+    #[test]
+    fn a_huge_block_index_is_a_stream_error_not_an_allocation() {
+        let (text, error) = run(&format!("{START}{}", block_start(1_000_000_000_000)));
+        assert_invalid(&text, error, "block 1000000000000 after 0");
+        let delta = "data: {\"type\":\"content_block_delta\",\"index\":1000000000000,\"delta\":{\"type\":\"text_delta\",\"text\":\"x\"}}\n\n";
+        let (text, error) = run(&format!("{START}{}{delta}", block_start(0)));
+        assert_invalid(&text, error, "block 1000000000000 of 1 started");
+        let (text, error) = run(&format!("{START}{}", block_start(u64::MAX)));
+        assert_invalid(&text, error, "after 0");
+        let (text, error) = run(&format!("{START}{}", r#"data: {"type":"content_block_start","index":-1}"#));
+        assert!(error.is_some() && text.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn counts_past_u64_do_not_overflow() {
+        let max = u64::MAX;
+        let start = format!("data: {{\"type\":\"message_start\",\"message\":{{\"id\":\"m\",\"model\":\"c\",\"usage\":{{\"input_tokens\":{max},\"cache_read_input_tokens\":{max},\"cache_creation_input_tokens\":1,\"output_tokens\":{max}}}}}}}\n\n");
+        let (_, error) = run(&start);
+        assert!(error.is_some_and(|e| e.code.as_deref() == Some("upstream_stream_broken")));
+        let mut stream = Stream::new("claude", ChatPlan::default(), 1, None);
+        stream.push(start.as_bytes(), &mut Vec::new());
+        let usage = stream.usage().unwrap();
+        assert_eq!((usage.prompt_tokens, usage.total_tokens), (max, max));
+    }
+
+    #[test]
+    fn blocks_start_in_order_and_are_bounded() {
+        let (text, error) = run(&format!("{START}{}{}", block_start(0), block_start(2)));
+        assert_invalid(&text, error, "block 2 after 1");
+        let many: String = (0..=MAX_CONTENT_BLOCKS as u64).map(block_start).collect();
+        let (text, error) = run(&format!("{START}{many}"));
+        assert_invalid(&text, error, "more than 256 content blocks");
+        let tool = "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"f\"}}\n\n";
+        let (text, error) = run(&format!("{START}{}", tool.repeat(MAX_CONTENT_BLOCKS + 1)));
+        assert_invalid(&text, error, "more than 256 content blocks");
+    }
+
+    #[test]
+    fn a_stream_without_line_ends_is_a_stream_error() {
+        let mut stream = Stream::new("claude", ChatPlan::default(), 1, None);
+        let mut out = Vec::new();
+        stream.push(START.as_bytes(), &mut out);
+        let html = vec![b'<'; 256 * 1024];
+        for _ in 0..5 {
+            stream.push(&html, &mut out);
+        }
+        assert!(stream.done());
+        assert!(stream.error().is_some_and(|e| e.message.contains("exceeds the limit of 1048576 bytes")));
+        assert!(out.ends_with(crate::sse::DONE));
+    }
+
+    #[test]
+    fn a_stream_error_event_loses_the_key() {
+        let event = format!("event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"api_error\",\"message\":\"bad {KEY}\"}}}}\n\n");
+        let (text, error) = run(&format!("{START}{event}"));
+        assert!(!text.contains(KEY), "{text}");
+        assert!(text.contains("bad [redacted]"), "{text}");
+        assert_eq!(error.map(|e| (e.status, e.message)), Some((500, "bad [redacted]".to_owned())));
+        let event = "data: {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key\"}}\n\n";
+        let (text, error) = run(&format!("{START}{event}"));
+        assert!(!text.contains("x-api-key"));
+        assert_eq!(error.and_then(|e| e.code).as_deref(), Some("upstream_auth_failed"));
+    }
 
     fn vendor_error(status: u16, kind: &str, message: &str) -> GatewayError {
         let body = serde_json::json!({"type": "error", "error": {"type": kind, "message": message}});

@@ -22,6 +22,9 @@ use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+/// The most candidates a streamed answer may have; a candidate index at or past it is refused.
+pub const MAX_CANDIDATES: usize = 128;
+
 // ---- Request ----
 
 #[derive(Serialize)]
@@ -578,6 +581,9 @@ fn call_id(given: Option<String>, response_id: &str, candidate: u32, position: u
 
 fn blocked(provider: &str, feedback: &Option<PromptFeedback>) -> Option<GatewayError> {
     let reason = feedback.as_ref()?.block_reason.as_deref()?;
+    // Gemini's reasons are names (SAFETY, BLOCKLIST); anything else is not repeated.
+    let named = !reason.is_empty() && reason.len() <= 64 && reason.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+    let reason = if named { reason } else { "a reason it did not name" };
     Some(GatewayError::new(
         400,
         "invalid_request_error",
@@ -593,7 +599,8 @@ pub fn chat_response(
     _plan: &ChatPlan,
     created: u64,
 ) -> Result<ChatCompletion, GatewayError> {
-    let answer: GenerateResponse = serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, e))?;
+    let answer: GenerateResponse =
+        serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, super::decode_cause(&e)))?;
     if answer.candidates.is_empty() {
         return Err(blocked(provider, &answer.prompt_feedback)
             .unwrap_or_else(|| super::invalid_answer(provider, "the answer has no candidates")));
@@ -658,6 +665,9 @@ struct ErrorBody {
 
 #[derive(Deserialize)]
 struct ErrorObject {
+    /// The HTTP status the error goes with; in a stream, the only status there is.
+    #[serde(default)]
+    code: Option<i64>,
     #[serde(default)]
     message: String,
     #[serde(default)]
@@ -733,6 +743,9 @@ struct StreamEvent<'a> {
     model_version: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     response_id: Option<Cow<'a, str>>,
+    /// An error instead of a response: Gemini's way of breaking off a stream.
+    #[serde(default)]
+    error: Option<ErrorObject>,
 }
 
 #[derive(Deserialize)]
@@ -768,6 +781,8 @@ struct StreamPart<'a> {
 /// reason; ending before that is a break.
 pub struct Stream {
     provider: String,
+    /// The vendor key, redacted from the vendor's error events.
+    api_key: Option<String>,
     plan: ChatPlan,
     parser: SseParser,
     response_id: String,
@@ -788,9 +803,10 @@ struct CandidateState {
 }
 
 impl Stream {
-    pub fn new(provider: &str, plan: ChatPlan, created: u64) -> Self {
+    pub fn new(provider: &str, plan: ChatPlan, created: u64, api_key: Option<&str>) -> Self {
         Self {
             provider: provider.to_owned(),
+            api_key: api_key.map(str::to_owned),
             plan,
             parser: SseParser::new(),
             response_id: String::new(),
@@ -802,8 +818,9 @@ impl Stream {
         }
     }
 
+    /// Ends the client's stream with `error`, which may quote the vendor: without its key.
     fn fail(&mut self, out: &mut Vec<u8>, error: GatewayError) {
-        self.end.fail(out, error);
+        self.end.fail(out, super::redacted(error, self.api_key.as_deref()));
     }
 
     fn on_event(&mut self, data: &[u8], out: &mut Vec<u8>) {
@@ -814,12 +831,26 @@ impl Stream {
             Ok(event) => event,
             Err(e) => {
                 let error = match serde_json::from_slice::<ErrorBody>(data) {
-                    Ok(_) => error_from_vendor(&self.provider, 500, data, None),
-                    Err(_) => super::invalid_answer(&self.provider, format!("unreadable stream event: {e}")),
+                    Ok(_) => error_from_vendor(&self.provider, 500, data, self.api_key.as_deref()),
+                    Err(_) => super::invalid_answer(
+                        &self.provider,
+                        format!("unreadable stream event: {}", super::decode_cause(&e)),
+                    ),
                 };
                 return self.fail(out, error);
             }
         };
+        if let Some(error) = &event.error {
+            let status = error.code.and_then(|c| u16::try_from(c).ok()).filter(|c| (400..=599).contains(c));
+            let error = error_from_object(&self.provider, status.unwrap_or(500), error);
+            return self.fail(out, error);
+        }
+        // Candidates are few (`candidateCount` is at most 8): an index past the bound is not
+        // Gemini's, and must not size the gateway's memory.
+        if let Some(candidate) = event.candidates.iter().find(|c| c.index as usize >= MAX_CANDIDATES) {
+            let cause = format!("candidate index {} (at most {MAX_CANDIDATES} candidates)", candidate.index);
+            return self.fail(out, super::invalid_answer(&self.provider, cause));
+        }
         if event.candidates.is_empty() {
             if let Some(error) = blocked(&self.provider, &event.prompt_feedback) {
                 return self.fail(out, error);
@@ -839,7 +870,8 @@ impl Stream {
             if self.candidates.len() <= i {
                 self.candidates.resize(i + 1, CandidateState::default());
             }
-            let state = &mut self.candidates[i];
+            // Within MAX_CANDIDATES, checked above, and just made this long.
+            let Some(state) = self.candidates.get_mut(i) else { continue };
             if !state.started {
                 state.started = true;
                 let delta = Delta { role: Some(Role::Assistant), content: Some(String::new()), ..Delta::default() };
@@ -855,7 +887,7 @@ impl Stream {
                     (Some(t), _) => writer.content(out, index, &t),
                     (None, Some(call)) => {
                         let position = state.tool_calls;
-                        state.tool_calls += 1;
+                        state.tool_calls = state.tool_calls.saturating_add(1);
                         let arguments = if call.args.is_null() { "{}".to_owned() } else { call.args.to_string() };
                         let delta = Delta {
                             tool_calls: Some(vec![ToolCallDelta {
@@ -894,8 +926,11 @@ impl StreamTranslator for Stream {
 
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         let mut parser = std::mem::take(&mut self.parser);
-        parser.push(bytes, &mut |_, data| self.on_event(data, out));
+        let read = parser.push(bytes, &mut |_, data| self.on_event(data, out));
         self.parser = parser;
+        if let Err(too_large) = read {
+            self.fail(out, super::invalid_answer(&self.provider, too_large));
+        }
     }
 
     fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
@@ -959,45 +994,52 @@ mod tests {
         assert!(reduced.len() < 20_000);
     }
 
-    #[test]
-    fn counts_past_u64_do_not_overflow() {
-        let max = u64::MAX;
-        let event = format!("data: {{\"candidates\":[{{\"finishReason\":\"STOP\"}}],\"usageMetadata\":{{\"promptTokenCount\":{max},\"candidatesTokenCount\":{max},\"thoughtsTokenCount\":{max}}}}}\n\n");
-        let mut stream = Stream::new("gemini", ChatPlan { include_usage: true, ..ChatPlan::default() }, 1);
-        let mut out = Vec::new();
-        stream.push(event.as_bytes(), &mut out);
-        stream.finish(None, &mut out);
-        let usage = stream.usage().unwrap();
-        assert_eq!((usage.completion_tokens, usage.total_tokens), (max, max));
-    }
-
-    #[test]
-    fn an_image_is_a_data_url_or_an_https_url_only() {
-        let provider = Provider {
-            name: "gemini".into(),
-            kind: crate::config::ProviderKind::Gemini,
-            base_url: "https://generativelanguage.googleapis.com/v1beta".into(),
-            api_key_secret: None,
-            headers: vec![],
-            timeout_ms: 1000,
-            api_version: None,
-            stream_usage: true,
-        };
-        for url in ["gs://operator-bucket/secret.png", "file:///etc/passwd", "http://169.254.169.254/x.png", "s3://b/k"]
-        {
-            let body = json!({"model": "m", "messages": [{"role": "user", "content": [
-                {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": url}}]}]});
-            let request = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
-            let e = chat_request(&provider, "gemini-x", &request, None, false).err().unwrap();
-            assert_eq!((e.status, e.param.as_deref()), (400, Some("messages[0].content[1].image_url.url")), "{url}");
-        }
-        let body = json!({"model": "m", "messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "https://example.com/cat.webp"}}]}]});
-        let request = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
-        assert!(chat_request(&provider, "gemini-x", &request, None, false).is_ok());
-    }
-
     const KEY: &str = "AIzaSyA-secret-gemini-key";
+
+    fn run(input: &str) -> (String, Option<GatewayError>) {
+        let mut stream = Stream::new("gemini", ChatPlan::default(), 1, Some(KEY));
+        let mut out = Vec::new();
+        for piece in input.as_bytes().chunks(5) {
+            stream.push(piece, &mut out);
+        }
+        stream.finish(None, &mut out);
+        (String::from_utf8(out).unwrap(), stream.error().cloned())
+    }
+
+    #[test]
+    fn a_huge_candidate_index_is_a_stream_error_not_an_allocation() {
+        for index in ["4000000000", "128", "1000000000000", "-1", "\"0\""] {
+            let event = format!(
+                "data: {{\"candidates\":[{{\"index\":{index},\"content\":{{\"parts\":[{{\"text\":\"hi\"}}]}}}}]}}\n\n"
+            );
+            let (text, error) = run(&event);
+            let error = error.unwrap_or_else(|| panic!("index {index}: {text}"));
+            assert_eq!(error.code.as_deref(), Some("upstream_invalid_response"), "{index}");
+            assert!(text.ends_with("data: [DONE]\n\n") && !text.contains("\"hi\""), "{text}");
+        }
+        let last = format!(
+            "data: {{\"candidates\":[{{\"index\":{},\"finishReason\":\"STOP\",\"content\":{{\"parts\":[{{\"text\":\"hi\"}}]}}}}]}}\n\n",
+            MAX_CANDIDATES - 1
+        );
+        let (text, _) = run(&last);
+        assert!(text.contains("\"hi\""));
+    }
+
+    #[test]
+    fn an_error_in_the_stream_is_a_stream_error_without_the_key() {
+        let first = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hel\"}]}}]}\n\n";
+        let error = format!(
+            "data: {{\"error\":{{\"code\":503,\"message\":\"key {KEY} overloaded\",\"status\":\"UNAVAILABLE\"}}}}\n\n"
+        );
+        let (text, e) = run(&format!("{first}{error}"));
+        assert!(!text.contains(KEY) && text.contains("key [redacted] overloaded"), "{text}");
+        let e = e.unwrap();
+        assert_eq!((e.status, e.code.as_deref()), (503, Some("upstream_error")));
+        let bad_key = "data: {\"error\":{\"code\":400,\"message\":\"API key not valid.\",\"status\":\"INVALID_ARGUMENT\",\"details\":[{\"reason\":\"API_KEY_INVALID\"}]}}\n\n";
+        let (text, e) = run(bad_key);
+        assert_eq!(e.and_then(|e| e.code).as_deref(), Some("upstream_auth_failed"));
+        assert!(!text.contains("API key not valid"));
+    }
 
     #[test]
     fn a_refused_key_is_the_operators_problem() {
@@ -1038,6 +1080,44 @@ mod tests {
         assert_eq!((e.status, e.kind, e.message.as_str()), (500, "server_error", "failed for [redacted]"));
         let e = error_from_vendor("gemini", 502, format!("<html>{KEY}</html>").as_bytes(), Some(KEY));
         assert!(!e.message.contains(KEY), "{}", e.message);
+    }
+
+    #[test]
+    fn an_image_is_a_data_url_or_an_https_url_only() {
+        let provider = Provider {
+            name: "gemini".into(),
+            kind: crate::config::ProviderKind::Gemini,
+            base_url: "https://generativelanguage.googleapis.com/v1beta".into(),
+            api_key_secret: None,
+            headers: vec![],
+            timeout_ms: 1000,
+            api_version: None,
+            stream_usage: true,
+        };
+        for url in ["gs://operator-bucket/secret.png", "file:///etc/passwd", "http://169.254.169.254/x.png", "s3://b/k"]
+        {
+            let body = json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": url}}]}]});
+            let request = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
+            let e = chat_request(&provider, "gemini-x", &request, None, false).err().unwrap();
+            assert_eq!((e.status, e.param.as_deref()), (400, Some("messages[0].content[1].image_url.url")), "{url}");
+        }
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.webp"}}]}]});
+        let request = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
+        assert!(chat_request(&provider, "gemini-x", &request, None, false).is_ok());
+    }
+
+    #[test]
+    fn counts_past_u64_do_not_overflow() {
+        let max = u64::MAX;
+        let event = format!("data: {{\"candidates\":[{{\"finishReason\":\"STOP\"}}],\"usageMetadata\":{{\"promptTokenCount\":{max},\"candidatesTokenCount\":{max},\"thoughtsTokenCount\":{max}}}}}\n\n");
+        let mut stream = Stream::new("gemini", ChatPlan { include_usage: true, ..ChatPlan::default() }, 1, None);
+        let mut out = Vec::new();
+        stream.push(event.as_bytes(), &mut out);
+        stream.finish(None, &mut out);
+        let usage = stream.usage().unwrap();
+        assert_eq!((usage.completion_tokens, usage.total_tokens), (max, max));
     }
 
     #[test]
@@ -1114,7 +1194,8 @@ pub fn embeddings_response(
     vendor_model: &str,
 ) -> Result<crate::embeddings::EmbeddingList, GatewayError> {
     use crate::embeddings::{Embedding, EmbeddingList, EmbeddingUsage, EmbeddingVector};
-    let answer: BatchEmbedResponse = serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, e))?;
+    let answer: BatchEmbedResponse =
+        serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, super::decode_cause(&e)))?;
     let texts = request.input.texts().unwrap_or_default();
     if answer.embeddings.len() != texts.len() {
         return Err(super::invalid_answer(

@@ -159,14 +159,20 @@ pub fn decode_chat(
     }
 }
 
-/// The translator of the vendor's event stream into OpenAI's.
-pub fn chat_stream(provider: &Provider, plan: ChatPlan, created: u64) -> Box<dyn StreamTranslator> {
+/// The translator of the vendor's event stream into OpenAI's. `api_key` is the vendor key,
+/// redacted from the vendor's error events before the client sees them.
+pub fn chat_stream(
+    provider: &Provider,
+    plan: ChatPlan,
+    created: u64,
+    api_key: Option<&str>,
+) -> Box<dyn StreamTranslator> {
     match provider.kind {
         ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Mock => {
-            Box::new(openai::Stream::new(&provider.name, plan.include_usage))
+            Box::new(openai::Stream::new(&provider.name, plan.include_usage, api_key))
         }
-        ProviderKind::Anthropic => Box::new(anthropic::Stream::new(&provider.name, plan, created)),
-        ProviderKind::Gemini => Box::new(gemini::Stream::new(&provider.name, plan, created)),
+        ProviderKind::Anthropic => Box::new(anthropic::Stream::new(&provider.name, plan, created, api_key)),
+        ProviderKind::Gemini => Box::new(gemini::Stream::new(&provider.name, plan, created, api_key)),
     }
 }
 
@@ -354,6 +360,20 @@ pub fn invalid_answer(provider: &str, cause: impl std::fmt::Display) -> GatewayE
     GatewayError::upstream_invalid(provider, cause)
 }
 
+/// Why a vendor's JSON could not be read, without the vendor's values: serde quotes the string
+/// or name it stumbled on, and that may be the key a vendor echoed (the non-streamed decoders
+/// have no key to redact). Syntax errors and missing fields name nothing of the vendor's.
+pub fn decode_cause(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let quotes_the_vendor = message.contains('"') || message.starts_with("unknown ");
+    match error.classify() {
+        serde_json::error::Category::Data if quotes_the_vendor => {
+            format!("a value of the wrong type or name at line {} column {}", error.line(), error.column())
+        }
+        _ => message,
+    }
+}
+
 /// How a translated stream has ended for the client: once it has (with `[DONE]`, after an
 /// error event if it broke), nothing more is written to it.
 #[derive(Debug, Default)]
@@ -425,14 +445,6 @@ mod tests {
     }
 
     #[test]
-    fn only_https_is_a_url_a_vendor_may_fetch() {
-        assert!(is_https_url("https://x/y.png") && is_https_url("HTTPS://x"));
-        for url in ["http://x", "gs://b/o", "file:///etc/passwd", "https://", "https:x", "", "httpsx://a"] {
-            assert!(!is_https_url(url), "{url}");
-        }
-    }
-
-    #[test]
     fn the_key_is_redacted_as_sent_and_percent_encoded() {
         let key = Some("k3y/with+signs=");
         assert_eq!(redact("a k3y/with+signs= b", key), "a [redacted] b");
@@ -465,5 +477,13 @@ mod tests {
         assert!(!is_vendor_fault(400, &bad_request));
         assert!(is_vendor_fault(400, &GatewayError::upstream_auth_failed("p")));
         assert!(is_vendor_fault(503, &bad_request));
+    }
+
+    #[test]
+    fn only_https_is_a_url_a_vendor_may_fetch() {
+        assert!(is_https_url("https://x/y.png") && is_https_url("HTTPS://x"));
+        for url in ["http://x", "gs://b/o", "file:///etc/passwd", "https://", "https:x", "", "httpsx://a"] {
+            assert!(!is_https_url(url), "{url}");
+        }
     }
 }
