@@ -118,7 +118,7 @@ async fn attempt(
     let created = Date::now().as_millis() / 1000;
     let name = format!("{}/{}", provider.name, target.model);
     let answer = if prepared.plan.stream {
-        let translator = providers::chat_stream(provider, prepared.plan.clone(), created);
+        let translator = providers::chat_stream(provider, prepared.plan.clone(), created, key.as_deref());
         translate_stream(provider, name, response, translator, budget, info).await?
     } else {
         let content_type = response.headers().get("content-type").ok().flatten();

@@ -133,7 +133,7 @@ fn main() {
         });
         let stream = stream_of(kind, if full { 20_000 } else { 50 });
         let per_stream = time(budget, || {
-            let mut t: Box<dyn StreamTranslator> = providers::chat_stream(&p, ChatPlan::default(), 0);
+            let mut t: Box<dyn StreamTranslator> = providers::chat_stream(&p, ChatPlan::default(), 0, Some("key"));
             let mut out = Vec::with_capacity(stream.len() * 2);
             // Network-sized pieces, as the runtime hands them over.
             for chunk in stream.chunks(1400) {

@@ -633,7 +633,9 @@ pub struct CompletionTokensDetails {
 
 impl Usage {
     pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
-        Self { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens, ..Self::default() }
+        // Saturating: the counts are the vendor's, and a vendor may send any number.
+        let total_tokens = prompt_tokens.saturating_add(completion_tokens);
+        Self { prompt_tokens, completion_tokens, total_tokens, ..Self::default() }
     }
 }
 

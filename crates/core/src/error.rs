@@ -103,6 +103,18 @@ impl GatewayError {
         )
     }
 
+    /// 502: the vendor refused the gateway's own key (wrong, revoked, or without access to the
+    /// model): the operator's configuration to fix. What the vendor said about the key is not
+    /// repeated, so nothing of it reaches the client.
+    pub fn upstream_auth_failed(provider: &str) -> Self {
+        Self::new(
+            502,
+            "server_error",
+            "upstream_auth_failed",
+            format!("Provider `{provider}` rejected the gateway's credentials; check its key secret."),
+        )
+    }
+
     /// 502: the vendor's stream ended, or broke, before the answer was complete.
     pub fn upstream_stream_broken(provider: &str, cause: impl fmt::Display) -> Self {
         Self::new(

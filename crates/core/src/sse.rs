@@ -5,6 +5,32 @@ use serde::Serialize;
 
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
+/// The most bytes one line, or the data of one event, may hold: 1 MiB. A vendor's events are a
+/// few KiB; a stream that never ends its line (an HTML error page, a broken proxy) is refused
+/// at this size instead of growing the buffer for as long as it is fed.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// A vendor's event stream broke [`MAX_EVENT_BYTES`]: it cannot be the vendor's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventTooLarge {
+    /// A line went on past the limit without a line end.
+    Line,
+    /// An event's `data` lines added up past the limit without the blank line that ends it.
+    Data,
+}
+
+impl std::fmt::Display for EventTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self {
+            Self::Line => "a line of the event stream",
+            Self::Data => "the data of one stream event",
+        };
+        write!(f, "{what} exceeds the limit of {MAX_EVENT_BYTES} bytes (1 MiB)")
+    }
+}
+
+impl std::error::Error for EventTooLarge {}
+
 /// Appends one `data:` event holding `value` as JSON.
 pub fn push_event<T: Serialize>(out: &mut Vec<u8>, value: &T) {
     out.extend_from_slice(b"data: ");
@@ -15,7 +41,8 @@ pub fn push_event<T: Serialize>(out: &mut Vec<u8>, value: &T) {
 
 /// An incremental event-stream parser. Bytes go in as they arrive, split anywhere (inside a
 /// line, a CRLF or a UTF-8 sequence); each complete event comes out once, as its `event` name
-/// and its `data`. Work is linear in the bytes: only the unfinished line is kept between calls.
+/// and its `data`. Work is linear in the bytes: only the unfinished line is kept between calls,
+/// and neither it nor an event's data may pass [`MAX_EVENT_BYTES`].
 #[derive(Debug, Default)]
 pub struct SseParser {
     /// Bytes of the line not yet terminated.
@@ -25,6 +52,8 @@ pub struct SseParser {
     event: String,
     data: Vec<u8>,
     has_data: bool,
+    /// The stream broke the size limit: nothing more is read from it.
+    too_large: Option<EventTooLarge>,
 }
 
 impl SseParser {
@@ -32,32 +61,58 @@ impl SseParser {
         Self::default()
     }
 
-    /// Feeds `bytes`; calls `on_event(event, data)` for each event they complete.
-    pub fn push(&mut self, mut bytes: &[u8], on_event: &mut impl FnMut(&str, &[u8])) {
+    /// Feeds `bytes`; calls `on_event(event, data)` for each event they complete. Once a line or
+    /// an event's data passes [`MAX_EVENT_BYTES`], that is the error, now and for every later
+    /// call: the rest of the stream is not read.
+    pub fn push(&mut self, bytes: &[u8], on_event: &mut impl FnMut(&str, &[u8])) -> Result<(), EventTooLarge> {
+        if let Some(too_large) = self.too_large {
+            return Err(too_large);
+        }
+        let result = self.read(bytes, on_event);
+        if let Err(too_large) = result {
+            self.too_large = Some(too_large);
+            self.line = Vec::new();
+            self.data = Vec::new();
+        }
+        result
+    }
+
+    fn read(&mut self, mut bytes: &[u8], on_event: &mut impl FnMut(&str, &[u8])) -> Result<(), EventTooLarge> {
+        if bytes.is_empty() {
+            return Ok(()); // an empty chunk between a CR and its LF must not part them
+        }
         if self.after_cr {
             self.after_cr = false;
             if let Some(rest) = bytes.strip_prefix(b"\n") {
                 bytes = rest;
             }
         }
-        while let Some(end) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', bytes) {
             let (head, tail) = bytes.split_at(end);
+            if self.line.len() + head.len() > MAX_EVENT_BYTES {
+                return Err(EventTooLarge::Line);
+            }
             let crlf = tail.starts_with(b"\r\n");
             if tail == b"\r" {
                 self.after_cr = true;
             }
             if self.line.is_empty() {
-                self.line_complete(head, on_event);
+                self.line_complete(head, on_event)?;
             } else {
                 self.line.extend_from_slice(head);
                 let line = std::mem::take(&mut self.line);
-                self.line_complete(&line, on_event);
+                let result = self.line_complete(&line, on_event);
                 self.line = line;
                 self.line.clear();
+                result?;
             }
-            bytes = &tail[if crlf { 2 } else { 1 }..];
+            bytes = tail.get(if crlf { 2 } else { 1 }..).unwrap_or_default();
+        }
+        if self.line.len() + bytes.len() > MAX_EVENT_BYTES {
+            return Err(EventTooLarge::Line);
         }
         self.line.extend_from_slice(bytes);
+        Ok(())
     }
 
     /// The stream ended. As the SSE specification says, an event not closed by a blank line is
@@ -68,25 +123,30 @@ impl SseParser {
         self.event.clear();
         self.data.clear();
         self.has_data = false;
+        self.too_large = None;
     }
 
-    fn line_complete(&mut self, line: &[u8], on_event: &mut impl FnMut(&str, &[u8])) {
+    fn line_complete(&mut self, line: &[u8], on_event: &mut impl FnMut(&str, &[u8])) -> Result<(), EventTooLarge> {
         if line.is_empty() {
             self.dispatch(on_event);
-            return;
+            return Ok(());
         }
-        if line[0] == b':' {
-            return; // a comment (keep-alive)
+        if line.starts_with(b":") {
+            return Ok(()); // a comment (keep-alive)
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(i) => {
-                let value = &line[i + 1..];
-                (&line[..i], value.strip_prefix(b" ").unwrap_or(value))
+                let (field, value) = line.split_at(i);
+                let value = value.get(1..).unwrap_or_default();
+                (field, value.strip_prefix(b" ").unwrap_or(value))
             }
             None => (line, &b""[..]),
         };
         match field {
             b"data" => {
+                if self.data.len() + value.len() + 1 > MAX_EVENT_BYTES {
+                    return Err(EventTooLarge::Data);
+                }
                 if self.has_data {
                     self.data.push(b'\n');
                 }
@@ -100,6 +160,7 @@ impl SseParser {
             }
             _ => {} // id, retry: nothing a gateway needs
         }
+        Ok(())
     }
 
     fn dispatch(&mut self, on_event: &mut impl FnMut(&str, &[u8])) {
@@ -122,7 +183,7 @@ mod tests {
         let mut on_event =
             |event: &str, data: &[u8]| events.push((event.to_owned(), String::from_utf8(data.to_vec()).unwrap()));
         for chunk in input.chunks(piece.max(1)) {
-            parser.push(chunk, &mut on_event);
+            parser.push(chunk, &mut on_event).unwrap();
         }
         parser.finish();
         events
@@ -158,5 +219,72 @@ mod tests {
     fn event_name_does_not_leak_into_the_next_event() {
         let events = parse_in_pieces(b"event: ping\ndata: {}\n\ndata: 2\n\n", 5);
         assert_eq!(events[1].0, "");
+    }
+
+    #[test]
+    fn a_line_without_an_end_is_refused_at_the_limit() {
+        let mut parser = SseParser::new();
+        let mut events = 0;
+        let piece = vec![b'x'; 64 * 1024];
+        let mut fed = 0;
+        let result = loop {
+            if let Err(e) = parser.push(&piece, &mut |_, _| events += 1) {
+                break e;
+            }
+            fed += piece.len();
+            assert!(fed <= MAX_EVENT_BYTES, "the parser kept {fed} bytes of one line");
+        };
+        assert_eq!(result, EventTooLarge::Line);
+        assert!(parser.line.capacity() <= MAX_EVENT_BYTES + piece.len());
+        // Once over the limit, the stream is not read any more.
+        assert_eq!(parser.push(b"\n\ndata: 1\n\n", &mut |_, _| events += 1), Err(EventTooLarge::Line));
+        assert_eq!(events, 0);
+        assert!(result.to_string().contains("1048576 bytes"));
+    }
+
+    #[test]
+    fn an_event_whose_data_lines_never_end_is_refused_at_the_limit() {
+        let mut parser = SseParser::new();
+        let line = format!("data: {}\n", "y".repeat(1000));
+        let mut result = Ok(());
+        for _ in 0..(MAX_EVENT_BYTES / 1000 + 2) {
+            result = parser.push(line.as_bytes(), &mut |_, _| panic!("no blank line, no event"));
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(EventTooLarge::Data));
+    }
+
+    #[test]
+    fn a_long_line_that_comes_in_one_piece_is_refused_too() {
+        let mut input = b"data: ".to_vec();
+        input.resize(MAX_EVENT_BYTES + 10, b'z');
+        input.extend_from_slice(b"\n\n");
+        let mut parser = SseParser::new();
+        assert_eq!(parser.push(&input, &mut |_, _| panic!("too large")), Err(EventTooLarge::Line));
+    }
+
+    #[test]
+    fn an_event_just_under_the_limit_goes_through() {
+        let mut input = b"data: ".to_vec();
+        input.resize(MAX_EVENT_BYTES, b'z');
+        input.extend_from_slice(b"\n\n");
+        let mut sizes = Vec::new();
+        let mut parser = SseParser::new();
+        for chunk in input.chunks(4096) {
+            parser.push(chunk, &mut |_, data| sizes.push(data.len())).unwrap();
+        }
+        assert_eq!(sizes, [MAX_EVENT_BYTES - 6]);
+    }
+
+    #[test]
+    fn an_empty_chunk_between_cr_and_lf_does_not_part_them() {
+        let mut parser = SseParser::new();
+        let mut events = 0;
+        for chunk in [&b"data: x\r"[..], b"", b"\n"] {
+            parser.push(chunk, &mut |_, _| events += 1).unwrap();
+        }
+        assert_eq!(events, 0, "CRLF ends one line, not two");
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Provider, ProviderKind};
-use switchyard_core::providers::{self, anthropic, gemini, is_retryable_status, ChatPlan, StreamTranslator};
+use switchyard_core::providers::{self, anthropic, gemini, is_vendor_fault, ChatPlan, StreamTranslator};
 
 const CREATED: u64 = 1_750_000_000;
 const KEY: &str = "sk-vendor-fixture-key";
@@ -57,7 +57,7 @@ fn anthropic_vendor() -> Vendor {
         response: |b, plan| {
             anthropic::chat_response("vendor", b, plan, CREATED).map(|c| serde_json::to_value(c).unwrap())
         },
-        stream: |plan| Box::new(anthropic::Stream::new("vendor", plan, CREATED)),
+        stream: |plan| Box::new(anthropic::Stream::new("vendor", plan, CREATED, Some(KEY))),
         error: |status, body| anthropic::error_from_vendor("vendor", status, body, Some(KEY)),
     }
 }
@@ -70,7 +70,7 @@ fn openai_vendor() -> Vendor {
             providers::prepare_chat(&p, "gpt-4o-mini", r, Some(KEY), false)
         },
         response: |_, _| panic!("OpenAI answers pass through untouched: no response fixtures"),
-        stream: |plan| Box::new(providers::openai::Stream::new("vendor", plan.include_usage)),
+        stream: |plan| Box::new(providers::openai::Stream::new("vendor", plan.include_usage, Some(KEY))),
         error: |status, body| providers::openai::error_from_vendor("vendor", status, body, Some(KEY)),
     }
 }
@@ -90,7 +90,7 @@ fn gemini_vendor() -> Vendor {
             Ok(prepared)
         },
         response: |b, plan| gemini::chat_response("vendor", b, plan, CREATED).map(|c| serde_json::to_value(c).unwrap()),
-        stream: |plan| Box::new(gemini::Stream::new("vendor", plan, CREATED)),
+        stream: |plan| Box::new(gemini::Stream::new("vendor", plan, CREATED, Some(KEY))),
         error: |status, body| gemini::error_from_vendor("vendor", status, body, Some(KEY)),
     }
 }
@@ -131,7 +131,7 @@ fn events(sse: &[u8]) -> Vec<Value> {
             serde_json::from_slice(data).expect("client events are JSON")
         })
     };
-    parser.push(sse, &mut on_event);
+    parser.push(sse, &mut on_event).expect("client events are small");
     parser.finish();
     out
 }
@@ -196,7 +196,7 @@ fn run_case(vendor: &Vendor, dir: &Path) {
         let e = (vendor.error)(status, &body);
         assert!(!e.message.contains(KEY), "the vendor key never reaches the client");
         let actual =
-            json!({"status": e.status, "type": e.kind, "code": e.code, "retryable": is_retryable_status(status)});
+            json!({"status": e.status, "type": e.kind, "code": e.code, "retryable": is_vendor_fault(status, &e)});
         expect(&dir.join("openai-error.json"), &actual);
     }
 }
@@ -243,7 +243,7 @@ fn openai_streams_pass_through_byte_for_byte() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openai/stream-text");
     let input = std::fs::read(dir.join("vendor-stream.sse")).unwrap();
     for piece in [1, 5, 64, input.len()] {
-        let mut t = providers::openai::Stream::new("vendor", true);
+        let mut t = providers::openai::Stream::new("vendor", true, Some(KEY));
         let mut out = Vec::new();
         for chunk in input.chunks(piece) {
             t.push(chunk, &mut out);

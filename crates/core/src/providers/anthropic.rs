@@ -6,7 +6,7 @@
 //! thinking to `reasoning_content`, stop reasons and usage (cache reads and writes included)
 //! mapped to OpenAI's.
 
-use super::{parse_data_url, redact, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator};
+use super::{parse_data_url, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator};
 use super::{tool_arguments, StreamEnd};
 use crate::chat::{
     AssistantMessage, ChatCompletion, ChatRequest, Choice, ChunkWriter, CompletionTokensDetails, Content, ContentPart,
@@ -23,6 +23,9 @@ use std::borrow::Cow;
 pub const API_VERSION: &str = "2023-06-01";
 /// The tool forced to obtain JSON output (`response_format`); its input is the answer.
 pub const JSON_TOOL: &str = "json_response";
+/// The most content blocks a streamed answer may have (tool calls among them). Blocks start in
+/// order, so an index is at most the count so far: a vendor's index never sizes memory.
+pub const MAX_CONTENT_BLOCKS: usize = 256;
 
 /// Output tokens when the client sets no limit: the model's documented maximum output.
 pub fn default_max_tokens(model: &str) -> u32 {
@@ -156,12 +159,12 @@ fn blocks<'a>(content: &'a Content, at: &str) -> Result<Vec<Block<'a>>, GatewayE
                     ContentPart::ImageUrl { image_url } => {
                         let source = if let Some((media_type, data)) = parse_data_url(&image_url.url) {
                             Source::Base64 { media_type, data }
-                        } else if image_url.url.starts_with("https://") || image_url.url.starts_with("http://") {
+                        } else if super::is_https_url(&image_url.url) {
                             Source::Url { url: &image_url.url }
                         } else {
                             return Err(GatewayError::invalid_request(
                                 format!("{at}.image_url.url"),
-                                "An image is a base64 data URL or an http(s) URL.",
+                                "An image is a base64 data URL or an https URL.",
                             ));
                         };
                         out.push(Block::Image { source });
@@ -464,8 +467,8 @@ impl AnthropicUsage {
         let cache_read = self.cache_read_input_tokens.unwrap_or(0);
         let cache_write = self.cache_creation_input_tokens.unwrap_or(0);
         // OpenAI's prompt_tokens include cached tokens; Anthropic's input_tokens do not.
-        let mut usage =
-            Usage::new(self.input_tokens.unwrap_or(0) + cache_read + cache_write, self.output_tokens.unwrap_or(0));
+        let prompt_tokens = self.input_tokens.unwrap_or(0).saturating_add(cache_read).saturating_add(cache_write);
+        let mut usage = Usage::new(prompt_tokens, self.output_tokens.unwrap_or(0));
         usage.prompt_tokens_details = Some(PromptTokensDetails {
             cached_tokens: cache_read,
             cache_creation_tokens: self.cache_creation_input_tokens,
@@ -493,7 +496,8 @@ pub fn chat_response(
     plan: &ChatPlan,
     created: u64,
 ) -> Result<ChatCompletion, GatewayError> {
-    let answer: MessagesResponse = serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, e))?;
+    let answer: MessagesResponse =
+        serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, super::decode_cause(&e)))?;
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut tool_calls = Vec::new();
@@ -550,52 +554,66 @@ struct ErrorObject {
     message: String,
 }
 
-/// The client's error for an Anthropic error answer (or stream `error` event).
-fn error_from_parts(provider: &str, status: u16, kind: &str, message: &str, api_key: Option<&str>) -> GatewayError {
-    let message = redact(message, api_key);
-    match (status, kind) {
-        (401, _) | (_, "authentication_error") => GatewayError::new(
-            502,
-            "server_error",
-            "upstream_auth_failed",
-            format!("Provider `{provider}` rejected the gateway's credentials; check its key secret."),
-        ),
-        (529, _) | (_, "overloaded_error") => GatewayError::new(
+/// The client's error for an Anthropic error answer (or stream `error` event). The HTTP status
+/// decides the class (a 5xx stays a 5xx, a 4xx a 4xx); the body's `type` only names the error
+/// within it. A refused key is the operator's problem, whatever the status says.
+fn error_from_parts(provider: &str, status: u16, kind: &str, message: &str) -> GatewayError {
+    if matches!(status, 401 | 403) || matches!(kind, "authentication_error" | "permission_error") {
+        return GatewayError::upstream_auth_failed(provider);
+    }
+    let message = message.to_owned();
+    match status {
+        529 => GatewayError::new(
             503,
             "server_error",
             "upstream_overloaded",
             format!("Provider `{provider}` is overloaded: {message}"),
         ),
-        (429, _) | (_, "rate_limit_error") => {
-            GatewayError::new(429, "rate_limit_error", "rate_limit_exceeded", message)
-        }
-        (413, _) | (_, "request_too_large") => {
-            GatewayError::new(413, "invalid_request_error", "request_too_large", message)
-        }
-        (403, _) | (_, "permission_error") => GatewayError::new(403, "permission_error", "permission_denied", message),
-        (404, _) | (_, "not_found_error") => {
-            GatewayError::new(404, "invalid_request_error", "model_not_found", message)
-        }
-        (400..=499, _) | (_, "invalid_request_error") => {
-            GatewayError::new(status.clamp(400, 499), "invalid_request_error", "invalid_request", message)
-        }
-        _ => GatewayError::new(if status >= 500 { status } else { 502 }, "server_error", "upstream_error", message),
+        500..=599 if kind == "overloaded_error" => GatewayError::new(
+            status,
+            "server_error",
+            "upstream_overloaded",
+            format!("Provider `{provider}` is overloaded: {message}"),
+        ),
+        500..=599 => GatewayError::new(status, "server_error", "upstream_error", message),
+        429 => GatewayError::new(429, "rate_limit_error", "rate_limit_exceeded", message),
+        413 => GatewayError::new(413, "invalid_request_error", "request_too_large", message),
+        404 => GatewayError::new(404, "invalid_request_error", "model_not_found", message),
+        400..=499 => match kind {
+            "rate_limit_error" => GatewayError::new(status, "rate_limit_error", "rate_limit_exceeded", message),
+            "request_too_large" => GatewayError::new(status, "invalid_request_error", "request_too_large", message),
+            "not_found_error" => GatewayError::new(status, "invalid_request_error", "model_not_found", message),
+            _ => GatewayError::new(status, "invalid_request_error", "invalid_request", message),
+        },
+        // Not an error status at all: the vendor's answer makes no sense.
+        _ => GatewayError::new(502, "server_error", "upstream_error", message),
     }
 }
 
+/// The client's error for an Anthropic error answer, without the vendor key in any field.
 pub fn error_from_vendor(provider: &str, status: u16, body: &[u8], api_key: Option<&str>) -> GatewayError {
-    match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(ErrorBody { error }) => error_from_parts(provider, status, &error.kind, &error.message, api_key),
+    let error = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { error }) => error_from_parts(provider, status, &error.kind, &error.message),
         Err(_) => {
-            let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
-            error_from_parts(
-                provider,
-                status,
-                "",
-                &format!("Provider `{provider}` answered HTTP {status}: {}", text.trim()),
-                api_key,
-            )
+            let text = super::body_excerpt(body, api_key);
+            error_from_parts(provider, status, "", &format!("Provider `{provider}` answered HTTP {status}: {text}"))
         }
+    };
+    super::redacted(error, api_key)
+}
+
+/// The status Anthropic answers an error of this `type` with, for an `error` event in a stream
+/// (which has no status of its own).
+fn stream_error_status(kind: &str) -> u16 {
+    match kind {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "overloaded_error" => 529,
+        _ => 500,
     }
 }
 
@@ -673,6 +691,8 @@ enum BlockKind {
 /// Anthropic's event stream to OpenAI's chunks.
 pub struct Stream {
     provider: String,
+    /// The vendor key, redacted from the vendor's error events.
+    api_key: Option<String>,
     plan: ChatPlan,
     parser: SseParser,
     created: u64,
@@ -686,9 +706,10 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn new(provider: &str, plan: ChatPlan, created: u64) -> Self {
+    pub fn new(provider: &str, plan: ChatPlan, created: u64, api_key: Option<&str>) -> Self {
         Self {
             provider: provider.to_owned(),
+            api_key: api_key.map(str::to_owned),
             plan,
             parser: SseParser::new(),
             created,
@@ -701,8 +722,9 @@ impl Stream {
         }
     }
 
+    /// Ends the client's stream with `error`, which may quote the vendor: without its key.
     fn fail(&mut self, out: &mut Vec<u8>, error: GatewayError) {
-        self.end.fail(out, error);
+        self.end.fail(out, super::redacted(error, self.api_key.as_deref()));
     }
 
     fn on_event(&mut self, data: &[u8], out: &mut Vec<u8>) {
@@ -712,19 +734,15 @@ impl Stream {
         let event: Event = match serde_json::from_slice(data) {
             Ok(event) => event,
             Err(e) => {
-                let error = super::invalid_answer(&self.provider, format!("unreadable stream event: {e}"));
+                let cause = format!("unreadable stream event: {}", super::decode_cause(&e));
+                let error = super::invalid_answer(&self.provider, cause);
                 return self.fail(out, error);
             }
         };
         if event.kind == "error" {
             let error = event.error.unwrap_or(ErrorObject { kind: String::new(), message: "stream error".into() });
-            let status = match error.kind.as_str() {
-                "overloaded_error" => 529,
-                "rate_limit_error" => 429,
-                "invalid_request_error" => 400,
-                _ => 500,
-            };
-            let error = error_from_parts(&self.provider, status, &error.kind, &error.message, None);
+            let status = stream_error_status(&error.kind);
+            let error = error_from_parts(&self.provider, status, &error.kind, &error.message);
             return self.fail(out, error);
         }
         if event.kind == "message_start" {
@@ -742,17 +760,21 @@ impl Stream {
             self.writer = Some(writer);
             return;
         }
-        let Some(writer) = &self.writer else {
+        if self.writer.is_none() {
             // Anything but a ping before message_start is not Anthropic's stream.
             if event.kind != "ping" {
                 self.fail(out, super::invalid_answer(&self.provider, format!("`{}` before message_start", event.kind)));
             }
             return;
-        };
+        }
+        if let Err(cause) = self.check_index(&event) {
+            return self.fail(out, super::invalid_answer(&self.provider, cause));
+        }
+        let Some(writer) = &self.writer else { return };
         match event.kind.as_ref() {
             "content_block_delta" => {
                 let Some(delta) = event.delta else { return };
-                let kind = self.blocks.get(event.index).copied().unwrap_or(BlockKind::Other);
+                let Some(&kind) = self.blocks.get(event.index) else { return };
                 match (kind, delta) {
                     (BlockKind::Text, EventDelta { text: Some(text), .. }) => writer.content(out, 0, &text),
                     (BlockKind::Json, EventDelta { partial_json: Some(json), .. }) if !json.is_empty() => {
@@ -789,7 +811,7 @@ impl Stream {
                     }
                     Some(StartBlock::ToolUse { id, name }) => {
                         let tool_index = self.tool_calls;
-                        self.tool_calls += 1;
+                        self.tool_calls = self.tool_calls.saturating_add(1);
                         let call = ToolCallDelta {
                             index: tool_index,
                             id: Some(id),
@@ -802,10 +824,11 @@ impl Stream {
                     Some(StartBlock::Thinking {}) => BlockKind::Thinking,
                     Some(StartBlock::Other) | None => BlockKind::Other,
                 };
-                if self.blocks.len() <= event.index {
-                    self.blocks.resize(event.index + 1, BlockKind::Other);
+                // In bounds: check_index let only a started block or the next one through.
+                match self.blocks.get_mut(event.index) {
+                    Some(block) => *block = kind,
+                    None => self.blocks.push(kind),
                 }
-                self.blocks[event.index] = kind;
             }
             "message_delta" => {
                 if let Some(usage) = &event.usage {
@@ -827,6 +850,28 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Whether the event's block index is one the stream can have: a delta's, a block that
+    /// started; a start's, the next block (or a started one again), within the bound.
+    fn check_index(&self, event: &Event) -> Result<(), String> {
+        let started = self.blocks.len();
+        match event.kind.as_ref() {
+            "content_block_delta" if event.index >= started => {
+                Err(format!("content_block_delta for block {} of {started} started", event.index))
+            }
+            "content_block_start" if event.index > started => {
+                Err(format!("content_block_start for block {} after {started} (blocks start in order)", event.index))
+            }
+            "content_block_start"
+                if event.index >= MAX_CONTENT_BLOCKS || self.tool_calls as usize >= MAX_CONTENT_BLOCKS =>
+            {
+                Err(format!("more than {MAX_CONTENT_BLOCKS} content blocks in one answer"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 impl StreamTranslator for Stream {
     fn error(&self) -> Option<&GatewayError> {
         self.end.error()
@@ -843,8 +888,11 @@ impl StreamTranslator for Stream {
 
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         let mut parser = std::mem::take(&mut self.parser);
-        parser.push(bytes, &mut |_, data| self.on_event(data, out));
+        let read = parser.push(bytes, &mut |_, data| self.on_event(data, out));
         self.parser = parser;
+        if let Err(too_large) = read {
+            self.fail(out, super::invalid_answer(&self.provider, too_large));
+        }
     }
 
     fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
@@ -854,5 +902,164 @@ impl StreamTranslator for Stream {
             let error = GatewayError::upstream_stream_broken(&self.provider, cause);
             self.fail(out, error);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProviderKind;
+
+    const KEY: &str = "sk-ant-api03-secret-key";
+
+    fn run(input: &str) -> (String, Option<GatewayError>) {
+        let mut stream = Stream::new("claude", ChatPlan::default(), 1, Some(KEY));
+        let mut out = Vec::new();
+        for piece in input.as_bytes().chunks(7) {
+            stream.push(piece, &mut out);
+        }
+        stream.finish(None, &mut out);
+        (String::from_utf8(out).unwrap(), stream.error().cloned())
+    }
+
+    const START: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{}}}\n\n";
+
+    fn block_start(index: u64) -> String {
+        format!("data: {{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n")
+    }
+
+    fn assert_invalid(text: &str, error: Option<GatewayError>, says: &str) {
+        let error = error.expect("the stream failed");
+        assert_eq!(error.code.as_deref(), Some("upstream_invalid_response"));
+        assert!(error.message.contains(says), "{}", error.message);
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    }
+
+    #[test]
+    fn a_huge_block_index_is_a_stream_error_not_an_allocation() {
+        let (text, error) = run(&format!("{START}{}", block_start(1_000_000_000_000)));
+        assert_invalid(&text, error, "block 1000000000000 after 0");
+        let delta = "data: {\"type\":\"content_block_delta\",\"index\":1000000000000,\"delta\":{\"type\":\"text_delta\",\"text\":\"x\"}}\n\n";
+        let (text, error) = run(&format!("{START}{}{delta}", block_start(0)));
+        assert_invalid(&text, error, "block 1000000000000 of 1 started");
+        let (text, error) = run(&format!("{START}{}", block_start(u64::MAX)));
+        assert_invalid(&text, error, "after 0");
+        let (text, error) = run(&format!("{START}{}", r#"data: {"type":"content_block_start","index":-1}"#));
+        assert!(error.is_some() && text.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn counts_past_u64_do_not_overflow() {
+        let max = u64::MAX;
+        let start = format!("data: {{\"type\":\"message_start\",\"message\":{{\"id\":\"m\",\"model\":\"c\",\"usage\":{{\"input_tokens\":{max},\"cache_read_input_tokens\":{max},\"cache_creation_input_tokens\":1,\"output_tokens\":{max}}}}}}}\n\n");
+        let (_, error) = run(&start);
+        assert!(error.is_some_and(|e| e.code.as_deref() == Some("upstream_stream_broken")));
+        let mut stream = Stream::new("claude", ChatPlan::default(), 1, None);
+        stream.push(start.as_bytes(), &mut Vec::new());
+        let usage = stream.usage().unwrap();
+        assert_eq!((usage.prompt_tokens, usage.total_tokens), (max, max));
+    }
+
+    #[test]
+    fn blocks_start_in_order_and_are_bounded() {
+        let (text, error) = run(&format!("{START}{}{}", block_start(0), block_start(2)));
+        assert_invalid(&text, error, "block 2 after 1");
+        let many: String = (0..=MAX_CONTENT_BLOCKS as u64).map(block_start).collect();
+        let (text, error) = run(&format!("{START}{many}"));
+        assert_invalid(&text, error, "more than 256 content blocks");
+        let tool = "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"f\"}}\n\n";
+        let (text, error) = run(&format!("{START}{}", tool.repeat(MAX_CONTENT_BLOCKS + 1)));
+        assert_invalid(&text, error, "more than 256 content blocks");
+    }
+
+    #[test]
+    fn a_stream_without_line_ends_is_a_stream_error() {
+        let mut stream = Stream::new("claude", ChatPlan::default(), 1, None);
+        let mut out = Vec::new();
+        stream.push(START.as_bytes(), &mut out);
+        let html = vec![b'<'; 256 * 1024];
+        for _ in 0..5 {
+            stream.push(&html, &mut out);
+        }
+        assert!(stream.done());
+        assert!(stream.error().is_some_and(|e| e.message.contains("exceeds the limit of 1048576 bytes")));
+        assert!(out.ends_with(crate::sse::DONE));
+    }
+
+    #[test]
+    fn a_stream_error_event_loses_the_key() {
+        let event = format!("event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"api_error\",\"message\":\"bad {KEY}\"}}}}\n\n");
+        let (text, error) = run(&format!("{START}{event}"));
+        assert!(!text.contains(KEY), "{text}");
+        assert!(text.contains("bad [redacted]"), "{text}");
+        assert_eq!(error.map(|e| (e.status, e.message)), Some((500, "bad [redacted]".to_owned())));
+        let event = "data: {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key\"}}\n\n";
+        let (text, error) = run(&format!("{START}{event}"));
+        assert!(!text.contains("x-api-key"));
+        assert_eq!(error.and_then(|e| e.code).as_deref(), Some("upstream_auth_failed"));
+    }
+
+    fn vendor_error(status: u16, kind: &str, message: &str) -> GatewayError {
+        let body = serde_json::json!({"type": "error", "error": {"type": kind, "message": message}});
+        error_from_vendor("claude", status, body.to_string().as_bytes(), Some(KEY))
+    }
+
+    #[test]
+    fn the_status_class_is_the_vendors_and_the_type_only_names_it() {
+        let e = vendor_error(500, "invalid_request_error", "odd");
+        assert_eq!((e.status, e.kind, e.code.as_deref()), (500, "server_error", Some("upstream_error")));
+        let e = vendor_error(503, "overloaded_error", "busy");
+        assert_eq!((e.status, e.code.as_deref()), (503, Some("upstream_overloaded")));
+        let e = vendor_error(400, "rate_limit_error", "slow down");
+        assert_eq!((e.status, e.kind), (400, "rate_limit_error"));
+        let e = vendor_error(422, "invalid_request_error", "no");
+        assert_eq!((e.status, e.code.as_deref()), (422, Some("invalid_request")));
+        assert_eq!(vendor_error(200, "api_error", "?").status, 502);
+    }
+
+    #[test]
+    fn a_refused_key_is_the_operators_problem_at_401_and_403() {
+        for (status, kind) in [(401, "authentication_error"), (403, "permission_error"), (403, "forbidden")] {
+            let e = vendor_error(status, kind, &format!("key {KEY} may not"));
+            assert_eq!((e.status, e.kind, e.code.as_deref()), (502, "server_error", Some("upstream_auth_failed")));
+            assert!(e.message.contains("`claude`") && !e.message.contains("may not"), "{}", e.message);
+            assert!(crate::providers::is_vendor_fault(status, &e) && crate::providers::is_retryable_status(status));
+        }
+    }
+
+    #[test]
+    fn the_key_is_redacted_from_every_form_of_the_answer() {
+        let e = vendor_error(400, "invalid_request_error", &format!("x-api-key {KEY} is odd"));
+        assert_eq!(e.message, "x-api-key [redacted] is odd");
+        let e = error_from_vendor("claude", 502, format!("<html>proxy saw {KEY}</html>").as_bytes(), Some(KEY));
+        assert!(!e.message.contains(KEY) && e.message.contains("proxy saw [redacted]"), "{}", e.message);
+    }
+
+    fn provider() -> Provider {
+        Provider {
+            name: "claude".into(),
+            kind: ProviderKind::Anthropic,
+            base_url: "https://api.anthropic.com/v1".into(),
+            api_key_secret: None,
+            headers: vec![],
+            timeout_ms: 1000,
+            api_version: None,
+            stream_usage: true,
+        }
+    }
+
+    #[test]
+    fn an_image_is_a_data_url_or_an_https_url_only() {
+        for url in ["http://example.com/a.png", "gs://bucket/a.png", "file:///etc/passwd", "ftp://x/y.png", "https:/x"]
+        {
+            let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": url}}]}]});
+            let request = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
+            let e = chat_request(&provider(), "claude-x", &request, None, false).err().unwrap();
+            assert_eq!((e.status, e.param.as_deref()), (400, Some("messages[0].content[1].image_url.url")), "{url}");
+        }
+        let body = r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"HTTPS://example.com/a.png"}}]}]}"#;
+        let request = ChatRequest::parse(body.as_bytes()).unwrap();
+        assert!(chat_request(&provider(), "claude-x", &request, None, false).is_ok());
     }
 }

@@ -7,7 +7,7 @@
 //! Answer: candidates to choices, function calls to tool calls with stable ids, finish reasons
 //! and usage (thinking and cached tokens included) mapped to OpenAI's.
 
-use super::{parse_data_url, redact, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator};
+use super::{parse_data_url, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator};
 use super::{tool_arguments, StreamEnd};
 use crate::chat::{
     AssistantMessage, ChatCompletion, ChatRequest, Choice, ChunkWriter, CompletionTokensDetails, Content, ContentPart,
@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
+
+/// The most candidates a streamed answer may have; a candidate index at or past it is refused.
+pub const MAX_CANDIDATES: usize = 128;
 
 // ---- Request ----
 
@@ -290,15 +293,16 @@ fn parts<'a>(content: &'a Content, at: &str) -> Result<Vec<Part<'a>>, GatewayErr
                     ContentPart::ImageUrl { image_url } => {
                         if let Some((mime_type, data)) = parse_data_url(&image_url.url) {
                             out.push(Part::InlineData { mime_type, data });
-                        } else if image_url.url.contains("://") {
+                        } else if super::is_https_url(&image_url.url) {
                             out.push(Part::FileData {
                                 mime_type: guess_mime_type(&image_url.url).into(),
                                 file_uri: &image_url.url,
                             });
                         } else {
+                            // A `gs://` or `file:` URI would be read with the operator's access.
                             return Err(GatewayError::invalid_request(
                                 format!("{at}.image_url.url"),
-                                "An image is a base64 data URL or a URL.",
+                                "An image is a base64 data URL or an https URL.",
                             ));
                         }
                     }
@@ -570,7 +574,7 @@ impl UsageMetadata {
     fn to_openai(self) -> Usage {
         let reasoning = self.thoughts_token_count.unwrap_or(0);
         // OpenAI counts reasoning inside completion tokens; Gemini counts them apart.
-        let mut usage = Usage::new(self.prompt_token_count, self.candidates_token_count + reasoning);
+        let mut usage = Usage::new(self.prompt_token_count, self.candidates_token_count.saturating_add(reasoning));
         if let Some(cached_tokens) = self.cached_content_token_count {
             usage.prompt_tokens_details = Some(PromptTokensDetails { cached_tokens, cache_creation_tokens: None });
         }
@@ -609,6 +613,9 @@ fn call_id(given: Option<String>, response_id: &str, candidate: u32, position: u
 
 fn blocked(provider: &str, feedback: &Option<PromptFeedback>) -> Option<GatewayError> {
     let reason = feedback.as_ref()?.block_reason.as_deref()?;
+    // Gemini's reasons are names (SAFETY, BLOCKLIST); anything else is not repeated.
+    let named = !reason.is_empty() && reason.len() <= 64 && reason.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+    let reason = if named { reason } else { "a reason it did not name" };
     Some(GatewayError::new(
         400,
         "invalid_request_error",
@@ -624,7 +631,8 @@ pub fn chat_response(
     _plan: &ChatPlan,
     created: u64,
 ) -> Result<ChatCompletion, GatewayError> {
-    let answer: GenerateResponse = serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, e))?;
+    let answer: GenerateResponse =
+        serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, super::decode_cause(&e)))?;
     if answer.candidates.is_empty() {
         return Err(blocked(provider, &answer.prompt_feedback)
             .unwrap_or_else(|| super::invalid_answer(provider, "the answer has no candidates")));
@@ -689,36 +697,65 @@ struct ErrorBody {
 
 #[derive(Deserialize)]
 struct ErrorObject {
+    /// The HTTP status the error goes with; in a stream, the only status there is.
+    #[serde(default)]
+    code: Option<i64>,
     #[serde(default)]
     message: String,
     #[serde(default)]
     status: String,
+    #[serde(default)]
+    details: Vec<ErrorDetail>,
 }
 
-/// The client's error for a Gemini error answer.
+/// One of `google.rpc.Status.details`; an `ErrorInfo` says why in `reason`.
+#[derive(Deserialize)]
+struct ErrorDetail {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+impl ErrorObject {
+    /// Whether Google refused the key itself: `API_KEY_INVALID` (sent with a 400
+    /// `INVALID_ARGUMENT`), `API_KEY_EXPIRED`, `API_KEY_SERVICE_BLOCKED` and their kin.
+    fn refuses_the_key(&self) -> bool {
+        self.status == "UNAUTHENTICATED"
+            || self.status == "PERMISSION_DENIED"
+            || self.details.iter().any(|d| d.reason.as_deref().is_some_and(|r| r.starts_with("API_KEY_")))
+            || self.message.contains("API key not valid")
+    }
+}
+
+/// The client's error for a Gemini error answer, without the vendor key in any field.
 pub fn error_from_vendor(provider: &str, status: u16, body: &[u8], api_key: Option<&str>) -> GatewayError {
-    let (message, kind) = match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(ErrorBody { error }) => (redact(&error.message, api_key), error.status),
+    let error = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { error }) => error_from_object(provider, status, &error),
         Err(_) => {
-            let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
-            (redact(&format!("Provider `{provider}` answered HTTP {status}: {}", text.trim()), api_key), String::new())
+            let text = super::body_excerpt(body, api_key);
+            let message = format!("Provider `{provider}` answered HTTP {status}: {text}");
+            error_from_status(status, message)
         }
     };
-    // Gemini reports a bad key as 400 INVALID_ARGUMENT ("API key not valid") or 403.
-    if status == 401 || kind == "UNAUTHENTICATED" || ((status == 400 || status == 403) && message.contains("API key")) {
-        return GatewayError::new(
-            502,
-            "server_error",
-            "upstream_auth_failed",
-            format!("Provider `{provider}` rejected the gateway's credentials; check its key secret."),
-        );
+    super::redacted(error, api_key)
+}
+
+/// A refused key (whatever the status: Gemini says so with a 400 as often as with a 401 or 403)
+/// is the operator's problem; anything else keeps the vendor's status.
+fn error_from_object(provider: &str, status: u16, error: &ErrorObject) -> GatewayError {
+    if matches!(status, 401 | 403) || error.refuses_the_key() {
+        return GatewayError::upstream_auth_failed(provider);
     }
+    error_from_status(status, error.message.clone())
+}
+
+/// The HTTP status decides the class: a 5xx stays a 5xx, a 4xx a 4xx.
+fn error_from_status(status: u16, message: String) -> GatewayError {
     match status {
         429 => GatewayError::new(429, "rate_limit_error", "rate_limit_exceeded", message),
         404 => GatewayError::new(404, "invalid_request_error", "model_not_found", message),
-        403 => GatewayError::new(403, "permission_error", "permission_denied", message),
         400..=499 => GatewayError::new(status, "invalid_request_error", "invalid_request", message),
-        _ => GatewayError::new(if status >= 500 { status } else { 502 }, "server_error", "upstream_error", message),
+        500..=599 => GatewayError::new(status, "server_error", "upstream_error", message),
+        _ => GatewayError::new(502, "server_error", "upstream_error", message),
     }
 }
 
@@ -738,6 +775,9 @@ struct StreamEvent<'a> {
     model_version: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     response_id: Option<Cow<'a, str>>,
+    /// An error instead of a response: Gemini's way of breaking off a stream.
+    #[serde(default)]
+    error: Option<ErrorObject>,
 }
 
 #[derive(Deserialize)]
@@ -773,6 +813,8 @@ struct StreamPart<'a> {
 /// reason; ending before that is a break.
 pub struct Stream {
     provider: String,
+    /// The vendor key, redacted from the vendor's error events.
+    api_key: Option<String>,
     plan: ChatPlan,
     parser: SseParser,
     response_id: String,
@@ -793,9 +835,10 @@ struct CandidateState {
 }
 
 impl Stream {
-    pub fn new(provider: &str, plan: ChatPlan, created: u64) -> Self {
+    pub fn new(provider: &str, plan: ChatPlan, created: u64, api_key: Option<&str>) -> Self {
         Self {
             provider: provider.to_owned(),
+            api_key: api_key.map(str::to_owned),
             plan,
             parser: SseParser::new(),
             response_id: String::new(),
@@ -807,8 +850,9 @@ impl Stream {
         }
     }
 
+    /// Ends the client's stream with `error`, which may quote the vendor: without its key.
     fn fail(&mut self, out: &mut Vec<u8>, error: GatewayError) {
-        self.end.fail(out, error);
+        self.end.fail(out, super::redacted(error, self.api_key.as_deref()));
     }
 
     fn on_event(&mut self, data: &[u8], out: &mut Vec<u8>) {
@@ -819,12 +863,26 @@ impl Stream {
             Ok(event) => event,
             Err(e) => {
                 let error = match serde_json::from_slice::<ErrorBody>(data) {
-                    Ok(_) => error_from_vendor(&self.provider, 500, data, None),
-                    Err(_) => super::invalid_answer(&self.provider, format!("unreadable stream event: {e}")),
+                    Ok(_) => error_from_vendor(&self.provider, 500, data, self.api_key.as_deref()),
+                    Err(_) => super::invalid_answer(
+                        &self.provider,
+                        format!("unreadable stream event: {}", super::decode_cause(&e)),
+                    ),
                 };
                 return self.fail(out, error);
             }
         };
+        if let Some(error) = &event.error {
+            let status = error.code.and_then(|c| u16::try_from(c).ok()).filter(|c| (400..=599).contains(c));
+            let error = error_from_object(&self.provider, status.unwrap_or(500), error);
+            return self.fail(out, error);
+        }
+        // Candidates are few (`candidateCount` is at most 8): an index past the bound is not
+        // Gemini's, and must not size the gateway's memory.
+        if let Some(candidate) = event.candidates.iter().find(|c| c.index as usize >= MAX_CANDIDATES) {
+            let cause = format!("candidate index {} (at most {MAX_CANDIDATES} candidates)", candidate.index);
+            return self.fail(out, super::invalid_answer(&self.provider, cause));
+        }
         if event.candidates.is_empty() {
             if let Some(error) = blocked(&self.provider, &event.prompt_feedback) {
                 return self.fail(out, error);
@@ -844,7 +902,8 @@ impl Stream {
             if self.candidates.len() <= i {
                 self.candidates.resize(i + 1, CandidateState::default());
             }
-            let state = &mut self.candidates[i];
+            // Within MAX_CANDIDATES, checked above, and just made this long.
+            let Some(state) = self.candidates.get_mut(i) else { continue };
             if !state.started {
                 state.started = true;
                 let delta = Delta { role: Some(Role::Assistant), content: Some(String::new()), ..Delta::default() };
@@ -860,7 +919,7 @@ impl Stream {
                     (Some(t), _) => writer.content(out, index, &t),
                     (None, Some(call)) => {
                         let position = state.tool_calls;
-                        state.tool_calls += 1;
+                        state.tool_calls = state.tool_calls.saturating_add(1);
                         let arguments = if call.args.is_null() { "{}".to_owned() } else { call.args.to_string() };
                         let delta = Delta {
                             tool_calls: Some(vec![ToolCallDelta {
@@ -899,8 +958,11 @@ impl StreamTranslator for Stream {
 
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         let mut parser = std::mem::take(&mut self.parser);
-        parser.push(bytes, &mut |_, data| self.on_event(data, out));
+        let read = parser.push(bytes, &mut |_, data| self.on_event(data, out));
         self.parser = parser;
+        if let Err(too_large) = read {
+            self.fail(out, super::invalid_answer(&self.provider, too_large));
+        }
     }
 
     fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
@@ -962,6 +1024,132 @@ mod tests {
         let schema = json!({"$defs": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}}, "$ref": "#/$defs/Node"});
         let reduced = reduce_schema(&schema).to_string();
         assert!(reduced.len() < 20_000);
+    }
+
+    const KEY: &str = "AIzaSyA-secret-gemini-key";
+
+    fn run(input: &str) -> (String, Option<GatewayError>) {
+        let mut stream = Stream::new("gemini", ChatPlan::default(), 1, Some(KEY));
+        let mut out = Vec::new();
+        for piece in input.as_bytes().chunks(5) {
+            stream.push(piece, &mut out);
+        }
+        stream.finish(None, &mut out);
+        (String::from_utf8(out).unwrap(), stream.error().cloned())
+    }
+
+    #[test]
+    fn a_huge_candidate_index_is_a_stream_error_not_an_allocation() {
+        for index in ["4000000000", "128", "1000000000000", "-1", "\"0\""] {
+            let event = format!(
+                "data: {{\"candidates\":[{{\"index\":{index},\"content\":{{\"parts\":[{{\"text\":\"hi\"}}]}}}}]}}\n\n"
+            );
+            let (text, error) = run(&event);
+            let error = error.unwrap_or_else(|| panic!("index {index}: {text}"));
+            assert_eq!(error.code.as_deref(), Some("upstream_invalid_response"), "{index}");
+            assert!(text.ends_with("data: [DONE]\n\n") && !text.contains("\"hi\""), "{text}");
+        }
+        let last = format!(
+            "data: {{\"candidates\":[{{\"index\":{},\"finishReason\":\"STOP\",\"content\":{{\"parts\":[{{\"text\":\"hi\"}}]}}}}]}}\n\n",
+            MAX_CANDIDATES - 1
+        );
+        let (text, _) = run(&last);
+        assert!(text.contains("\"hi\""));
+    }
+
+    #[test]
+    fn an_error_in_the_stream_is_a_stream_error_without_the_key() {
+        let first = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hel\"}]}}]}\n\n";
+        let error = format!(
+            "data: {{\"error\":{{\"code\":503,\"message\":\"key {KEY} overloaded\",\"status\":\"UNAVAILABLE\"}}}}\n\n"
+        );
+        let (text, e) = run(&format!("{first}{error}"));
+        assert!(!text.contains(KEY) && text.contains("key [redacted] overloaded"), "{text}");
+        let e = e.unwrap();
+        assert_eq!((e.status, e.code.as_deref()), (503, Some("upstream_error")));
+        let bad_key = "data: {\"error\":{\"code\":400,\"message\":\"API key not valid.\",\"status\":\"INVALID_ARGUMENT\",\"details\":[{\"reason\":\"API_KEY_INVALID\"}]}}\n\n";
+        let (text, e) = run(bad_key);
+        assert_eq!(e.and_then(|e| e.code).as_deref(), Some("upstream_auth_failed"));
+        assert!(!text.contains("API key not valid"));
+    }
+
+    #[test]
+    fn a_refused_key_is_the_operators_problem() {
+        let cases = [
+            (
+                400,
+                json!({"error": {"code": 400, "message": "Bad key.", "status": "INVALID_ARGUMENT",
+                "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]}}),
+            ),
+            (
+                400,
+                json!({"error": {"code": 400, "message": "API key expired. Please renew the API key.", "status": "INVALID_ARGUMENT",
+                "details": [{"reason": "API_KEY_EXPIRED"}]}}),
+            ),
+            (
+                403,
+                json!({"error": {"code": 403, "message": "Permission denied on resource project x.", "status": "PERMISSION_DENIED"}}),
+            ),
+            (403, json!({"error": {"code": 403, "message": "Forbidden"}})),
+            (401, json!({"error": {"code": 401, "message": "Unauthenticated", "status": "UNAUTHENTICATED"}})),
+        ];
+        for (status, body) in cases {
+            let e = error_from_vendor("gemini", status, body.to_string().as_bytes(), Some(KEY));
+            assert_eq!((e.status, e.code.as_deref()), (502, Some("upstream_auth_failed")), "{body}");
+            assert!(crate::providers::is_vendor_fault(status, &e), "{body}");
+        }
+        let plain = json!({"error": {"code": 400, "message": "Unknown name \"foo\"", "status": "INVALID_ARGUMENT"}});
+        let e = error_from_vendor("gemini", 400, plain.to_string().as_bytes(), Some(KEY));
+        assert_eq!((e.status, e.code.as_deref()), (400, Some("invalid_request")));
+        assert!(!crate::providers::is_vendor_fault(400, &e));
+    }
+
+    #[test]
+    fn the_key_is_redacted_and_the_status_class_kept() {
+        let body =
+            json!({"error": {"code": 500, "message": format!("failed for {KEY}"), "status": "INVALID_ARGUMENT"}});
+        let e = error_from_vendor("gemini", 500, body.to_string().as_bytes(), Some(KEY));
+        assert_eq!((e.status, e.kind, e.message.as_str()), (500, "server_error", "failed for [redacted]"));
+        let e = error_from_vendor("gemini", 502, format!("<html>{KEY}</html>").as_bytes(), Some(KEY));
+        assert!(!e.message.contains(KEY), "{}", e.message);
+    }
+
+    #[test]
+    fn an_image_is_a_data_url_or_an_https_url_only() {
+        let provider = Provider {
+            name: "gemini".into(),
+            kind: crate::config::ProviderKind::Gemini,
+            base_url: "https://generativelanguage.googleapis.com/v1beta".into(),
+            api_key_secret: None,
+            headers: vec![],
+            timeout_ms: 1000,
+            api_version: None,
+            stream_usage: true,
+        };
+        for url in ["gs://operator-bucket/secret.png", "file:///etc/passwd", "http://169.254.169.254/x.png", "s3://b/k"]
+        {
+            let body = json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": url}}]}]});
+            let request = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
+            let e = chat_request(&provider, "gemini-x", &request, None, false).err().unwrap();
+            assert_eq!((e.status, e.param.as_deref()), (400, Some("messages[0].content[1].image_url.url")), "{url}");
+        }
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.webp"}}]}]});
+        let request = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
+        assert!(chat_request(&provider, "gemini-x", &request, None, false).is_ok());
+    }
+
+    #[test]
+    fn counts_past_u64_do_not_overflow() {
+        let max = u64::MAX;
+        let event = format!("data: {{\"candidates\":[{{\"finishReason\":\"STOP\"}}],\"usageMetadata\":{{\"promptTokenCount\":{max},\"candidatesTokenCount\":{max},\"thoughtsTokenCount\":{max}}}}}\n\n");
+        let mut stream = Stream::new("gemini", ChatPlan { include_usage: true, ..ChatPlan::default() }, 1, None);
+        let mut out = Vec::new();
+        stream.push(event.as_bytes(), &mut out);
+        stream.finish(None, &mut out);
+        let usage = stream.usage().unwrap();
+        assert_eq!((usage.completion_tokens, usage.total_tokens), (max, max));
     }
 
     #[test]
@@ -1038,7 +1226,8 @@ pub fn embeddings_response(
     vendor_model: &str,
 ) -> Result<crate::embeddings::EmbeddingList, GatewayError> {
     use crate::embeddings::{Embedding, EmbeddingList, EmbeddingUsage, EmbeddingVector};
-    let answer: BatchEmbedResponse = serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, e))?;
+    let answer: BatchEmbedResponse =
+        serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, super::decode_cause(&e)))?;
     let texts = request.input.texts().unwrap_or_default();
     if answer.embeddings.len() != texts.len() {
         return Err(super::invalid_answer(

@@ -15,6 +15,7 @@ use crate::chat::{ChatCompletion, ChatRequest};
 use crate::config::{Provider, ProviderKind};
 use crate::embeddings::{EmbeddingList, EmbeddingRequest};
 use crate::error::GatewayError;
+use std::borrow::Cow;
 
 /// An HTTP request for a vendor, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,14 +192,20 @@ pub fn decode_chat(
     }
 }
 
-/// The translator of the vendor's event stream into OpenAI's.
-pub fn chat_stream(provider: &Provider, plan: ChatPlan, created: u64) -> Box<dyn StreamTranslator> {
+/// The translator of the vendor's event stream into OpenAI's. `api_key` is the vendor key,
+/// redacted from the vendor's error events before the client sees them.
+pub fn chat_stream(
+    provider: &Provider,
+    plan: ChatPlan,
+    created: u64,
+    api_key: Option<&str>,
+) -> Box<dyn StreamTranslator> {
     match provider.kind {
         ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Mock => {
-            Box::new(openai::Stream::new(&provider.name, plan.include_usage))
+            Box::new(openai::Stream::new(&provider.name, plan.include_usage, api_key))
         }
-        ProviderKind::Anthropic => Box::new(anthropic::Stream::new(&provider.name, plan, created)),
-        ProviderKind::Gemini => Box::new(gemini::Stream::new(&provider.name, plan, created)),
+        ProviderKind::Anthropic => Box::new(anthropic::Stream::new(&provider.name, plan, created, api_key)),
+        ProviderKind::Gemini => Box::new(gemini::Stream::new(&provider.name, plan, created, api_key)),
     }
 }
 
@@ -258,18 +265,98 @@ pub fn decode_embeddings(
 }
 
 /// Whether a vendor status is the vendor's trouble (another target may succeed) rather than a
-/// problem with the request itself. 529 is Anthropic's "overloaded".
+/// problem with the request itself. 529 is Anthropic's "overloaded". 401 and 403 refuse the
+/// operator's key for this target, which another target's key may not share.
 pub fn is_retryable_status(status: u16) -> bool {
-    status == 408 || status == 429 || status >= 500
+    matches!(status, 401 | 403 | 408 | 429) || status >= 500
 }
 
-/// Removes every occurrence of `secret` from `text`, so a vendor that echoes a key back in an
-/// error message cannot make the gateway leak it.
+/// Whether a vendor's error answer is the target's fault, not the request's: the attempt loop
+/// then tries the next target and counts the failure against this one's health. That is a
+/// retryable status, or an error the adapter recognised as the vendor refusing the gateway's
+/// key whatever the status (Gemini says so with a 400 `API_KEY_INVALID`). `error` is the
+/// adapter's translation of the answer (`vendor_error`).
+pub fn is_vendor_fault(status: u16, error: &GatewayError) -> bool {
+    is_retryable_status(status) || error.code.as_deref() == Some("upstream_auth_failed")
+}
+
+/// What stands in for the vendor key in what reaches the client.
+const REDACTED: &str = "[redacted]";
+
+/// The forms of `secret` a vendor may echo: as sent, and percent-encoded (as it appears in a
+/// URL or a form body) in upper- and lower-case hex, when that differs.
+fn secret_forms(secret: &str) -> Vec<String> {
+    use std::fmt::Write;
+    let (mut upper, mut lower) = (String::with_capacity(secret.len() * 3), String::with_capacity(secret.len() * 3));
+    for byte in secret.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            upper.push(char::from(byte));
+            lower.push(char::from(byte));
+        } else {
+            let _ = write!(upper, "%{byte:02X}");
+            let _ = write!(lower, "%{byte:02x}");
+        }
+    }
+    let mut forms = vec![secret.to_owned()];
+    for encoded in [upper, lower] {
+        if !forms.contains(&encoded) {
+            forms.push(encoded);
+        }
+    }
+    forms
+}
+
+/// Removes every occurrence of `secret` (and of its percent-encoding) from `text`, so a vendor
+/// that echoes a key back in an error cannot make the gateway leak it. A secret shorter than
+/// four bytes is no key worth the name, and redacting it would garble the text.
 pub fn redact(text: &str, secret: Option<&str>) -> String {
     match secret {
-        Some(s) if s.len() >= 4 && text.contains(s) => text.replace(s, "[redacted]"),
+        Some(secret) if secret.len() >= 4 => {
+            let mut text = Cow::Borrowed(text);
+            for form in secret_forms(secret) {
+                if text.contains(form.as_str()) {
+                    text = Cow::Owned(text.replace(form.as_str(), REDACTED));
+                }
+            }
+            text.into_owned()
+        }
         _ => text.to_owned(),
     }
+}
+
+/// `error` with `secret` redacted from every field a vendor's text can reach: message, param
+/// and code (its `type` is always one of the gateway's own).
+pub fn redacted(mut error: GatewayError, secret: Option<&str>) -> GatewayError {
+    if secret.is_some_and(|s| s.len() >= 4) {
+        error.message = redact(&error.message, secret);
+        error.param = error.param.map(|param| redact(&param, secret));
+        error.code = error.code.map(|code| match code {
+            Cow::Owned(code) => Cow::Owned(redact(&code, secret)),
+            borrowed => borrowed, // the gateway's own codes
+        });
+    }
+    error
+}
+
+/// The start of a vendor's error body that is not its API's error, for the client's message:
+/// at most 512 characters, the key redacted before the cut so that no piece of it is left.
+pub fn body_excerpt(body: &[u8], secret: Option<&str>) -> String {
+    const EXCERPT_CHARS: usize = 512;
+    // Room for 512 characters of four bytes, and for a key beginning just before the cut.
+    let window = EXCERPT_CHARS * 4 + secret.map_or(0, |s| s.len() * 3);
+    let cut = body.len() > window;
+    let text = String::from_utf8_lossy(body.get(..window).unwrap_or(body));
+    let mut text = redact(&text, secret);
+    if let (true, Some(secret)) = (cut, secret.filter(|s| s.len() >= 4)) {
+        // A key cut by the window leaves its beginning at the end: that goes too.
+        for form in secret_forms(secret) {
+            let partial = (1..form.len()).rev().filter_map(|n| form.get(..n)).find(|p| text.ends_with(p));
+            if let Some(partial) = partial {
+                text.truncate(text.len() - partial.len());
+            }
+        }
+    }
+    text.trim().chars().take(EXCERPT_CHARS).collect::<String>().trim_end().to_owned()
 }
 
 /// A tool call's arguments (a JSON string in OpenAI's wire format) as the JSON object other
@@ -286,6 +373,13 @@ pub fn tool_arguments(arguments: &str, at: &str) -> Result<serde_json::Value, Ga
     })
 }
 
+/// Whether `url` is an https URL (its scheme in any case): the only remote source a client may
+/// hand a vendor. Anything else (`gs://`, `file:`, plain `http:`) the vendor would fetch with
+/// the operator's credentials or from inside its own network.
+pub fn is_https_url(url: &str) -> bool {
+    url.len() > 8 && url.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+}
+
 /// A `data:` URL's media type and base64 payload.
 pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
     let rest = url.strip_prefix("data:")?;
@@ -297,6 +391,20 @@ pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
 /// The error for a vendor answer that is not its API's answer.
 pub fn invalid_answer(provider: &str, cause: impl std::fmt::Display) -> GatewayError {
     GatewayError::upstream_invalid(provider, cause)
+}
+
+/// Why a vendor's JSON could not be read, without the vendor's values: serde quotes the string
+/// or name it stumbled on, and that may be the key a vendor echoed (the non-streamed decoders
+/// have no key to redact). Syntax errors and missing fields name nothing of the vendor's.
+pub fn decode_cause(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let quotes_the_vendor = message.contains('"') || message.starts_with("unknown ");
+    match error.classify() {
+        serde_json::error::Category::Data if quotes_the_vendor => {
+            format!("a value of the wrong type or name at line {} column {}", error.line(), error.column())
+        }
+        _ => message,
+    }
 }
 
 /// How a translated stream has ended for the client: once it has (with `[DONE]`, after an
@@ -418,5 +526,48 @@ mod tests {
             (e.status, e.param.as_deref(), e.code.as_deref()),
             (400, Some("logprobs"), Some("unsupported_parameter"))
         );
+    }
+
+    #[test]
+    fn the_key_is_redacted_as_sent_and_percent_encoded() {
+        let key = Some("k3y/with+signs=");
+        assert_eq!(redact("a k3y/with+signs= b", key), "a [redacted] b");
+        assert_eq!(redact("?key=k3y%2Fwith%2Bsigns%3D&x", key), "?key=[redacted]&x");
+        assert_eq!(redact("?key=k3y%2fwith%2bsigns%3d&x", key), "?key=[redacted]&x");
+        assert_eq!(redact("nothing here", key), "nothing here");
+        assert_eq!(redact("abc abc", Some("abc")), "abc abc", "too short to be a key");
+        let e = redacted(
+            GatewayError {
+                status: 400,
+                kind: "invalid_request_error",
+                code: Some(Cow::Owned("k3y/with+signs=".into())),
+                param: Some("k3y%2Fwith%2Bsigns%3D".into()),
+                message: "m".into(),
+            },
+            key,
+        );
+        assert_eq!((e.code.as_deref(), e.param.as_deref()), (Some("[redacted]"), Some("[redacted]")));
+    }
+
+    #[test]
+    fn a_refused_key_fails_over_and_counts_against_the_target() {
+        for status in [401, 403, 408, 429, 500, 529] {
+            assert!(is_retryable_status(status), "{status}");
+        }
+        for status in [400, 404, 413, 422] {
+            assert!(!is_retryable_status(status), "{status}");
+        }
+        let bad_request = GatewayError::invalid_request("x", "no");
+        assert!(!is_vendor_fault(400, &bad_request));
+        assert!(is_vendor_fault(400, &GatewayError::upstream_auth_failed("p")));
+        assert!(is_vendor_fault(503, &bad_request));
+    }
+
+    #[test]
+    fn only_https_is_a_url_a_vendor_may_fetch() {
+        assert!(is_https_url("https://x/y.png") && is_https_url("HTTPS://x"));
+        for url in ["http://x", "gs://b/o", "file:///etc/passwd", "https://", "https:x", "", "httpsx://a"] {
+            assert!(!is_https_url(url), "{url}");
+        }
     }
 }

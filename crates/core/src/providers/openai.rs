@@ -2,7 +2,7 @@
 //! Together, Fireworks, OpenRouter, vLLM, Ollama, ...). The request passes through with only
 //! the model renamed; the response passes through untouched.
 
-use super::{redact, OutboundRequest};
+use super::OutboundRequest;
 use crate::chat::{AskUsage, ChatRequest, Usage};
 use crate::config::Provider;
 use crate::error::GatewayError;
@@ -76,25 +76,23 @@ struct ErrorObject<'a> {
 }
 
 /// The client's error for a vendor's non-success answer. The vendor's message is kept (without
-/// any trace of the vendor key); a vendor's 401/403 on the gateway's own key is the operator's
-/// problem, reported as a 502 that does not repeat what the vendor said about the key.
+/// any trace of the vendor key, in any field); a vendor's 401/403 on the gateway's own key is
+/// the operator's problem, reported as a 502 that does not repeat what the vendor said.
 pub fn error_from_vendor(provider: &str, status: u16, body: &[u8], api_key: Option<&str>) -> GatewayError {
-    if status == 401 {
-        return GatewayError::new(
-            502,
-            "server_error",
-            "upstream_auth_failed",
-            format!("Provider `{provider}` rejected the gateway's credentials; check its key secret."),
-        );
+    super::redacted(translate_error(provider, status, body, api_key), api_key)
+}
+
+fn translate_error(provider: &str, vendor_status: u16, body: &[u8], api_key: Option<&str>) -> GatewayError {
+    if matches!(vendor_status, 401 | 403) {
+        return GatewayError::upstream_auth_failed(provider);
     }
-    let kind = match status {
-        400..=499 => "invalid_request_error",
-        _ => "server_error",
-    };
+    // The HTTP status decides the class (a 5xx stays a 5xx); the body's type only refines it.
+    let status = if (400..=599).contains(&vendor_status) { vendor_status } else { 502 };
+    let kind = if status < 500 { "invalid_request_error" } else { "server_error" };
     let parsed = serde_json::from_slice::<ErrorBody>(body).ok();
     let Some(ErrorBody { error }) = parsed else {
-        let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
-        let message = format!("Provider `{provider}` answered HTTP {status}: {}", redact(text.trim(), api_key));
+        let message =
+            format!("Provider `{provider}` answered HTTP {vendor_status}: {}", super::body_excerpt(body, api_key));
         return GatewayError::new(status, kind, "upstream_error", message);
     };
     let code = match error.code {
@@ -112,7 +110,7 @@ pub fn error_from_vendor(provider: &str, status: u16, body: &[u8], api_key: Opti
         },
         code,
         param: error.param.map(Cow::into_owned),
-        message: redact(&error.message, api_key),
+        message: error.message.into_owned(),
     }
 }
 
@@ -221,6 +219,52 @@ mod tests {
     }
 
     #[test]
+    fn vendor_403_is_the_operators_problem_too() {
+        let body = br#"{"error":{"message":"Project proj_1 does not have access to model gpt-5","type":"invalid_request_error","code":"model_not_found"}}"#;
+        let e = error_from_vendor("openai", 403, body, Some("sk-vendor-123"));
+        assert_eq!((e.status, e.kind, e.code.as_deref()), (502, "server_error", Some("upstream_auth_failed")));
+        assert!(e.message.contains("`openai`") && !e.message.contains("proj_1"), "{}", e.message);
+        assert!(crate::providers::is_vendor_fault(403, &e));
+    }
+
+    #[test]
+    fn the_key_is_redacted_from_every_field() {
+        let key = "sk-vendor/123+abc";
+        let body = br#"{"error":{"message":"bad key sk-vendor%2F123%2Babc","type":"invalid_request_error","param":"auth sk-vendor/123+abc","code":"sk-vendor/123+abc"}}"#;
+        let e = error_from_vendor("openai", 400, body, Some(key));
+        assert_eq!(e.message, "bad key [redacted]");
+        assert_eq!(e.param.as_deref(), Some("auth [redacted]"));
+        assert_eq!(e.code.as_deref(), Some("[redacted]"));
+        let json = String::from_utf8(e.to_json()).unwrap();
+        assert!(!json.contains("sk-vendor"), "{json}");
+    }
+
+    #[test]
+    fn an_unparsed_body_loses_the_key_even_where_it_is_cut() {
+        let key = "sk-vendor-0123456789abcdef0123456789";
+        for at in [0, 490, 500, 511, 2040, 2060, 3000] {
+            let mut body = "x".repeat(at);
+            body.push_str(key);
+            body.push_str(&"y".repeat(4000));
+            let e = error_from_vendor("openai", 502, body.as_bytes(), Some(key));
+            for n in 5..key.len() {
+                assert!(!e.message.contains(&key[..n]), "key at {at}: {n} bytes of it in {}", e.message);
+            }
+            assert!(e.message.chars().count() < 600);
+        }
+    }
+
+    #[test]
+    fn the_status_class_is_the_vendors() {
+        let body = br#"{"error":{"message":"oops","type":"invalid_request_error","code":null}}"#;
+        let e = error_from_vendor("openai", 500, body, None);
+        assert_eq!(e.status, 500);
+        assert!(crate::providers::is_retryable_status(500));
+        let e = error_from_vendor("openai", 302, b"Found", None);
+        assert_eq!((e.status, e.kind), (502, "server_error"));
+    }
+
+    #[test]
     fn non_json_vendor_error_is_wrapped() {
         let e = error_from_vendor("openai", 503, b"<html>Service Unavailable</html>", None);
         assert_eq!((e.status, e.kind, e.code.as_deref()), (503, "server_error", Some("upstream_error")));
@@ -241,105 +285,147 @@ pub fn usage_of(body: &[u8]) -> Option<crate::chat::Usage> {
 /// An OpenAI-format stream passes through byte for byte, event by event: bytes are forwarded
 /// up to the last complete event (the blank line that ends it), so a stream the vendor breaks
 /// off leaves no half event for the client to choke on, and ends, for the client, with an error
-/// event and `[DONE]` instead of a silent truncation.
+/// event and `[DONE]` instead of a silent truncation. Each event is read before it goes: one
+/// whose data is not JSON ends the stream with an error, and the vendor's error event reaches
+/// the client as the gateway's, without the vendor key.
 pub struct Stream {
     provider: String,
+    /// The vendor key, redacted from the vendor's error events.
+    api_key: Option<String>,
     parser: crate::sse::SseParser,
     /// Bytes of the event not yet complete.
     pending: Vec<u8>,
     /// The last byte scanned (CRs aside) ended a line.
     at_line_start: bool,
-    /// `[DONE]` or an error event went by: the client's stream is complete.
+    /// `[DONE]` or an error went by: nothing more is forwarded, `finish` ends the client's stream.
     ended: bool,
-    errored: bool,
     error: Option<GatewayError>,
     /// The client asked for the usage chunk; if not, the one the gateway asked for is hidden.
     include_usage: bool,
     usage: Option<Usage>,
 }
 
+/// The most bytes one event may span on the wire: room for the field names and line ends
+/// around at most `MAX_EVENT_BYTES` of data, which the parser enforces.
+const MAX_PENDING_BYTES: usize = 2 * crate::sse::MAX_EVENT_BYTES;
+
+/// What becomes of one of the vendor's events.
+enum Verdict {
+    Forward,
+    /// The usage chunk the gateway asked for and the client did not.
+    Hide,
+    Done,
+    Fail(GatewayError),
+}
+
+/// The members of a chunk the gateway looks at, borrowed unparsed.
+#[derive(Deserialize)]
+struct ChunkProbe<'a> {
+    #[serde(default, borrow)]
+    error: Option<&'a serde_json::value::RawValue>,
+    #[serde(default, borrow)]
+    choices: Option<&'a serde_json::value::RawValue>,
+    #[serde(default, borrow)]
+    usage: Option<&'a serde_json::value::RawValue>,
+}
+
 impl Stream {
-    pub fn new(provider: &str, include_usage: bool) -> Self {
+    pub fn new(provider: &str, include_usage: bool, api_key: Option<&str>) -> Self {
         Self {
             provider: provider.to_owned(),
+            api_key: api_key.map(str::to_owned),
             parser: crate::sse::SseParser::new(),
             pending: Vec::new(),
             at_line_start: true,
             ended: false,
-            errored: false,
             error: None,
             include_usage,
             usage: None,
         }
     }
 
+    /// Ends the client's stream with `error`, which may quote the vendor: without its key.
+    fn fail(&mut self, out: &mut Vec<u8>, error: GatewayError) {
+        let error = super::redacted(error, self.api_key.as_deref());
+        if !self.ended {
+            super::push_stream_error(out, &error);
+            self.error = Some(error);
+            self.ended = true;
+        }
+    }
+
     fn forward(&mut self, complete: &[u8], out: &mut Vec<u8>) {
-        if self.ended {
-            return; // nothing follows `[DONE]`
-        }
-        let start = out.len();
-        // Usage comes once a stream, in its last chunk (`"usage":null` in the others): only
-        // then are the events looked at one by one.
-        if has_usage_object(complete) {
-            for event in events(complete) {
-                let usage_only = self.read_usage(event);
-                if !usage_only || self.include_usage {
-                    out.extend_from_slice(event);
-                }
+        for event in events(complete) {
+            if self.ended {
+                return; // nothing follows `[DONE]` or an error
             }
+            self.forward_event(event, out);
+        }
+    }
+
+    /// One event, with the blank line that ends it.
+    fn forward_event(&mut self, event: &[u8], out: &mut Vec<u8>) {
+        let mut parser = std::mem::take(&mut self.parser);
+        let mut verdict = None;
+        let read = parser.push(event, &mut |_, data| {
+            verdict = match (verdict.take(), self.judge(data)) {
+                (Some(end @ (Verdict::Done | Verdict::Fail(_))), _) => Some(end),
+                (_, next @ (Verdict::Done | Verdict::Fail(_))) => Some(next),
+                (Some(Verdict::Forward), _) | (_, Verdict::Forward) => Some(Verdict::Forward),
+                _ => Some(Verdict::Hide),
+            };
+        });
+        self.parser = parser;
+        if let Err(too_large) = read {
+            return self.fail(out, super::invalid_answer(&self.provider, too_large));
+        }
+        match verdict.unwrap_or(Verdict::Forward) {
+            Verdict::Forward => out.extend_from_slice(event),
+            Verdict::Hide => {}
+            // `[DONE]` is held back until the vendor's stream ends, so that what the gateway
+            // adds at the end (the call's cost) comes before it.
+            Verdict::Done => self.ended = true,
+            Verdict::Fail(error) => self.fail(out, error),
+        }
+    }
+
+    /// Reads one event's data: the end, the vendor's error, or a chunk (whose usage is kept).
+    fn judge(&mut self, data: &[u8]) -> Verdict {
+        if data == b"[DONE]" {
+            return Verdict::Done;
+        }
+        let text = match std::str::from_utf8(data) {
+            Ok(text) => text,
+            Err(e) => return Verdict::Fail(super::invalid_answer(&self.provider, format!("stream event: {e}"))),
+        };
+        // Not JSON, or JSON that is no chunk (not an object, a member given twice): the client
+        // could not read it either, and a twice-given `error` could hide the vendor's text.
+        let object = text.trim_start().starts_with('{');
+        let probe = match serde_json::from_str::<ChunkProbe>(text) {
+            Ok(probe) if object => probe,
+            Ok(_) => return Verdict::Fail(super::invalid_answer(&self.provider, "a stream event that is no object")),
+            Err(e) => {
+                let cause = format!("unreadable stream event: {}", super::decode_cause(&e));
+                return Verdict::Fail(super::invalid_answer(&self.provider, cause));
+            }
+        };
+        if probe.error.is_some() {
+            return Verdict::Fail(error_from_vendor(&self.provider, 502, data, self.api_key.as_deref()));
+        }
+        // Usage comes once a stream, in its last chunk (`"usage":null` in the others).
+        let Some(usage) = probe.usage.and_then(|u| serde_json::from_str::<Usage>(u.get()).ok()) else {
+            return Verdict::Forward;
+        };
+        self.usage = Some(usage);
+        let no_choices = probe
+            .choices
+            .is_none_or(|c| serde_json::from_str::<Vec<serde::de::IgnoredAny>>(c.get()).is_ok_and(|c| c.is_empty()));
+        if no_choices && !self.include_usage {
+            Verdict::Hide
         } else {
-            out.extend_from_slice(complete);
-        }
-        let (ended, errored, error, provider) = (&mut self.ended, &mut self.errored, &mut self.error, &self.provider);
-        self.parser.push(complete, &mut |_, data| {
-            if data == b"[DONE]" {
-                *ended = true;
-            } else if data.starts_with(b"{\"error\"") {
-                *errored = true;
-                *error = Some(error_from_vendor(provider, 502, data, None));
-            }
-        });
-        // `[DONE]` is held back until the vendor's stream ends, so that what the gateway adds at
-        // the end (the call's cost) comes before it.
-        if self.ended {
-            if let Some(at) = memchr::memmem::rfind(&out[start..], b"[DONE]") {
-                let line = out[start..start + at].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-                out.truncate(start + line);
-            }
+            Verdict::Forward
         }
     }
-}
-
-impl Stream {
-    /// Keeps the usage an event reports; whether the event is only that (no choices), the
-    /// chunk `stream_options.include_usage` adds.
-    fn read_usage(&mut self, event: &[u8]) -> bool {
-        #[derive(Deserialize)]
-        struct UsageChunk {
-            #[serde(default)]
-            choices: Option<Vec<serde::de::IgnoredAny>>,
-            #[serde(default)]
-            usage: Option<Usage>,
-        }
-        let mut usage_only = false;
-        let mut parser = crate::sse::SseParser::new();
-        parser.push(event, &mut |_, data| {
-            if let Ok(UsageChunk { choices, usage: Some(usage) }) = serde_json::from_slice(data) {
-                usage_only = choices.is_none_or(|c| c.is_empty());
-                self.usage = Some(usage);
-            }
-        });
-        usage_only
-    }
-}
-
-/// Whether `bytes` hold a `"usage"` member whose value is an object (not the `null` every other
-/// chunk carries once usage is asked for), however it is spaced.
-fn has_usage_object(bytes: &[u8]) -> bool {
-    memchr::memmem::find_iter(bytes, b"\"usage\"").any(|at| {
-        let mut rest = bytes[at + 7..].iter().copied().skip_while(u8::is_ascii_whitespace);
-        rest.next() == Some(b':') && rest.find(|b| !b.is_ascii_whitespace()) == Some(b'{')
-    })
 }
 
 /// The events of a run of complete events, each with the blank line that ends it.
@@ -348,12 +434,11 @@ fn events(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut at_line_start = true;
     let mut i = 0;
     std::iter::from_fn(move || {
-        while i < bytes.len() {
-            let b = bytes[i];
+        while let Some(&b) = bytes.get(i) {
             i += 1;
             match b {
                 b'\n' if at_line_start => {
-                    let event = &bytes[start..i];
+                    let event = bytes.get(start..i).unwrap_or_default();
                     start = i;
                     return Some(event);
                 }
@@ -362,11 +447,9 @@ fn events(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
                 _ => at_line_start = false,
             }
         }
-        (start < bytes.len()).then(|| {
-            let rest = &bytes[start..];
-            start = bytes.len();
-            rest
-        })
+        let rest = bytes.get(start..).filter(|rest| !rest.is_empty());
+        start = bytes.len();
+        rest
     })
 }
 
@@ -384,6 +467,9 @@ impl super::StreamTranslator for Stream {
     }
 
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        if self.ended {
+            return;
+        }
         // The end of the last complete event in `bytes`, if one completes here.
         let mut boundary = None;
         for (i, &b) in bytes.iter().enumerate() {
@@ -394,31 +480,33 @@ impl super::StreamTranslator for Stream {
                 _ => self.at_line_start = false,
             }
         }
-        match boundary {
-            Some(end) if self.pending.is_empty() => self.forward(&bytes[..end], out),
-            Some(end) => {
-                let mut complete = std::mem::take(&mut self.pending);
-                complete.extend_from_slice(&bytes[..end]);
-                self.forward(&complete, out);
-                complete.clear();
-                self.pending = complete;
+        let (complete, rest) = bytes.split_at(boundary.unwrap_or(0));
+        if !complete.is_empty() {
+            if self.pending.is_empty() {
+                self.forward(complete, out);
+            } else {
+                let mut joined = std::mem::take(&mut self.pending);
+                joined.extend_from_slice(complete);
+                self.forward(&joined, out);
+                joined.clear();
+                self.pending = joined;
             }
-            None => {}
         }
-        self.pending.extend_from_slice(&bytes[boundary.unwrap_or(0)..]);
+        if self.ended {
+            return;
+        }
+        if self.pending.len() + rest.len() > MAX_PENDING_BYTES {
+            self.pending = Vec::new();
+            return self.fail(out, super::invalid_answer(&self.provider, crate::sse::EventTooLarge::Data));
+        }
+        self.pending.extend_from_slice(rest);
     }
 
     fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
         self.parser.finish();
-        if self.ended {
-            out.extend_from_slice(crate::sse::DONE);
-            return;
-        }
-        if !self.errored {
+        if !self.ended {
             let cause = error.unwrap_or("the stream ended before [DONE]");
-            let error = GatewayError::upstream_stream_broken(&self.provider, cause);
-            super::push_stream_error(out, &error);
-            self.error = Some(error);
+            self.fail(out, GatewayError::upstream_stream_broken(&self.provider, cause));
         }
         out.extend_from_slice(crate::sse::DONE);
     }
@@ -433,7 +521,7 @@ mod stream_tests {
     fn a_complete_stream_passes_through_byte_for_byte() {
         let input = b"data: {\"id\":\"1\",\"choices\":[]}\n\ndata: [DONE]\n\n";
         let mut out = Vec::new();
-        let mut s = Stream::new("p", false);
+        let mut s = Stream::new("p", false, None);
         for chunk in input.chunks(7) {
             s.push(chunk, &mut out);
         }
@@ -450,7 +538,7 @@ data: [DONE]\n\n";
     fn the_usage_chunk_is_read_and_hidden_from_a_client_that_did_not_ask() {
         for size in [1, 5, 64, WITH_USAGE.len()] {
             let (mut hidden, mut shown) = (Vec::new(), Vec::new());
-            let (mut a, mut b) = (Stream::new("p", false), Stream::new("p", true));
+            let (mut a, mut b) = (Stream::new("p", false, None), Stream::new("p", true, None));
             for chunk in WITH_USAGE.chunks(size) {
                 a.push(chunk, &mut hidden);
                 b.push(chunk, &mut shown);
@@ -468,11 +556,13 @@ data: [DONE]\n\n";
 
     #[test]
     fn a_usage_object_is_found_however_it_is_spaced() {
-        assert!(has_usage_object(br#"{"choices":[],"usage":{"prompt_tokens":1}}"#));
-        assert!(has_usage_object(b"{\"choices\": null, \"usage\" :\n {\"prompt_tokens\": 1}}"));
-        assert!(!has_usage_object(br#"{"choices":[{"delta":{}}],"usage":null}"#));
-        assert!(!has_usage_object(br#"{"delta":{"content":"the \"usage\" of words"}}"#));
-        let mut s = Stream::new("p", false);
+        let mut plain = Stream::new("p", false, None);
+        let mut out = Vec::new();
+        let chunk =
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"the \\\"usage\\\" of words\"}}],\"usage\":null}\n\n";
+        plain.push(chunk, &mut out);
+        assert_eq!((out.as_slice(), plain.usage()), (&chunk[..], None));
+        let mut s = Stream::new("p", false, None);
         let mut out = Vec::new();
         s.push(b"data: {\"choices\": null, \"usage\": {\"prompt_tokens\": 2, \"completion_tokens\": 1}}\n\n", &mut out);
         assert!(out.is_empty());
@@ -503,7 +593,7 @@ data: [DONE]\n\n";
     #[test]
     fn a_cut_stream_ends_with_an_error_event_and_done() {
         let mut out = Vec::new();
-        let mut s = Stream::new("p", false);
+        let mut s = Stream::new("p", false, None);
         s.push(b"data: {\"id\":\"1\",\"choices\":[]}\n\ndata: {\"id\":", &mut out);
         s.finish(Some("connection reset"), &mut out);
         let text = String::from_utf8(out).unwrap();
@@ -511,6 +601,68 @@ data: [DONE]\n\n";
             text.contains("\n\ndata: {\"error\":{\"message\":\"Provider `p` broke off its stream: connection reset\"")
         );
         assert!(text.ends_with("data: [DONE]\n\n"));
+    }
+
+    fn run(s: &mut Stream, input: &[u8]) -> String {
+        let mut out = Vec::new();
+        for chunk in input.chunks(3) {
+            s.push(chunk, &mut out);
+        }
+        s.finish(None, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_vendor_error_event_loses_the_key_and_ends_the_stream() {
+        let key = "sk-live-abcdef123456";
+        let input = format!(
+            "data: {{\"choices\":[]}}\n\ndata: {{\"error\":{{\"message\":\"key {key} revoked\",\"type\":\"server_error\",\"param\":\"{key}\",\"code\":\"{key}\"}}}}\n\ndata: {{\"after\":1}}\n\n"
+        );
+        let mut s = Stream::new("p", false, Some(key));
+        let text = run(&mut s, input.as_bytes());
+        assert!(!text.contains(key), "{text}");
+        assert!(text.contains("key [redacted] revoked") && !text.contains("after"), "{text}");
+        assert!(text.ends_with("}\n\ndata: [DONE]\n\n"), "{text}");
+        assert_eq!(s.error().map(|e| e.message.as_str()), Some("key [redacted] revoked"));
+        assert!(s.done());
+    }
+
+    #[test]
+    fn an_event_that_is_not_json_ends_the_stream_with_an_error() {
+        let mut s = Stream::new("p", false, None);
+        let text = run(&mut s, b"data: {\"choices\":[]}\n\ndata: <html>Bad Gateway</html>\n\ndata: [DONE]\n\n");
+        assert!(!text.contains("<html>"), "{text}");
+        assert_eq!(s.error().and_then(|e| e.code.as_deref()), Some("upstream_invalid_response"));
+        assert!(text.starts_with("data: {\"choices\":[]}\n\ndata: {\"error\":") && text.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn a_stream_without_line_ends_is_refused_at_the_limit() {
+        let mut s = Stream::new("p", false, None);
+        let mut out = Vec::new();
+        s.push(b"data: {\"choices\":[]}\n\n", &mut out);
+        let piece = vec![b'<'; 64 * 1024];
+        for _ in 0..40 {
+            s.push(&piece, &mut out);
+            assert!(s.pending.len() <= MAX_PENDING_BYTES);
+        }
+        assert!(s.done());
+        let error = s.error().unwrap();
+        assert_eq!(error.code.as_deref(), Some("upstream_invalid_response"));
+        assert!(error.message.contains("1048576 bytes"), "{}", error.message);
+        s.finish(None, &mut out);
+        assert!(out.ends_with(crate::sse::DONE));
+    }
+
+    #[test]
+    fn one_long_data_line_is_refused_by_the_parser() {
+        let mut s = Stream::new("p", false, None);
+        let mut input = b"data: \"".to_vec();
+        input.resize(crate::sse::MAX_EVENT_BYTES + 100, b'a');
+        input.extend_from_slice(b"\"\n\n");
+        let text = run(&mut s, &input);
+        assert!(text.len() < 1000 && text.ends_with("data: [DONE]\n\n"), "{}", &text[..text.len().min(300)]);
+        assert!(s.error().is_some_and(|e| e.message.contains("exceeds the limit")));
     }
 }
 
