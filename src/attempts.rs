@@ -10,7 +10,7 @@ use switchyard_core::breaker::{Admission, BreakerPolicy};
 use switchyard_core::catalog::Needs;
 use switchyard_core::config::{Config, Model, Provider, ProviderKind, Target};
 use switchyard_core::health::{retry_after_until, Outcome, Report};
-use switchyard_core::providers::{self, is_retryable_status, OutboundRequest};
+use switchyard_core::providers::{self, OutboundRequest};
 use switchyard_core::route::Tier;
 use switchyard_core::{route, GatewayError};
 use worker::{Date, Env, Response};
@@ -413,19 +413,12 @@ pub async fn call_vendor(
     let body = upstream::read_capped(&mut response, upstream::ERROR_BODY_CAP, until.saturating_sub(now)).await;
     let error = providers::vendor_error(provider, status, &body, key);
     Err(Failed {
-        retryable: vendor_fault(status, &error),
+        retryable: providers::is_vendor_fault(status, &error),
         error: Box::new(error),
         retry_after,
         retry_after_until_ms,
         vendor_status: Some(status),
     })
-}
-
-/// Whether a vendor's error answer is the vendor's trouble (another target may succeed, and
-/// the target's health counts it): 408, 429 and 5xx, and a rejection of the gateway's own
-/// vendor key, which is the operator's configuration problem and never the client's.
-fn vendor_fault(status: u16, error: &GatewayError) -> bool {
-    is_retryable_status(status) || matches!(status, 401 | 403) || error.code.as_deref() == Some("upstream_auth_failed")
 }
 
 fn outcome(target: &str, result: &Result<Answer, Failed>, started: u64) -> Outcome {

@@ -37,6 +37,7 @@ fn provider(kind: ProviderKind) -> Provider {
         timeout_ms: 1000,
         api_version: None,
         stream_usage: true,
+        forward_store: false,
     }
 }
 

@@ -1045,6 +1045,7 @@ mod tests {
             timeout_ms: 1000,
             api_version: None,
             stream_usage: true,
+            forward_store: false,
         }
     }
 

@@ -1125,6 +1125,7 @@ mod tests {
             timeout_ms: 1000,
             api_version: None,
             stream_usage: true,
+            forward_store: false,
         };
         for url in ["gs://operator-bucket/secret.png", "file:///etc/passwd", "http://169.254.169.254/x.png", "s3://b/k"]
         {
