@@ -344,6 +344,7 @@ impl Ledger {
                 prompt_tokens: r.prompt_tokens.max(0) as u64,
                 completion_tokens: r.completion_tokens.max(0) as u64,
                 cost_usd: r.cost_usd,
+                call_id: String::new(),
             })
             .collect())
     }

@@ -188,6 +188,7 @@ pub async fn settle(config: &Config, key: &KeyRecord, mut admission: Admission, 
         prompt_tokens: usage.map_or(0, |u| u.prompt_tokens),
         completion_tokens: usage.map_or(0, |u| u.completion_tokens),
         cost_usd,
+        call_id: String::new(),
     };
     for (instance, hold_id) in admission.holds.drain(..) {
         outbox::settle(&instance, Settle { hold_id, cost_usd, tokens, released: false });
