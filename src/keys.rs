@@ -35,7 +35,9 @@ pub async fn authenticate(env: &Env, config: &Config, presented: Option<&str>) -
 }
 
 /// A key made by the admin API, checked against its ledger's record (the authoritative one: KV
-/// may lag a revocation by up to a minute at other edges).
+/// may lag a revocation by up to a minute at other edges). Only a ledger that says it has no
+/// record lets the KV copy stand; one that cannot say (an error, no answer in time) is a 503
+/// `ledger_unavailable`, since the key may have been revoked there.
 pub async fn confirm(env: &Env, config: &Config, key: &KeyRecord) -> Result<(), GatewayError> {
     if key.source != Source::Api {
         return Ok(());
@@ -43,7 +45,7 @@ pub async fn confirm(env: &Env, config: &Config, key: &KeyRecord) -> Result<(), 
     match crate::ledger::get_record(env, &key.id).await {
         Ok(Some(record)) => record.check(config, &[], Date::now().as_millis()),
         Ok(None) => Ok(()),
-        Err(e) => Err(unavailable(e)),
+        Err(e) => Err(crate::ledger::unavailable(e)),
     }
 }
 

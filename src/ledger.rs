@@ -1,80 +1,52 @@
 //! The `Ledger` Durable Object: the spend, rate-limit buckets and calls in flight of one scope
 //! (one instance a key, `gateway` for the whole gateway, `target:<provider/model>` for a
 //! vendor's own limits), kept in SQLite. An instance handles one request at a time, so a cap
-//! holds however many calls arrive together. The arithmetic is `switchyard_core::ledger`'s.
+//! holds however many calls arrive together. The arithmetic is `switchyard_core::ledger`'s, the
+//! once-only settlement and the holds' expiry `switchyard_core::settlement`'s.
 //!
 //! - `POST /admit` (`Admit`): takes on a call or refuses it; for a key, its stored record (the
-//!   authoritative one: a revocation here is seen at once everywhere) is checked first;
+//!   authoritative one: a revocation here is seen at once everywhere) is checked first. The
+//!   call's hold is kept under the call's id until its own expiry (`ttl_ms` from now); a call
+//!   whose id is known already (settled: given up by its isolate; or admitted) gets a 409;
 //! - `POST /take`: the same for a target's rate limits, holding nothing;
 //! - `POST /settle` (`Batch`): calls that ended: each hold settled at the call's real cost and
 //!   tokens, or released if the call failed; and usage rows, for the `gateway` instance, which
-//!   keeps every key's usage;
-//! - `PUT /record`, `GET /record`: a key's record, as the admin API last wrote it;
+//!   keeps every key's usage. Each settlement and usage row is applied once, however often the
+//!   batch is sent (`Outcome` says what was done);
+//! - `POST /renew` (`Renew`): calls still running; their holds' expiry moves on (`Renewed`);
+//! - `PUT /record`, `GET /record`: a key's record, as the admin API last wrote it (404: none);
 //! - `GET /usage?from=&to=`: usage rows in a time range (ms since the epoch).
+//!
+//! A batch is applied in one go: everything that can fail for a reason other than storage (the
+//! body, the rows read, their decoding, the arithmetic, the scope's encoding) is done before
+//! the first write, and the writes follow one another with no `await` between them. Each SQLite
+//! statement is atomic, and the runtime commits the writes of one event together (its implicit
+//! transaction, released by the output gate: should the commit fail, the answer is replaced by
+//! an error and the object restarts, and the sender sends the batch again). What this does not
+//! cover is a statement failing mid-way through the writes (worker 0.8.7 binds no
+//! `transactionSync` to roll back): the scope is written first, so that such a failure errs
+//! towards counting a cost again, never towards a reservation that is never freed.
 
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use switchyard_core::keys::KeyRecord;
-use switchyard_core::ledger::{Admitted, Ask, Hold, Refusal, Scope, UsageRow, HOLD_TTL_MS};
-use switchyard_core::ratelimit::RateLimits;
+use switchyard_core::ledger::{Scope, UsageRow};
+use switchyard_core::ledger_protocol::RecordStatus;
+use switchyard_core::settlement::{self, Book, Changes, Held};
+use switchyard_core::GatewayError;
 use worker::{
     durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorage, SqlStorageValue,
     State,
 };
 
+pub use switchyard_core::ledger_protocol::{Admit, Answer, Batch, Outcome, Renew, Renewed, Settle};
+
 pub const BINDING: &str = "LEDGER";
 /// The instance of the whole gateway: its caps and every key's usage.
 pub const GATEWAY: &str = "gateway";
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Admit {
-    pub ask: Ask,
-    /// The key's record as the caller knows it; the instance's own, once the admin API wrote
-    /// one, wins.
-    #[serde(default)]
-    pub record: Option<KeyRecord>,
-    /// The models the call may use (names or aliases), checked against the key's policy.
-    #[serde(default)]
-    pub models: Vec<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Answer {
-    Admitted {
-        #[serde(default)]
-        hold_id: Option<String>,
-        admitted: Admitted,
-    },
-    Refused {
-        refusal: Refusal,
-    },
-    /// The key's record refuses the call (revoked, expired, model not allowed).
-    Denied {
-        record: KeyRecord,
-    },
-}
-
-/// A call that ended: its hold settled at its real cost and tokens, or released if it failed.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Settle {
-    pub hold_id: String,
-    #[serde(default)]
-    pub cost_usd: f64,
-    #[serde(default)]
-    pub tokens: u64,
-    #[serde(default)]
-    pub released: bool,
-}
-
-/// What an instance is sent after calls ended, gathered over a short while.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Batch {
-    #[serde(default)]
-    pub settles: Vec<Settle>,
-    #[serde(default)]
-    pub usage: Vec<UsageRow>,
-}
+/// The longest the worker waits for an instance's answer: one that hangs must not hold the
+/// client (or the outbox) for ever.
+pub const TIMEOUT_MS: u64 = 5_000;
 
 #[durable_object]
 pub struct Ledger {
@@ -96,7 +68,15 @@ const SCHEMA: &[&str] = &[
      model TEXT NOT NULL, provider TEXT NOT NULL, tags TEXT NOT NULL, requests INTEGER NOT NULL, \
      prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, \
      PRIMARY KEY (minute_ms, key_id, model, provider, tags))",
+    // The settlements and usage rows applied, by id, for `settlement::SETTLED_KEEP_MS`.
+    "CREATE TABLE IF NOT EXISTS settled (id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS settled_at ON settled (at_ms)",
 ];
+
+/// Columns added to tables that deployed instances already have: each is added once (a second
+/// time fails with "duplicate column", which is what an instance that has it answers). Rows
+/// written before have it NULL: a hold without `until_ms` expires `HOLD_TTL_MS` after `at_ms`.
+const MIGRATIONS: &[&str] = &["ALTER TABLE holds ADD COLUMN until_ms INTEGER"];
 
 impl DurableObject for Ledger {
     fn new(state: State, env: Env) -> Self {
@@ -104,6 +84,14 @@ impl DurableObject for Ledger {
         for statement in SCHEMA {
             if let Err(e) = sql.exec(statement, None) {
                 worker::console_error!("ledger: cannot create its tables: {e}");
+            }
+        }
+        for statement in MIGRATIONS {
+            match sql.exec(statement, None) {
+                Err(e) if !e.to_string().contains("duplicate column") => {
+                    worker::console_error!("ledger: cannot migrate its tables ({statement}): {e}");
+                }
+                _ => {}
             }
         }
         Self { sql, env, scope: RefCell::new(None), record: RefCell::new(None), swept_ms: std::cell::Cell::new(0) }
@@ -114,6 +102,9 @@ impl DurableObject for Ledger {
         match (req.method(), req.path().as_str()) {
             (Method::Post, "/admit") => {
                 let admit: Admit = req.json().await?;
+                if self.known(&admit)? {
+                    return Response::error("call already admitted or settled", 409);
+                }
                 Response::from_json(&self.admit(admit, true, now)?)
             }
             (Method::Post, "/take") => {
@@ -122,11 +113,20 @@ impl DurableObject for Ledger {
             }
             (Method::Post, "/settle") => {
                 let batch: Batch = req.json().await?;
-                self.settle(&batch.settles, now)?;
-                for row in &batch.usage {
-                    self.add_usage(row)?;
+                self.release_stale(now)?;
+                let outcome = self.settle(&batch, now)?;
+                if outcome.late > 0 {
+                    worker::console_error!(
+                        "ledger: {} settlements ended more than {} min ago, not applied",
+                        outcome.late,
+                        settlement::LATE_LIMIT_MS / 60_000
+                    );
                 }
-                Response::from_json(&serde_json::json!({"settled": batch.settles.len(), "usage": batch.usage.len()}))
+                Response::from_json(&outcome)
+            }
+            (Method::Post, "/renew") => {
+                let renew: Renew = req.json().await?;
+                Response::from_json(&settlement::renew(&mut SqlBook(&self.sql), &renew, now)?)
             }
             (Method::Put, "/record") => {
                 let mut record: KeyRecord = req.json().await?;
@@ -164,9 +164,125 @@ struct Text {
 
 #[derive(Deserialize)]
 struct HoldRow {
+    #[serde(default)]
     id: String,
     hold: String,
     limits: String,
+    #[serde(default)]
+    until_ms: Option<i64>,
+}
+
+impl HoldRow {
+    fn held(&self) -> Option<Held> {
+        let decoded = serde_json::from_str(&self.hold).and_then(|hold| Ok((hold, serde_json::from_str(&self.limits)?)));
+        match decoded {
+            Ok((hold, limits)) => Some(Held::stored(hold, limits, self.until_ms.map(|ms| ms.max(0) as u64))),
+            Err(e) => {
+                worker::console_error!("ledger: hold {} cannot be read: {e}", self.id);
+                None
+            }
+        }
+    }
+}
+
+/// The instance's SQLite tables as a `settlement::Book`.
+struct SqlBook<'a>(&'a SqlStorage);
+
+impl Book for SqlBook<'_> {
+    type Error = worker::Error;
+
+    fn held(&mut self, id: &str) -> Result<Option<Held>> {
+        let rows: Vec<HoldRow> = self
+            .0
+            .exec(
+                "SELECT id, hold, limits, until_ms FROM holds WHERE id = ?",
+                vec![SqlStorageValue::String(id.to_owned())],
+            )?
+            .to_array()?;
+        Ok(rows.first().and_then(HoldRow::held))
+    }
+
+    fn holds(&mut self) -> Result<Vec<(String, Held)>> {
+        let rows: Vec<HoldRow> = self.0.exec("SELECT id, hold, limits, until_ms FROM holds", None)?.to_array()?;
+        Ok(rows.iter().filter_map(|row| Some((row.id.clone(), row.held()?))).collect())
+    }
+
+    fn applied(&mut self, id: &str) -> Result<bool> {
+        #[derive(Deserialize)]
+        struct One {
+            #[allow(dead_code)]
+            one: i64,
+        }
+        let rows: Vec<One> = self
+            .0
+            .exec("SELECT 1 AS one FROM settled WHERE id = ?", vec![SqlStorageValue::String(id.to_owned())])?
+            .to_array()?;
+        Ok(!rows.is_empty())
+    }
+
+    /// The scope first (see the module's note on what a failure mid-way leaves), then the rest.
+    fn write(&mut self, changes: &Changes<'_>) -> Result<()> {
+        let scope = changes.scope.as_ref().map(serde_json::to_string).transpose()?;
+        let now = SqlStorageValue::Integer(changes.now_ms as i64);
+        if let Some(scope) = scope {
+            write_scope(self.0, scope)?;
+        }
+        for id in &changes.freed {
+            self.0.exec("DELETE FROM holds WHERE id = ?", vec![SqlStorageValue::String(id.clone())])?;
+        }
+        for id in &changes.applied {
+            self.0.exec(
+                "INSERT INTO settled (id, at_ms) VALUES (?, ?) ON CONFLICT(id) DO NOTHING",
+                vec![SqlStorageValue::String(id.clone()), now.clone()],
+            )?;
+        }
+        for row in &changes.usage {
+            add_usage(self.0, row)?;
+        }
+        for (id, until_ms) in &changes.renewed {
+            self.0.exec(
+                "UPDATE holds SET until_ms = ? WHERE id = ?",
+                vec![SqlStorageValue::Integer(*until_ms as i64), SqlStorageValue::String(id.clone())],
+            )?;
+        }
+        if let Some(before) = changes.forget_before_ms {
+            self.0.exec("DELETE FROM settled WHERE at_ms < ?", vec![SqlStorageValue::Integer(before as i64)])?;
+        }
+        Ok(())
+    }
+}
+
+fn write_scope(sql: &SqlStorage, state: String) -> Result<()> {
+    sql.exec(
+        "INSERT INTO scope (id, state) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state",
+        vec![SqlStorageValue::String(state)],
+    )?;
+    Ok(())
+}
+
+fn add_usage(sql: &SqlStorage, row: &UsageRow) -> Result<()> {
+    sql.exec(
+        "INSERT INTO usage (minute_ms, key_id, key_name, model, provider, tags, requests, prompt_tokens, \
+         completion_tokens, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT(minute_ms, key_id, model, provider, tags) DO UPDATE SET \
+         key_name = excluded.key_name, requests = requests + excluded.requests, \
+         prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
+         completion_tokens = completion_tokens + excluded.completion_tokens, \
+         cost_usd = cost_usd + excluded.cost_usd",
+        vec![
+            SqlStorageValue::Integer((row.minute_ms / 60_000 * 60_000) as i64),
+            SqlStorageValue::String(row.key_id.clone()),
+            SqlStorageValue::String(row.key_name.clone()),
+            SqlStorageValue::String(row.model.clone()),
+            SqlStorageValue::String(row.provider.clone()),
+            SqlStorageValue::String(row.tags.clone()),
+            SqlStorageValue::Integer(row.requests as i64),
+            SqlStorageValue::Integer(row.prompt_tokens as i64),
+            SqlStorageValue::Integer(row.completion_tokens as i64),
+            SqlStorageValue::Float(row.cost_usd),
+        ],
+    )?;
+    Ok(())
 }
 
 impl Ledger {
@@ -180,19 +296,40 @@ impl Ledger {
         Ok(record)
     }
 
-    fn with_scope<T>(&self, f: impl FnOnce(&mut Scope) -> T) -> Result<T> {
-        let mut cached = self.scope.borrow_mut();
-        if cached.is_none() {
-            let rows: Vec<Text> = self.sql.exec("SELECT state AS text FROM scope WHERE id = 1", None)?.to_array()?;
-            *cached = Some(rows.first().and_then(|row| serde_json::from_str(&row.text).ok()).unwrap_or_default());
+    /// The scope as stored (a copy: the cache changes only once the change is stored).
+    fn scope(&self) -> Result<Scope> {
+        if let Some(scope) = self.scope.borrow().as_ref() {
+            return Ok(scope.clone());
         }
-        let scope = cached.get_or_insert_with(Scope::default);
-        let result = f(scope);
-        self.sql.exec(
-            "INSERT INTO scope (id, state) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state",
-            vec![SqlStorageValue::String(serde_json::to_string(scope)?)],
-        )?;
-        Ok(result)
+        let rows: Vec<Text> = self.sql.exec("SELECT state AS text FROM scope WHERE id = 1", None)?.to_array()?;
+        let scope: Scope = rows.first().and_then(|row| serde_json::from_str(&row.text).ok()).unwrap_or_default();
+        *self.scope.borrow_mut() = Some(scope.clone());
+        Ok(scope)
+    }
+
+    /// Runs `f` on the scope and stores what it became. On an error, the cached copy is dropped
+    /// (read again from storage next time), whatever part of the change was stored.
+    fn with_scope<T>(&self, f: impl FnOnce(&mut Scope) -> Result<T>) -> Result<T> {
+        let mut scope = self.scope()?;
+        match f(&mut scope) {
+            Ok(result) => {
+                *self.scope.borrow_mut() = Some(scope);
+                Ok(result)
+            }
+            Err(e) => {
+                *self.scope.borrow_mut() = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the call is known here already: settled (or released) before its admission
+    /// arrived (its isolate gave up waiting for the answer), or admitted before (the same
+    /// admission twice must not hold twice).
+    fn known(&self, admit: &Admit) -> Result<bool> {
+        let Some(id) = &admit.hold_id else { return Ok(false) };
+        let mut book = SqlBook(&self.sql);
+        Ok(book.applied(id)? || book.held(id)?.is_some())
     }
 
     fn admit(&self, admit: Admit, hold: bool, now: u64) -> Result<Answer> {
@@ -208,103 +345,55 @@ impl Ledger {
             ask.caps = record.policy.budgets.clone();
             ask.limits = record.policy.rate_limits;
         }
-        let admitted = match self.with_scope(|scope| scope.admit(&ask, now))? {
-            Ok(admitted) => admitted,
-            Err(refusal) => return Ok(Answer::Refused { refusal }),
-        };
-        // A hold matters only when there is something to give back: a reservation or tokens.
-        let hold_id = if hold && (!admitted.hold.reservation.is_empty() || ask.limits.tpm.is_some()) {
-            let id = crate::http::request_id();
+        let until_ms = settlement::hold_until(now, admit.ttl_ms);
+        let hold_id = admit.hold_id.unwrap_or_else(crate::http::request_id);
+        self.with_scope(|scope| {
+            let admitted = scope.admit(&ask, now);
+            let state = serde_json::to_string(scope)?;
+            let admitted = match admitted {
+                Ok(admitted) => admitted,
+                Err(refusal) => {
+                    write_scope(&self.sql, state)?;
+                    return Ok(Answer::Refused { refusal });
+                }
+            };
+            // A hold matters only when there is something to give back: a reservation or tokens.
+            if !hold || (admitted.hold.reservation.is_empty() && ask.limits.tpm.is_none()) {
+                write_scope(&self.sql, state)?;
+                return Ok(Answer::Admitted { hold_id: None, admitted, until_ms: None });
+            }
+            let (hold_json, limits_json) =
+                (serde_json::to_string(&admitted.hold)?, serde_json::to_string(&ask.limits)?);
+            // The hold before the scope: should the second write fail, a hold that frees a little
+            // too much, rather than a reservation that nothing ever frees.
             self.sql.exec(
-                "INSERT INTO holds (id, hold, limits, at_ms) VALUES (?, ?, ?, ?)",
+                "INSERT INTO holds (id, hold, limits, at_ms, until_ms) VALUES (?, ?, ?, ?, ?)",
                 vec![
-                    SqlStorageValue::String(id.clone()),
-                    SqlStorageValue::String(serde_json::to_string(&admitted.hold)?),
-                    SqlStorageValue::String(serde_json::to_string(&ask.limits)?),
+                    SqlStorageValue::String(hold_id.clone()),
+                    SqlStorageValue::String(hold_json),
+                    SqlStorageValue::String(limits_json),
                     SqlStorageValue::Integer(now as i64),
+                    SqlStorageValue::Integer(until_ms as i64),
                 ],
             )?;
-            Some(id)
-        } else {
-            None
-        };
-        Ok(Answer::Admitted { hold_id, admitted })
-    }
-
-    /// Takes a hold out of the table.
-    fn take_hold(&self, id: &str) -> Result<Option<(Hold, RateLimits)>> {
-        let rows: Vec<HoldRow> = self
-            .sql
-            .exec(
-                "DELETE FROM holds WHERE id = ? RETURNING id, hold, limits",
-                vec![SqlStorageValue::String(id.to_owned())],
-            )?
-            .to_array()?;
-        Ok(rows
-            .first()
-            .and_then(|row| Some((serde_json::from_str(&row.hold).ok()?, serde_json::from_str(&row.limits).ok()?))))
-    }
-
-    /// Settles (or releases) each call's hold; the scope is written once for all of them. A
-    /// cost whose hold is gone (freed as stale: the call outlived `HOLD_TTL_MS`) still counts.
-    fn settle(&self, settles: &[Settle], now: u64) -> Result<()> {
-        let mut held = Vec::with_capacity(settles.len());
-        for settle in settles {
-            held.push((settle, self.take_hold(&settle.hold_id)?));
-        }
-        if held.iter().all(|(settle, hold)| hold.is_none() && (settle.released || settle.cost_usd == 0.0)) {
-            return Ok(());
-        }
-        self.with_scope(|scope| {
-            for (settle, hold) in &held {
-                match hold {
-                    Some((hold, limits)) if settle.released => scope.release(hold, limits, now),
-                    Some((hold, limits)) => scope.settle(hold, settle.cost_usd, settle.tokens, limits, now),
-                    None if !settle.released => scope.charge(settle.cost_usd, now),
-                    None => {}
-                }
-            }
+            write_scope(&self.sql, state)?;
+            Ok(Answer::Admitted { hold_id: Some(hold_id), admitted, until_ms: Some(until_ms) })
         })
     }
 
-    fn add_usage(&self, row: &UsageRow) -> Result<()> {
-        self.sql.exec(
-            "INSERT INTO usage (minute_ms, key_id, key_name, model, provider, tags, requests, prompt_tokens, \
-             completion_tokens, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT(minute_ms, key_id, model, provider, tags) DO UPDATE SET \
-             key_name = excluded.key_name, requests = requests + excluded.requests, \
-             prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
-             completion_tokens = completion_tokens + excluded.completion_tokens, \
-             cost_usd = cost_usd + excluded.cost_usd",
-            vec![
-                SqlStorageValue::Integer((row.minute_ms / 60_000 * 60_000) as i64),
-                SqlStorageValue::String(row.key_id.clone()),
-                SqlStorageValue::String(row.key_name.clone()),
-                SqlStorageValue::String(row.model.clone()),
-                SqlStorageValue::String(row.provider.clone()),
-                SqlStorageValue::String(row.tags.clone()),
-                SqlStorageValue::Integer(row.requests as i64),
-                SqlStorageValue::Integer(row.prompt_tokens as i64),
-                SqlStorageValue::Integer(row.completion_tokens as i64),
-                SqlStorageValue::Float(row.cost_usd),
-            ],
-        )?;
-        Ok(())
+    /// Applies a batch once (see `settlement::apply`).
+    fn settle(&self, batch: &Batch, now: u64) -> Result<Outcome> {
+        self.with_scope(|scope| settlement::apply(&mut SqlBook(&self.sql), scope, batch, now))
     }
 
-    /// Holds of calls whose end never came (their isolate died) are released; looked for once a
-    /// minute at most.
+    /// Holds of calls whose end never came by their own expiry (their isolate died) are
+    /// released, and applied ids past their keeping forgotten; looked for once a minute at most.
     fn release_stale(&self, now: u64) -> Result<()> {
         if now.saturating_sub(self.swept_ms.get()) < 60_000 {
             return Ok(());
         }
         self.swept_ms.set(now);
-        let cutoff = SqlStorageValue::Integer(now.saturating_sub(HOLD_TTL_MS) as i64);
-        let stale: Vec<HoldRow> =
-            self.sql.exec("SELECT id, hold, limits FROM holds WHERE at_ms < ?", vec![cutoff])?.to_array()?;
-        let releases: Vec<Settle> =
-            stale.into_iter().map(|row| Settle { hold_id: row.id, released: true, ..Settle::default() }).collect();
-        self.settle(&releases, now)
+        self.with_scope(|scope| settlement::sweep(&mut SqlBook(&self.sql), scope, now)).map(drop)
     }
 
     fn usage(&self, from: i64, to: i64) -> Result<Vec<UsageRow>> {
@@ -344,6 +433,7 @@ impl Ledger {
                 prompt_tokens: r.prompt_tokens.max(0) as u64,
                 completion_tokens: r.completion_tokens.max(0) as u64,
                 cost_usd: r.cost_usd,
+                call_id: String::new(),
             })
             .collect())
     }
@@ -351,6 +441,14 @@ impl Ledger {
 
 fn stub(env: &Env, instance: &str) -> Result<worker::Stub> {
     env.durable_object(BINDING)?.id_from_name(instance)?.get_stub()
+}
+
+/// `call`'s outcome, or an error once `TIMEOUT_MS` passed without one (the instance may still
+/// carry the request out: what it takes on under a call's id, the caller can still release).
+async fn bounded<T>(instance: &str, path: &str, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    crate::upstream::within(TIMEOUT_MS, call).await.unwrap_or_else(|| {
+        Err(worker::Error::RustError(format!("ledger {instance}{path}: no answer within {TIMEOUT_MS} ms")))
+    })
 }
 
 async fn send<T: Serialize>(env: &Env, instance: &str, method: Method, path: &str, body: &T) -> Result<Response> {
@@ -365,29 +463,74 @@ async fn send<T: Serialize>(env: &Env, instance: &str, method: Method, path: &st
     Ok(response)
 }
 
+/// Sends `body` and reads the answer, within `TIMEOUT_MS`.
+async fn ask<T: Serialize, A: serde::de::DeserializeOwned>(
+    env: &Env,
+    instance: &str,
+    method: Method,
+    path: &str,
+    body: &T,
+) -> Result<A> {
+    bounded(instance, path, async { send(env, instance, method, path, body).await?.json().await }).await
+}
+
 /// Asks `instance` to take on a call (`hold`: keep what it holds until settled).
 pub async fn admit(env: &Env, instance: &str, admit: &Admit, hold: bool) -> Result<Answer> {
-    send(env, instance, Method::Post, if hold { "/admit" } else { "/take" }, admit).await?.json().await
+    ask(env, instance, Method::Post, if hold { "/admit" } else { "/take" }, admit).await
 }
 
 /// Sends `instance` the calls that ended (see `outbox`).
-pub async fn settle(env: &Env, instance: &str, batch: &Batch) -> Result<()> {
-    send(env, instance, Method::Post, "/settle", batch).await.map(drop)
+pub async fn settle(env: &Env, instance: &str, batch: &Batch) -> Result<Outcome> {
+    ask(env, instance, Method::Post, "/settle", batch).await
+}
+
+/// Tells `instance` that calls are still running (see `metering::Renewal`).
+pub async fn renew(env: &Env, instance: &str, renew: &Renew) -> Result<Renewed> {
+    ask(env, instance, Method::Post, "/renew", renew).await
 }
 
 pub async fn put_record(env: &Env, record: &KeyRecord) -> Result<()> {
-    send(env, &record.id, Method::Put, "/record", record).await.map(drop)
+    let _: KeyRecord = ask(env, &record.id, Method::Put, "/record", record).await?;
+    Ok(())
 }
 
+/// A key's record as its instance has it; `None` only when the instance says it has none (404):
+/// any other answer, or none in time, is an error, never a reason to trust an older copy.
 pub async fn get_record(env: &Env, id: &str) -> Result<Option<KeyRecord>> {
-    let mut response = stub(env, id)?.fetch_with_str("https://ledger/record").await?;
-    match response.status_code() {
-        200 => response.json().await.map(Some),
-        _ => Ok(None),
-    }
+    bounded(id, "/record", async {
+        let mut response = stub(env, id)?.fetch_with_str("https://ledger/record").await?;
+        match RecordStatus::of(response.status_code()) {
+            RecordStatus::Found => response.json().await.map(Some),
+            RecordStatus::NoRecord => Ok(None),
+            RecordStatus::Failed => {
+                Err(worker::Error::RustError(format!("ledger {id}/record: status {}", response.status_code())))
+            }
+        }
+    })
+    .await
 }
 
 pub async fn usage(env: &Env, from_ms: u64, to_ms: u64) -> Result<Vec<UsageRow>> {
-    let url = format!("https://ledger/usage?from={from_ms}&to={to_ms}");
-    stub(env, GATEWAY)?.fetch_with_str(&url).await?.json().await
+    let path = format!("/usage?from={from_ms}&to={to_ms}");
+    bounded(GATEWAY, &path, async {
+        let mut response = stub(env, GATEWAY)?.fetch_with_str(&format!("https://ledger{path}")).await?;
+        if response.status_code() != 200 {
+            return Err(worker::Error::RustError(format!("ledger {GATEWAY}{path}: status {}", response.status_code())));
+        }
+        response.json().await
+    })
+    .await
+}
+
+/// The client's answer when a ledger cannot be asked (an error status, an answer that cannot
+/// be read, none in time): 503, to be tried again shortly. The key's record, its rate limits
+/// and budgets are all there: without it the request can be neither checked nor admitted.
+pub fn unavailable(e: impl std::fmt::Display) -> GatewayError {
+    worker::console_error!("ledger unavailable: {e}");
+    GatewayError::new(
+        503,
+        "server_error",
+        "ledger_unavailable",
+        "The ledger that holds this key's record and budgets cannot be reached; try again shortly.",
+    )
 }

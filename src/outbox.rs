@@ -6,7 +6,13 @@
 //! The first request to add something while no send is under way sends, `FLUSH_MS` later, all
 //! that was gathered by then, inside its own `ctx.wait_until`. Nothing waits longer than that;
 //! an isolate that dies in between loses at most that much (a hold it held is freed by its
-//! ledger after `HOLD_TTL_MS`).
+//! ledger at the hold's expiry).
+//!
+//! A batch a ledger did not take (an error, no answer in time) is sent again with the next one:
+//! the ledger applies each settlement and usage row once, by its call's id, so a batch it had
+//! applied before its answer was lost changes nothing the second time. It does so for
+//! `settlement::RESEND_WINDOW_MS` after the call ended; what is older is dropped (the ledger
+//! would refuse it as too late to tell; a hold it would have settled is freed at its expiry).
 
 use crate::ledger::{self, Batch, Settle};
 use crate::provider_health;
@@ -14,7 +20,8 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use switchyard_core::health::Report;
 use switchyard_core::ledger::UsageRow;
-use worker::Env;
+use switchyard_core::settlement::RESEND_WINDOW_MS;
+use worker::{Date, Env};
 
 const FLUSH_MS: u64 = 200;
 
@@ -49,28 +56,11 @@ pub fn settle(instance: &str, settle: Settle) {
     OUTBOX.with(|outbox| outbox.borrow_mut().batches.entry(instance.to_owned()).or_default().settles.push(settle));
 }
 
-/// A usage row for the gateway's ledger, added to the one of the same minute, key, model and
-/// provider if there is one.
+/// A call's usage row for the gateway's ledger. Rows are sent one a call (the ledger adds them
+/// up by minute, key, model and provider), each under its call's id, so that one sent twice
+/// counts once.
 pub fn usage(row: UsageRow) {
-    let minute = |ms: u64| ms / 60_000;
-    OUTBOX.with(|outbox| {
-        let mut outbox = outbox.borrow_mut();
-        let rows = &mut outbox.batches.entry(ledger::GATEWAY.to_owned()).or_default().usage;
-        let same = rows.iter_mut().find(|r| {
-            minute(r.minute_ms) == minute(row.minute_ms)
-                && (r.key_id.as_str(), r.model.as_str(), r.provider.as_str(), r.tags.as_str())
-                    == (row.key_id.as_str(), row.model.as_str(), row.provider.as_str(), row.tags.as_str())
-        });
-        match same {
-            Some(r) => {
-                r.requests += row.requests;
-                r.prompt_tokens += row.prompt_tokens;
-                r.completion_tokens += row.completion_tokens;
-                r.cost_usd += row.cost_usd;
-            }
-            None => rows.push(row),
-        }
-    });
+    OUTBOX.with(|outbox| outbox.borrow_mut().batches.entry(ledger::GATEWAY.to_owned()).or_default().usage.push(row));
 }
 
 /// Sends what was gathered, `FLUSH_MS` from now, unless a send is already under way (which
@@ -108,14 +98,24 @@ pub async fn deliver(env: &Env) {
     futures::join!(health, ledgers);
 }
 
-/// A batch that could not be sent goes back into the outbox, as long as the outbox stays
-/// small (a ledger that stays unreachable must not grow it without bound).
-fn requeue(instance: String, batch: Batch) {
+/// A batch that could not be sent goes back into the outbox, as long as it is young enough to
+/// be sent again (`RESEND_WINDOW_MS`) and the outbox stays small (a ledger that stays
+/// unreachable must not grow it without bound).
+fn requeue(instance: String, mut batch: Batch) {
     const MAX_KEPT: usize = 10_000;
+    let dropped = batch.drop_older_than(Date::now().as_millis().saturating_sub(RESEND_WINDOW_MS));
+    if dropped > 0 {
+        worker::console_error!(
+            "ledger {instance}: {dropped} settlements and usage rows too old to send again, dropped"
+        );
+    }
+    if batch.is_empty() {
+        return;
+    }
     OUTBOX.with(|outbox| {
         let mut outbox = outbox.borrow_mut();
-        let kept: usize = outbox.batches.values().map(|b| b.settles.len() + b.usage.len()).sum();
-        if kept + batch.settles.len() + batch.usage.len() > MAX_KEPT {
+        let kept: usize = outbox.batches.values().map(Batch::len).sum();
+        if kept + batch.len() > MAX_KEPT {
             worker::console_error!("ledger {instance}: outbox full, {} settlements dropped", batch.settles.len());
             return;
         }

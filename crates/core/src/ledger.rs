@@ -269,8 +269,9 @@ pub struct Scope {
     tokens: Option<Bucket>,
 }
 
-/// A hold older than this is taken for a call whose end was never reported (its isolate died):
-/// its reservation is released.
+/// How long a hold lives when its call says nothing of its own time limit: past its expiry (see
+/// `settlement::Held`), a call is taken for one whose end will never be reported (its isolate
+/// died) and its reservation is released.
 pub const HOLD_TTL_MS: u64 = 15 * 60_000;
 
 impl Scope {
@@ -502,6 +503,10 @@ pub struct UsageRow {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cost_usd: f64,
+    /// The call's id (given when it was admitted), under which the row is applied once; empty
+    /// in rows read back, and in rows of an older sender.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub call_id: String,
 }
 
 /// What usage is grouped by in a report.
@@ -773,6 +778,7 @@ mod tests {
             prompt_tokens: 10,
             completion_tokens: 5,
             cost_usd,
+            call_id: String::new(),
         };
         let rows = [
             row("k1", "gpt", "openai", r#"{"team":"a"}"#, 1.0),

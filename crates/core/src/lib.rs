@@ -15,10 +15,12 @@ pub mod error;
 pub mod health;
 pub mod keys;
 pub mod ledger;
+pub mod ledger_protocol;
 pub mod models;
 pub mod providers;
 pub mod ratelimit;
 pub mod route;
+pub mod settlement;
 pub mod sse;
 
 pub use config::Config;
