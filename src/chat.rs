@@ -4,7 +4,7 @@
 
 use crate::attempts::{self, call_vendor, read_answer, vendor_key, Answer, Budget, Completed, Failed, Selection};
 use crate::http::Rejection;
-use crate::metering::{self, Admission, Estimate, Metered};
+use crate::metering::{self, Admission, Estimate, Metered, StreamEnd};
 use crate::{health_view, http, upstream};
 use futures::channel::oneshot;
 use futures::StreamExt;
@@ -252,7 +252,7 @@ struct Pump {
     name: String,
     started_ms: u64,
     /// Where the usage goes when the stream ends (or the client goes away).
-    meter: Option<oneshot::Sender<Option<Usage>>>,
+    meter: Option<oneshot::Sender<StreamEnd>>,
     info: ModelInfo,
 }
 
@@ -275,16 +275,19 @@ impl Pump {
             out.splice(at..at, comment.into_bytes());
         }
         if let Some(meter) = self.meter.take() {
-            let _ = meter.send(usage);
+            // Complete only when the vendor's end event came and nothing broke.
+            let complete = error.is_none() && self.translator.done() && self.translator.error().is_none();
+            let _ = meter.send(StreamEnd { usage, complete });
         }
     }
 }
 
 impl Drop for Pump {
-    /// A client that goes away mid-stream still pays for what the vendor produced until then.
+    /// A client that goes away mid-stream pays for what it held, or for what the vendor
+    /// produced until then if that is more.
     fn drop(&mut self) {
         if let Some(meter) = self.meter.take() {
-            let _ = meter.send(self.translator.usage());
+            let _ = meter.send(StreamEnd { usage: self.translator.usage(), complete: false });
         }
     }
 }

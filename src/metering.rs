@@ -222,7 +222,16 @@ impl Renewal {
 /// The usage of an answer: known with it, or at the end of its stream.
 pub enum Metered {
     Now(Option<Usage>),
-    AtEnd(oneshot::Receiver<Option<Usage>>),
+    AtEnd(oneshot::Receiver<StreamEnd>),
+}
+
+/// How a stream ended, for its cost: the usage the vendor reported, and whether the vendor
+/// finished its answer (its end event) or the stream was left early (the client went away, the
+/// vendor broke off).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StreamEnd {
+    pub usage: Option<Usage>,
+    pub complete: bool,
 }
 
 /// Who answered a call, and what it used.
@@ -376,14 +385,16 @@ pub fn release(admission: Admission) {
 /// A call whose vendor reported no usage (or a stream the client left before its usage came)
 /// is charged what was held for it: the most it could have cost.
 pub async fn settle(config: &Config, key: &KeyRecord, admission: Admission, answered: Answered) {
-    let usage = match answered.metered {
-        Metered::Now(usage) => usage,
-        Metered::AtEnd(receiver) => admission.keep_while(receiver).await.ok().flatten(),
+    let ended = match answered.metered {
+        Metered::Now(usage) => StreamEnd { usage, complete: true },
+        Metered::AtEnd(receiver) => admission.keep_while(receiver).await.unwrap_or_default(),
     };
-    let cost_usd = match &usage {
-        Some(u) => config.model_info(&answered.vendor_model).cost(u),
-        None => admission.estimate.amount_usd,
-    };
+    let usage = ended.usage;
+    let cost_usd = settlement::charge_usd(
+        usage.map(|u| config.model_info(&answered.vendor_model).cost(&u)),
+        ended.complete,
+        admission.estimate.amount_usd,
+    );
     let tokens = usage.map_or(0, |u| u.prompt_tokens + u.completion_tokens);
     let ended_ms = Date::now().as_millis();
     let row = UsageRow {

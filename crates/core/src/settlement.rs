@@ -373,6 +373,19 @@ impl Book for MemoryBook {
     }
 }
 
+/// What a call is charged: the price of the usage its vendor reported, when the answer was
+/// complete. A call without usage, or a stream left early (the client went away, the vendor
+/// broke off), is charged what was held for it, or the usage seen so far if that costs more:
+/// vendors report a stream's usage at different points (Anthropic's first event counts one
+/// output token), so what was seen of a stream cut short says little of what the vendor bills.
+pub fn charge_usd(usage_usd: Option<f64>, complete: bool, held_usd: f64) -> f64 {
+    match usage_usd {
+        Some(cost) if complete => cost,
+        Some(cost) => cost.max(held_usd),
+        None => held_usd,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,5 +655,14 @@ mod tests {
         assert_eq!(batch.drop_older_than(NOW - RESEND_WINDOW_MS), 2);
         assert_eq!(batch.settles.iter().map(|s| s.hold_id.as_str()).collect::<Vec<_>>(), ["new", "unsaid"]);
         assert_eq!(batch.usage.len(), 2);
+    }
+
+    #[test]
+    fn a_stream_left_early_is_charged_its_hold_or_what_it_used_if_more() {
+        assert_eq!(charge_usd(Some(0.2), true, 1.0), 0.2);
+        assert_eq!(charge_usd(Some(0.0001), false, 1.0), 1.0, "never the tiny message_start usage");
+        assert_eq!(charge_usd(Some(3.0), false, 1.0), 3.0);
+        assert_eq!(charge_usd(None, true, 1.0), 1.0);
+        assert_eq!(charge_usd(None, false, 1.0), 1.0);
     }
 }
