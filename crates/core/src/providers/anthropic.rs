@@ -688,7 +688,9 @@ enum BlockKind {
     Other,
 }
 
-/// Anthropic's event stream to OpenAI's chunks.
+/// Anthropic's event stream to OpenAI's chunks. No vendor text is kept between events (text,
+/// tool-call arguments and thinking go out as their deltas come), so what it holds is one event
+/// (`sse::MAX_EVENT_BYTES`), the id and model, and one byte a block (`MAX_CONTENT_BLOCKS`).
 pub struct Stream {
     provider: String,
     /// The vendor key, redacted from the vendor's error events.

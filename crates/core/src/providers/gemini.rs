@@ -810,7 +810,9 @@ struct StreamPart<'a> {
 
 /// Gemini's event stream (each event a partial `GenerateContentResponse`) to OpenAI's chunks.
 /// Gemini sends no terminal event: the stream is complete once every candidate has a finish
-/// reason; ending before that is a break.
+/// reason; ending before that is a break. No vendor text is kept between events (text, calls
+/// and thoughts go out as they come), so what it holds is one event (`sse::MAX_EVENT_BYTES`),
+/// the id and model, and a few counters a candidate (`MAX_CANDIDATES`).
 pub struct Stream {
     provider: String,
     /// The vendor key, redacted from the vendor's error events.

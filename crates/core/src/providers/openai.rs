@@ -354,31 +354,28 @@ impl Stream {
         }
     }
 
-    fn forward(&mut self, complete: &[u8], out: &mut Vec<u8>) {
-        for event in events(complete) {
-            if self.ended {
-                return; // nothing follows `[DONE]` or an error
-            }
-            self.forward_event(event, out);
-        }
-    }
-
     /// One event, with the blank line that ends it.
     fn forward_event(&mut self, event: &[u8], out: &mut Vec<u8>) {
-        let mut parser = std::mem::take(&mut self.parser);
-        let mut verdict = None;
-        let read = parser.push(event, &mut |_, data| {
-            verdict = match (verdict.take(), self.judge(data)) {
-                (Some(end @ (Verdict::Done | Verdict::Fail(_))), _) => Some(end),
-                (_, next @ (Verdict::Done | Verdict::Fail(_))) => Some(next),
-                (Some(Verdict::Forward), _) | (_, Verdict::Forward) => Some(Verdict::Forward),
-                _ => Some(Verdict::Hide),
-            };
-        });
-        self.parser = parser;
-        if let Err(too_large) = read {
-            return self.fail(out, super::invalid_answer(&self.provider, too_large));
-        }
+        let verdict = match single_data_line(event) {
+            Some(data) => Some(self.judge(data)),
+            None => {
+                let mut parser = std::mem::take(&mut self.parser);
+                let mut verdict = None;
+                let read = parser.push(event, &mut |_, data| {
+                    verdict = match (verdict.take(), self.judge(data)) {
+                        (Some(end @ (Verdict::Done | Verdict::Fail(_))), _) => Some(end),
+                        (_, next @ (Verdict::Done | Verdict::Fail(_))) => Some(next),
+                        (Some(Verdict::Forward), _) | (_, Verdict::Forward) => Some(Verdict::Forward),
+                        _ => Some(Verdict::Hide),
+                    };
+                });
+                self.parser = parser;
+                if let Err(too_large) = read {
+                    return self.fail(out, super::invalid_answer(&self.provider, too_large));
+                }
+                verdict
+            }
+        };
         match verdict.unwrap_or(Verdict::Forward) {
             Verdict::Forward => out.extend_from_slice(event),
             Verdict::Hide => {}
@@ -428,29 +425,12 @@ impl Stream {
     }
 }
 
-/// The events of a run of complete events, each with the blank line that ends it.
-fn events(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut start = 0;
-    let mut at_line_start = true;
-    let mut i = 0;
-    std::iter::from_fn(move || {
-        while let Some(&b) = bytes.get(i) {
-            i += 1;
-            match b {
-                b'\n' if at_line_start => {
-                    let event = bytes.get(start..i).unwrap_or_default();
-                    start = i;
-                    return Some(event);
-                }
-                b'\n' => at_line_start = true,
-                b'\r' => {}
-                _ => at_line_start = false,
-            }
-        }
-        let rest = bytes.get(start..).filter(|rest| !rest.is_empty());
-        start = bytes.len();
-        rest
-    })
+/// The data of an event that is one `data:` line and its blank line, as nearly every vendor
+/// sends them: read in place, without the parser's copy. Anything else goes to the parser.
+fn single_data_line(event: &[u8]) -> Option<&[u8]> {
+    let line = event.strip_suffix(b"\n\n")?.strip_prefix(b"data:")?;
+    let fits = event.len() <= crate::sse::MAX_EVENT_BYTES && memchr::memchr2(b'\n', b'\r', line).is_none();
+    fits.then(|| line.strip_prefix(b" ").unwrap_or(line))
 }
 
 impl super::StreamTranslator for Stream {
@@ -470,31 +450,34 @@ impl super::StreamTranslator for Stream {
         if self.ended {
             return;
         }
-        // The end of the last complete event in `bytes`, if one completes here.
-        let mut boundary = None;
-        for (i, &b) in bytes.iter().enumerate() {
-            match b {
-                b'\n' if self.at_line_start => boundary = Some(i + 1),
-                b'\n' => self.at_line_start = true,
-                b'\r' => {}
-                _ => self.at_line_start = false,
+        // An event ends at an LF that starts its line (CRs aside): each is forwarded as it
+        // completes, after what `pending` holds of its beginning.
+        let mut start = 0;
+        let mut line_start = 0;
+        let mut at_line_start = self.at_line_start;
+        for lf in memchr::memchr_iter(b'\n', bytes) {
+            let only_crs = bytes.get(line_start..lf).unwrap_or_default().iter().all(|&b| b == b'\r');
+            if at_line_start && only_crs {
+                let event = bytes.get(start..=lf).unwrap_or_default();
+                if self.pending.is_empty() {
+                    self.forward_event(event, out);
+                } else {
+                    let mut joined = std::mem::take(&mut self.pending);
+                    joined.extend_from_slice(event);
+                    self.forward_event(&joined, out);
+                    joined.clear();
+                    self.pending = joined;
+                }
+                if self.ended {
+                    return; // nothing follows `[DONE]` or an error
+                }
+                start = lf + 1;
             }
+            at_line_start = true;
+            line_start = lf + 1;
         }
-        let (complete, rest) = bytes.split_at(boundary.unwrap_or(0));
-        if !complete.is_empty() {
-            if self.pending.is_empty() {
-                self.forward(complete, out);
-            } else {
-                let mut joined = std::mem::take(&mut self.pending);
-                joined.extend_from_slice(complete);
-                self.forward(&joined, out);
-                joined.clear();
-                self.pending = joined;
-            }
-        }
-        if self.ended {
-            return;
-        }
+        let rest = bytes.get(start..).unwrap_or_default();
+        self.at_line_start = at_line_start && bytes.get(line_start..).unwrap_or_default().iter().all(|&b| b == b'\r');
         if self.pending.len() + rest.len() > MAX_PENDING_BYTES {
             self.pending = Vec::new();
             return self.fail(out, super::invalid_answer(&self.provider, crate::sse::EventTooLarge::Data));
