@@ -9,7 +9,7 @@ use crate::{health_view, http, upstream};
 use futures::channel::oneshot;
 use futures::StreamExt;
 use switchyard_core::catalog::{ModelInfo, Needs};
-use switchyard_core::chat::{ChatRequest, Usage};
+use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Config, Model, Provider, ProviderKind, Target};
 use switchyard_core::keys::KeyRecord;
 use switchyard_core::providers::{self, mock, ParamReport, StreamTranslator};
@@ -46,10 +46,12 @@ pub async fn complete(
         .then(|| route::classify(&needs, request.reasoning_effort.as_deref(), tier_hint, model.max_simple_tokens));
     let selection = Selection { needs: Some(needs), tier, tokens: needs.prompt_tokens + needs.max_output };
     let request = &request;
-    let completed = attempts::run(config, env, model, &selection, |provider, target, budget| {
-        attempt(provider, target, model, request, env, strict, budget, config.model_info(&target.model))
-    })
-    .await;
+    // The holds are renewed should the attempts outlast them (a stream's, after, by `settle`).
+    let completed = admission
+        .keep_while(attempts::run(config, env, model, &selection, |provider, target, budget| {
+            attempt(provider, target, model, request, env, strict, budget, config.model_info(&target.model))
+        }))
+        .await;
     Ok((completed, admission))
 }
 

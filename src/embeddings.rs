@@ -26,10 +26,11 @@ pub async fn complete(
     let admission = metering::admit(env, config, key, &[&request.model], Estimate { amount_usd, tokens }).await?;
     let request = &request;
     let selection = Selection { tokens, ..Selection::default() };
-    let completed = attempts::run(config, env, model, &selection, |provider, target, budget| {
-        attempt(provider, target, request, env, budget)
-    })
-    .await;
+    let completed = admission
+        .keep_while(attempts::run(config, env, model, &selection, |provider, target, budget| {
+            attempt(provider, target, request, env, budget)
+        }))
+        .await;
     Ok((completed, admission))
 }
 

@@ -511,7 +511,7 @@ impl ChatRequest {
         for name in &withheld {
             members.remove(name);
         }
-        let bytes = serde_json::to_vec(&members).map_err(|e| GatewayError::invalid_json(e))?;
+        let bytes = serde_json::to_vec(&members).map_err(GatewayError::invalid_json)?;
         Ok(Some((ChatRequest::parse(bytes)?, withheld)))
     }
 
