@@ -273,7 +273,8 @@ test("the vendor key never appears in an answer, even when the vendor echoes it"
   assert.ok(!(await everything(res)).includes(VENDOR_KEY.slice(0, 12)));
   await mock.fault({ match: { model: "vendor-gpt" }, times: 1, status: 403, body: `forbidden for key ${VENDOR_KEY}` });
   res = await call(gateway, "/v1/chat/completions", { body: chat("gpt-test") });
-  assert.equal(res.status, 403);
+  assert.equal(res.status, 502, "a vendor's 403 on the gateway's key is the operator's problem");
+  assert.equal((await openaiError(res.clone())).code, "upstream_auth_failed");
   assert.ok(!(await everything(res)).includes(VENDOR_KEY));
   res = await call(gateway, "/v1/chat/completions", { body: chat("gpt-test") });
   assert.ok(!(await everything(res)).includes(VENDOR_KEY));
