@@ -166,10 +166,21 @@ async fn find(env: &Env, config: &Config, id: &str) -> Result<KeyRecord, Gateway
     if let Some(k) = config.keys.iter().find(|k| switchyard_core::keys::id_of(&k.sha256) == id) {
         return Ok(KeyRecord::from_config(&k.name, &k.sha256, &k.policy));
     }
-    if let Ok(Some(record)) = ledger::get_record(env, id).await {
-        return Ok(record);
+    // The ledger's record is the authoritative one: a ledger that cannot answer is an error,
+    // never a reason to show (or change, from) the KV copy, which may predate a revocation.
+    match ledger::get_record(env, id).await {
+        Ok(Some(record)) => Ok(record),
+        Ok(None) => keys::load(env, id).await?.ok_or_else(not_found),
+        Err(e) => {
+            worker::console_error!("ledger {id}: record unavailable: {e}");
+            Err(GatewayError::new(
+                503,
+                "server_error",
+                "ledger_unavailable",
+                "The key's ledger cannot be reached; try again shortly.",
+            ))
+        }
     }
-    keys::load(env, id).await?.ok_or_else(not_found)
 }
 
 /// A key the admin API may change: not one listed in the configuration.
