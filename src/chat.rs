@@ -177,7 +177,9 @@ async fn translate_stream(
     // One timer for the first event, however many bytes arrive before it (keep-alive comments
     // or an unterminated line must not restart it).
     let first_until_ms = Date::now().as_millis().saturating_add(timeout_ms);
-    while first.is_empty() && !ended {
+    // Keep-alive comments alone do not commit the gateway to this target: they go out with the
+    // first event.
+    while !switchyard_core::sse::holds_data(&first) && !ended {
         match upstream::within(remaining_ms(Some(first_until_ms)), pump.upstream.next()).await {
             None => return Err(Failed::retryable(GatewayError::upstream_timeout(&provider.name, timeout_ms))),
             Some(Some(Ok(bytes))) => {

@@ -7,7 +7,7 @@ use crate::provider_health;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use switchyard_core::breaker::{Admission, BreakerPolicy};
-use switchyard_core::health::{Completion, Outcome, TargetHealth};
+use switchyard_core::health::{Completion, Outcome, RefreshClaim, TargetHealth};
 use worker::Env;
 
 /// How old the copy may grow before a refresh is started.
@@ -20,8 +20,7 @@ const REFRESH_TIMEOUT_MS: u64 = 5_000;
 struct View {
     targets: HashMap<String, TargetHealth>,
     fetched_at_ms: u64,
-    /// When the refresh under way was claimed, if one is.
-    refreshing_since_ms: Option<u64>,
+    refresh: RefreshClaim,
     /// Completions not yet sent to the Durable Object: they go with the next report.
     completions: Vec<Completion>,
 }
@@ -87,22 +86,20 @@ pub fn take_completions() -> Vec<Completion> {
 pub fn claim_refresh(now_ms: u64) -> bool {
     VIEW.with(|v| {
         let mut view = v.borrow_mut();
-        let under_way = view.refreshing_since_ms.is_some_and(|at| now_ms.saturating_sub(at) < REFRESH_TIMEOUT_MS);
-        if under_way || now_ms.saturating_sub(view.fetched_at_ms) < FRESH_MS {
-            return false;
-        }
-        view.refreshing_since_ms = Some(now_ms);
-        true
+        let fetched_at_ms = view.fetched_at_ms;
+        view.refresh.claim(now_ms, fetched_at_ms, FRESH_MS, REFRESH_TIMEOUT_MS)
     })
 }
 
 /// Frees the refresh claim however the refresh ends: done, failed, timed out, or dropped
 /// unfinished (the runtime may cancel work left after a response).
-struct Claim;
+struct Claim(Option<u64>);
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        VIEW.with(|v| v.borrow_mut().refreshing_since_ms = None);
+        if let Some(claimed_ms) = self.0 {
+            VIEW.with(|v| v.borrow_mut().refresh.release(claimed_ms));
+        }
     }
 }
 
@@ -110,7 +107,7 @@ impl Drop for Claim {
 /// than the shared one (an outcome the object has not folded in yet). Given up after
 /// `REFRESH_TIMEOUT_MS`: the copy then stays as it was, and the next response tries again.
 pub async fn refresh(env: &Env) {
-    let _claim = Claim;
+    let _claim = Claim(VIEW.with(|v| v.borrow().refresh.since_ms()));
     let fetched = crate::upstream::within(REFRESH_TIMEOUT_MS, provider_health::snapshot_records(env))
         .await
         .unwrap_or_else(|| Err(worker::Error::RustError(format!("no snapshot within {REFRESH_TIMEOUT_MS} ms"))));

@@ -47,6 +47,7 @@ function config() {
         hedge_after_ms: 100,
         targets: [{ provider: "upstream", model: "vendor-hl-a" }, { provider: "upstream", model: "vendor-hl-b", rpm: 1 }],
       },
+      { name: "keepalive", targets: [{ provider: "upstream", model: "vendor-keepalive" }, { provider: "upstream", model: "vendor-backup" }] },
       { name: "endless", targets: [{ provider: "upstream", model: "vendor-endless" }, { provider: "upstream", model: "vendor-backup" }] },
       { name: "priced", targets: [{ provider: "upstream", model: "vendor-priced" }] },
       { name: "priced-claude", targets: [{ provider: "claude", model: "claude-priced" }] },
@@ -262,6 +263,19 @@ test("a vendor stream that never sends a line break is cut off, and the next tar
   assert.ok(Date.now() - started < 10_000);
   const after = await call(gateway, "/v1/chat/completions", { body: chat("plain") });
   assert.equal(after.status, 200, "the isolate is still serving");
+});
+
+test("keep-alive comments do not restart the first-byte timer of a stream", async () => {
+  // 200 with nothing but comments, a few bytes every 50 ms, for half a minute.
+  await mock.fault({ match: { model: "vendor-keepalive" }, times: 1, status: 200, body: ": keep-alive\n\n".repeat(400), trickle_ms: 50 });
+  const started = Date.now();
+  const res = await call(gateway, "/v1/chat/completions", { body: chat("keepalive", { stream: true }) });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("x-switchyard-model"), "vendor-backup");
+  assert.match(res.headers.get("x-switchyard-fallbacks"), /upstream\/vendor-keepalive=upstream_timeout/);
+  assert.equal(sseEvents(await res.text()).at(-1), "[DONE]");
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed < 5000, `the provider's 1.5 s to the first event held: ${elapsed} ms`);
 });
 
 // ---- Budgets hold for every request shape ----

@@ -160,6 +160,39 @@ pub fn retry_after_until(retry_after: Option<&str>, retry_after_ms: Option<&str>
     Some(now_ms + wait_ms as u64)
 }
 
+/// Which refresh of an isolate's copy of the health records is under way, if one is: one at a
+/// time, and none for longer than `timeout_ms`, so that a snapshot that never comes (its
+/// future dropped, a Durable Object that hangs) cannot freeze the copy for good.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefreshClaim {
+    since_ms: Option<u64>,
+}
+
+impl RefreshClaim {
+    /// Claims the refresh when the copy, fetched at `fetched_at_ms`, is older than `fresh_ms`
+    /// and no claim younger than `timeout_ms` is held.
+    pub fn claim(&mut self, now_ms: u64, fetched_at_ms: u64, fresh_ms: u64, timeout_ms: u64) -> bool {
+        let under_way = self.since_ms.is_some_and(|at| now_ms.saturating_sub(at) < timeout_ms);
+        if under_way || now_ms.saturating_sub(fetched_at_ms) < fresh_ms {
+            return false;
+        }
+        self.since_ms = Some(now_ms);
+        true
+    }
+
+    /// The refresh claimed at `claimed_ms` ended, however it ended. A later claim (made after
+    /// this one was given up) stays.
+    pub fn release(&mut self, claimed_ms: u64) {
+        if self.since_ms == Some(claimed_ms) {
+            self.since_ms = None;
+        }
+    }
+
+    pub fn since_ms(&self) -> Option<u64> {
+        self.since_ms
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +266,19 @@ mod tests {
         assert_eq!(retry_after_until(Some("Wed, 21 Oct 2015 07:28:00 GMT"), None, 10), None);
         assert_eq!(retry_after_until(Some("-1"), None, 10), None);
         assert_eq!(retry_after_until(Some("999999"), None, 0), Some(3_600_000));
+    }
+
+    #[test]
+    fn a_refresh_that_never_ends_is_given_up() {
+        let mut claim = RefreshClaim::default();
+        assert!(claim.claim(10_000, 0, 2_000, 5_000));
+        assert!(!claim.claim(11_000, 0, 2_000, 5_000), "one at a time");
+        // The first never released (its future was dropped): after the timeout, another may go.
+        assert!(claim.claim(15_000, 0, 2_000, 5_000));
+        claim.release(10_000);
+        assert_eq!(claim.since_ms(), Some(15_000), "the late end of the first frees nothing of the second");
+        claim.release(15_000);
+        assert!(!claim.claim(16_000, 15_500, 2_000, 5_000), "a fresh copy needs no refresh");
+        assert!(claim.claim(18_000, 15_500, 2_000, 5_000));
     }
 }

@@ -173,6 +173,12 @@ impl SseParser {
     }
 }
 
+/// Whether `bytes` (whole events, as a translator writes them) hold a `data:` line, and not only
+/// comments: a stream that has sent only keep-alives has not started its answer yet.
+pub fn holds_data(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"data:") || memchr::memmem::find(bytes, b"\ndata:").is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,5 +292,13 @@ mod tests {
             parser.push(chunk, &mut |_, _| events += 1).unwrap();
         }
         assert_eq!(events, 0, "CRLF ends one line, not two");
+    }
+
+    #[test]
+    fn comments_alone_hold_no_data() {
+        assert!(!holds_data(b": keep-alive\n\n: ping\n\n"));
+        assert!(!holds_data(b": data: not really\n\n"));
+        assert!(holds_data(b": keep-alive\n\ndata: {}\n\n"));
+        assert!(holds_data(b"data: [DONE]\n\n"));
     }
 }
