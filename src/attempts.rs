@@ -178,10 +178,10 @@ where
             })
             .min();
     }
-    let gate = |i: usize| {
+    let gate = |i: usize, may_probe: bool| {
         let name = &names[i];
         let target = &model.targets[i];
-        async move { admit_target(env, name, target, policy, selection.tokens).await }
+        async move { admit_target(env, name, target, policy, selection.tokens, may_probe).await }
     };
     let mut hedged = None;
     for (k, &i) in plan.iter().enumerate() {
@@ -191,6 +191,11 @@ where
         let target = &model.targets[i];
         let provider = config.provider(target);
         if plan[..k].contains(&i) {
+            // A target out of service since (its probe failed, its breaker opened) is not
+            // waited for.
+            if matches!(health_view::peek(&names[i], policy, Date::now().as_millis()), Admission::Reject { .. }) {
+                continue;
+            }
             // Retrying a target already tried in this request: back off first, with jitter.
             let tries = plan[..k].iter().filter(|&&j| j == i).count() as u32;
             let backoff_ms = (100.0 * f64::from(1u32 << tries.min(5)) * (0.5 + random_unit())) as u64;
@@ -204,7 +209,7 @@ where
             tally.failures.push((target, Failed::final_(deadline_passed(model, &names[i]))));
             break;
         };
-        if let Gate::Skip(skipped) = gate(i).await {
+        if let Gate::Skip(skipped) = gate(i, true).await {
             tally.skip(target, skipped);
             continue;
         }
@@ -224,7 +229,9 @@ where
                 let Some(budget_b) = attempt_budget(model, provider_b, deadline, started_b) else {
                     return Err(Skipped::default());
                 };
-                match gate(j).await {
+                // Never the half-open probe: a hedge is dropped when the first attempt wins, and
+                // a probe dropped unreported would keep its target out for the probe's timeout.
+                match gate(j, false).await {
                     Gate::Go => Ok((started_b, attempt(provider_b, target_b, budget_b).await)),
                     Gate::Skip(skipped) => Err(skipped),
                 }
@@ -286,6 +293,9 @@ where
     }
 }
 
+/// The least time a vendor's error body is given, when the first byte's time has run out.
+const ERROR_BODY_MIN_MS: u64 = 1_000;
+
 /// How long the shared health record is waited for when it grants a half-open probe.
 const PROBE_ASK_MS: u64 = 2_000;
 
@@ -308,9 +318,19 @@ struct Skipped {
 /// view of its breaker, the shared record for a half-open probe (one probe across every
 /// isolate and location), then the target's own rate limits (only once health lets it be
 /// tried, so a skipped target spends none of them).
-async fn admit_target(env: &Env, name: &str, target: &Target, policy: &BreakerPolicy, tokens: u64) -> Gate {
+async fn admit_target(
+    env: &Env,
+    name: &str,
+    target: &Target,
+    policy: &BreakerPolicy,
+    tokens: u64,
+    may_probe: bool,
+) -> Gate {
     let now = Date::now().as_millis();
     let out = |until_ms| Gate::Skip(Skipped { failure: None, back_at_ms: Some(until_ms) });
+    if !may_probe && health_view::peek(name, policy, now) == Admission::Probe {
+        return Gate::Skip(Skipped::default());
+    }
     match health_view::admit(name, policy, now) {
         Admission::Reject { until_ms } => return out(until_ms),
         Admission::Probe => {
@@ -360,10 +380,24 @@ fn at_limit(name: &str, wait_ms: u64) -> Failed {
 pub fn vendor_key(provider: &Provider, env: &Env) -> Result<Option<String>, Failed> {
     match &provider.api_key_secret {
         Some(secret) => env.secret(secret).map(|s| Some(s.to_string())).map_err(|_| {
-            worker::console_error!(
-                "provider {}: the secret {secret} is not set (wrangler secret put {secret})",
-                provider.name
-            );
+            // Once per isolate and secret: every call to the provider fails the same way.
+            thread_local! {
+                static LOGGED: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+            }
+            let first = LOGGED.with(|logged| {
+                let mut logged = logged.borrow_mut();
+                let first = !logged.contains(secret);
+                if first {
+                    logged.push(secret.clone());
+                }
+                first
+            });
+            if first {
+                worker::console_error!(
+                    "provider {}: the secret {secret} is not set (wrangler secret put {secret})",
+                    provider.name
+                );
+            }
             Failed::retryable(GatewayError::provider_key_missing(&provider.name))
         }),
         None => Ok(None),
@@ -409,7 +443,14 @@ pub async fn call_vendor(
     let retry_after_ms = response.headers().get("retry-after-ms").ok().flatten();
     let now = Date::now().as_millis();
     let retry_after_until_ms = retry_after_until(retry_after.as_deref(), retry_after_ms.as_deref(), now);
-    let until = budget.total_until_ms.unwrap_or(u64::MAX).min(budget.started_ms.saturating_add(timeout_ms));
+    // The body's own time: what is left of the first byte's, but at least a moment (headers
+    // that came late must not leave an error unread, Gemini names a bad key only in it), and
+    // never past the attempt's total time.
+    let until = budget
+        .started_ms
+        .saturating_add(timeout_ms)
+        .max(now + ERROR_BODY_MIN_MS)
+        .min(budget.total_until_ms.unwrap_or(u64::MAX));
     let body = upstream::read_capped(&mut response, upstream::ERROR_BODY_CAP, until.saturating_sub(now)).await;
     let error = providers::vendor_error(provider, status, &body, key);
     Err(Failed {

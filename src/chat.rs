@@ -47,8 +47,10 @@ pub async fn complete(
     let selection = Selection { needs: Some(needs), tier, tokens: needs.prompt_tokens + needs.max_output };
     let request = &request;
     // The holds are renewed should the attempts outlast them (a stream's, after, by `settle`).
+    let dispatched = admission.dispatch_flag();
     let completed = admission
         .keep_while(attempts::run(config, env, model, &selection, |provider, target, budget| {
+            dispatched.set(true);
             attempt(provider, target, model, request, env, strict, budget, config.model_info(&target.model))
         }))
         .await;

@@ -26,8 +26,10 @@ pub async fn complete(
     let admission = metering::admit(env, config, key, &[&request.model], Estimate { amount_usd, tokens }).await?;
     let request = &request;
     let selection = Selection { tokens, ..Selection::default() };
+    let dispatched = admission.dispatch_flag();
     let completed = admission
         .keep_while(attempts::run(config, env, model, &selection, |provider, target, budget| {
+            dispatched.set(true);
             attempt(provider, target, request, env, budget)
         }))
         .await;

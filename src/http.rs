@@ -149,7 +149,13 @@ pub fn config_error_id(error: &ConfigError) -> String {
 /// reason (see `health`).
 pub fn config_invalid(error: &ConfigError) -> GatewayError {
     let id = config_error_id(error);
-    worker::console_error!("switchyard: invalid configuration ({id}): {error}");
+    // Once per isolate: every request fails the same way, and the log must not flood.
+    thread_local! {
+        static LOGGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if !LOGGED.with(|logged| logged.replace(true)) {
+        worker::console_error!("switchyard: invalid configuration ({id}): {error}");
+    }
     GatewayError::new(
         500,
         "server_error",

@@ -38,7 +38,15 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let request_id = http::request_id();
     let response = match serve(req, &env, &ctx).await {
         Ok(response) => response,
-        Err(rejection) => rejection.response(),
+        Err(rejection) => {
+            // What a refused call left to send (the release of a hold that a ledger which did
+            // not answer in time may have taken) goes now, not with some later request.
+            if outbox::pending() {
+                let env = env.clone();
+                ctx.wait_until(async move { outbox::deliver(&env).await });
+            }
+            rejection.response()
+        }
     };
     Ok(http::finish(response, &request_id))
 }

@@ -44,36 +44,41 @@ pub struct Admission {
     /// What was held: charged when the vendor reports no usage.
     estimate: Estimate,
     pub headers: Vec<(String, String)>,
+    /// Set once a vendor was sent the call: from then on it may bill, whatever becomes of it.
+    dispatched: Rc<Cell<bool>>,
 }
 
 impl Admission {
-    /// A handle on the call's holds for whatever keeps the call going (a stream's pump, a
-    /// task's poller): see `Renewal`.
-    #[allow(dead_code, reason = "for the stream pump and async tasks, which renew their own holds")]
-    pub fn renewal(&self) -> Renewal {
-        self.renewal.clone()
-    }
-
-    /// Ms from `now_ms` until the holds are due for renewal (0: now); `None`: nothing to renew.
-    #[allow(dead_code, reason = "for the stream pump and async tasks, which renew their own holds")]
-    pub fn renew_before(&self, now_ms: u64) -> Option<u64> {
-        self.renewal.renew_before(now_ms)
-    }
-
     /// `call`'s output, the holds renewed as they fall due while it runs.
     pub async fn keep_while<F: Future>(&self, call: F) -> F::Output {
         self.renewal.keep_while(call).await
     }
 }
 
+impl Admission {
+    /// Set when the call is sent to a vendor (see `dispatched`).
+    pub fn dispatch_flag(&self) -> Rc<Cell<bool>> {
+        self.dispatched.clone()
+    }
+}
+
+/// Dropped unsettled: before any vendor was called (refused, or the client left early), the
+/// holds are freed; after (the client left while the vendor answered, which it bills), the
+/// call is charged what was held.
 impl Drop for Admission {
     fn drop(&mut self) {
         let ended_ms = Date::now().as_millis();
+        let dispatched = self.dispatched.get();
+        let cost_usd = if dispatched { self.estimate.amount_usd } else { 0.0 };
         for kept in self.renewal.take() {
-            outbox::settle(
-                &kept.instance,
-                Settle { hold_id: kept.hold_id, released: true, ended_ms, ..Settle::default() },
-            );
+            let settle = Settle {
+                hold_id: kept.hold_id,
+                released: !dispatched,
+                cost_usd,
+                tokens: if dispatched { self.estimate.tokens } else { 0 },
+                ended_ms,
+            };
+            outbox::settle(&kept.instance, settle);
         }
     }
 }
@@ -311,7 +316,7 @@ pub async fn admit(
     );
 
     let renewal = Renewal::new(env, ttl_ms);
-    let mut admission = Admission { call_id, renewal, estimate, headers: Vec::new() };
+    let mut admission = Admission { call_id, renewal, estimate, headers: Vec::new(), dispatched: Rc::default() };
     let mut rejection: Option<Rejection> = None;
     // Instances that did not answer: they may hold the call all the same.
     let mut unanswered: Vec<&str> = Vec::new();
@@ -374,8 +379,10 @@ pub async fn admit(
     }
 }
 
-/// The call failed: everything it held is freed (by the outbox's next batch).
+/// The call failed (every attempt ended in an error, which vendors do not bill): everything it
+/// held is freed (by the outbox's next batch).
 pub fn release(admission: Admission) {
+    admission.dispatched.set(false);
     drop(admission);
 }
 

@@ -63,6 +63,14 @@ pub fn usage(row: UsageRow) {
     OUTBOX.with(|outbox| outbox.borrow_mut().batches.entry(ledger::GATEWAY.to_owned()).or_default().usage.push(row));
 }
 
+/// Whether anything waits to be sent.
+pub fn pending() -> bool {
+    OUTBOX.with(|outbox| {
+        let outbox = outbox.borrow();
+        outbox.report.is_some() || !outbox.batches.is_empty()
+    })
+}
+
 /// Sends what was gathered, `FLUSH_MS` from now, unless a send is already under way (which
 /// takes this too). To be awaited inside `ctx.wait_until`.
 pub async fn deliver(env: &Env) {

@@ -33,7 +33,7 @@ pub async fn send(outbound: &OutboundRequest, timeout_ms: u64) -> Result<Respons
     let signal = guard.0.as_ref().map(AbortController::signal).unwrap_or_else(AbortSignal::abort);
     let fetch = Fetch::Request(request);
     let call = fetch.send_with_signal(&signal);
-    let timer = Delay::from(Duration::from_millis(timeout_ms));
+    let timer = timer(timeout_ms);
     futures::pin_mut!(call, timer);
     match select(call, timer).await {
         Either::Left((Ok(response), _)) => {
@@ -71,9 +71,18 @@ fn build(outbound: &OutboundRequest) -> worker::Result<Request> {
     Request::new_with_init(&outbound.url, &init)
 }
 
+/// The longest timer the runtime takes (`setTimeout` counts in an i32 of milliseconds: a
+/// longer one wraps, often to a negative delay that fires at once).
+const LONGEST_TIMER_MS: u64 = i32::MAX as u64;
+
+/// A timer of `ms`, at most `LONGEST_TIMER_MS`.
+pub fn timer(ms: u64) -> Delay {
+    Delay::from(Duration::from_millis(ms.min(LONGEST_TIMER_MS)))
+}
+
 /// `future`'s output, or `None` when `timeout_ms` passes first.
 pub async fn within<F: std::future::Future>(timeout_ms: u64, future: F) -> Option<F::Output> {
-    let timer = Delay::from(Duration::from_millis(timeout_ms));
+    let timer = timer(timeout_ms);
     futures::pin_mut!(future, timer);
     match select(future, timer).await {
         Either::Left((output, _)) => Some(output),

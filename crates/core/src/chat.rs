@@ -505,8 +505,10 @@ impl ChatRequest {
             )
             .with_param(first.clone()));
         }
+        // Parsed once already, within the nesting limit: this cannot fail, and if it did the
+        // request must not go out with what it should not carry.
         let Ok(Value::Object(mut members)) = serde_json::from_slice::<Value>(&self.raw.bytes) else {
-            return Ok(None);
+            return Err(GatewayError::invalid_request(first.clone(), format!("'{first}' could not be withheld.")));
         };
         for name in &withheld {
             members.remove(name);

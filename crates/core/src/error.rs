@@ -135,11 +135,6 @@ impl GatewayError {
         )
     }
 
-    /// 500: the gateway's configuration is invalid; the operator has to fix it.
-    pub fn config_invalid(cause: impl fmt::Display) -> Self {
-        Self::new(500, "server_error", "config_invalid", format!("The gateway's configuration is invalid: {cause}"))
-    }
-
     /// 503: the provider's key is not among the worker's secrets. The client is told which
     /// provider, never the secret's name (the operator's log has it).
     pub fn provider_key_missing(provider: &str) -> Self {
@@ -186,6 +181,9 @@ pub fn parse_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, Ga
     if let Err(e) = std::str::from_utf8(body) {
         return Err(GatewayError::invalid_json(format!("invalid UTF-8 at byte {}", e.valid_up_to())));
     }
+    if nesting(body) > MAX_NESTING {
+        return Err(GatewayError::invalid_json(format!("nested deeper than {MAX_NESTING} levels")));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -196,6 +194,37 @@ pub fn parse_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, Ga
             _ => GatewayError::invalid_request(path.clone(), format!("Invalid value for '{path}': {inner}")),
         }
     })
+}
+
+/// How deep a request body may nest: serde_json's own limit for what it parses into values. A
+/// member the typed parse skips unread is held to it too, so that no part of a body can be
+/// deeper than the gateway can read back (it would otherwise pass through unexamined).
+pub const MAX_NESTING: usize = 128;
+
+/// The deepest nesting of arrays and objects in `json`, strings skipped: one pass, no parse.
+fn nesting(json: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 impl fmt::Display for GatewayError {
@@ -219,6 +248,17 @@ mod tests {
         assert_eq!(e["code"], "model_not_found");
         assert_eq!(e["param"], "model");
         assert!(e["message"].as_str().unwrap().contains("gpt-9"));
+    }
+
+    #[test]
+    fn nesting_is_counted_outside_strings_and_capped() {
+        assert_eq!(nesting(br#"{"a":[1,{"b":"[[[{{"}]}"#), 3);
+        assert_eq!(nesting(br#"{"a":"\"[["}"#), 1);
+        let deep = format!("{{\"model\":\"m\",\"x\":{}{}}}", "[".repeat(129), "]".repeat(129));
+        let e = parse_body::<serde::de::IgnoredAny>(deep.as_bytes()).unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("invalid_json"));
+        let ok = format!("{{\"x\":{}{}}}", "[".repeat(127), "]".repeat(127));
+        assert!(parse_body::<serde::de::IgnoredAny>(ok.as_bytes()).is_ok());
     }
 
     #[test]

@@ -157,9 +157,20 @@ pub fn output_bound(
     needs: &crate::catalog::Needs,
 ) -> u64 {
     let choices = u64::from(request.n.unwrap_or(1).max(1));
+    // The model's own largest answer, not cut to what the context leaves after the prompt:
+    // the prompt's count is an estimate, and the less of it is credited, the more output fits.
+    let model_max = match (needs.max_output, info.max_output) {
+        (0, 0) => info.context_window,
+        (0, max) => max,
+        (limit, _) => limit,
+    };
     let per_choice = match provider.kind {
         ProviderKind::Mock => return 0,
-        ProviderKind::Openai | ProviderKind::Azure => info.output_limit(needs),
+        // Both limits pass through: a vendor that reads only `max_tokens` may take the larger.
+        ProviderKind::Openai | ProviderKind::Azure => match request.max_tokens.max(request.max_completion_tokens) {
+            Some(limit) => u64::from(limit),
+            None => model_max,
+        },
         ProviderKind::Anthropic => {
             let thinking = anthropic::thinking_budget(request.reasoning_effort.as_deref()).ok().flatten();
             u64::from(anthropic::max_tokens(request, vendor_model, thinking))
@@ -169,7 +180,7 @@ pub fn output_bound(
             // Thinking is billed as output; counted on top of the client's limit, since whether
             // the vendor counts it inside `maxOutputTokens` is the vendor's to change.
             match needs.max_output {
-                0 => info.output_limit(needs),
+                0 => model_max,
                 limit => limit.saturating_add(u64::from(thinking.unwrap_or(0))),
             }
         }
@@ -477,6 +488,7 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"reasoning_effort":"low","max_completion_tokens":5000}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"reasoning_effort":"medium","n":2,"max_tokens":10}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":1,"max_tokens":9000}"#,
         ];
         let models = [("o", "gpt-4o"), ("a", "claude-sonnet-4-5"), ("g", "gemini-2.5-flash")];
         for body in bodies {
@@ -499,7 +511,7 @@ mod tests {
                         })
                     }
                     _ => number(&sent["max_completion_tokens"])
-                        .or(number(&sent["max_tokens"]))
+                        .max(number(&sent["max_tokens"]))
                         .map(|max| max * number(&sent["n"]).unwrap_or(1)),
                 };
                 let info = config.model_info(vendor_model);
