@@ -202,20 +202,24 @@ pub fn parse_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, Ga
 pub const MAX_NESTING: usize = 128;
 
 /// The deepest nesting of arrays and objects in `json`, strings skipped: one pass, no parse.
+/// A request's bytes are mostly inside strings, which are crossed by `memchr` (a few hundred
+/// nanoseconds for a 2 KB chat), not byte by byte.
 fn nesting(json: &[u8]) -> usize {
-    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &b in json {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    while let Some(&b) = json.get(i) {
+        i += 1;
         match b {
-            b'"' => in_string = true,
+            b'"' => loop {
+                // Inside a string: to its closing quote, over escapes.
+                match memchr::memchr2(b'"', b'\\', json.get(i..).unwrap_or_default()) {
+                    Some(k) if json[i + k] == b'\\' => i += k + 2,
+                    Some(k) => {
+                        i += k + 1;
+                        break;
+                    }
+                    None => return deepest,
+                }
+            },
             b'[' | b'{' => {
                 depth += 1;
                 deepest = deepest.max(depth);
