@@ -212,12 +212,18 @@ impl Renewal {
     pub async fn keep_while<F: Future>(&self, call: F) -> F::Output {
         futures::pin_mut!(call);
         loop {
-            self.renew_if_due().await;
             // At least a second apart: another handle may be renewing.
             let Some(wait_ms) = self.renew_before(Date::now().as_millis()).map(|ms| ms.max(1_000)) else {
                 return call.await;
             };
             if let Some(output) = crate::upstream::within(wait_ms, &mut call).await {
+                return output;
+            }
+            // Due: the renewal runs beside the call, which is polled all the while (a stream's
+            // reads and an attempt's timers do not wait on the ledger).
+            let renewal = self.renew_if_due();
+            futures::pin_mut!(renewal);
+            if let futures::future::Either::Left((output, _)) = futures::future::select(&mut call, renewal).await {
                 return output;
             }
         }
