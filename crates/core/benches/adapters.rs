@@ -10,17 +10,7 @@ use switchyard_core::config::{Provider, ProviderKind};
 use switchyard_core::providers::{self, ChatPlan, StreamTranslator};
 
 fn provider(kind: ProviderKind) -> Provider {
-    Provider {
-        name: "bench".into(),
-        kind,
-        base_url: "https://vendor.example/v1".into(),
-        api_key_secret: None,
-        headers: vec![],
-        timeout_ms: 1000,
-        api_version: None,
-        stream_usage: true,
-        forward_store: false,
-    }
+    Provider::new("bench", kind, "https://vendor.example/v1")
 }
 
 /// A chat of about 2 KB: a system prompt, a few turns, a tool.

@@ -80,6 +80,24 @@ pub struct Provider {
     pub forward_store: bool,
 }
 
+impl Provider {
+    /// A provider of `kind` at `base_url` with every optional setting at its default: no key,
+    /// no extra headers, the default timeout, usage asked for in streams, `store` withheld.
+    pub fn new(name: &str, kind: ProviderKind, base_url: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind,
+            base_url: base_url.to_owned(),
+            api_key_secret: None,
+            headers: Vec::new(),
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            api_version: (kind == ProviderKind::Azure).then(|| DEFAULT_AZURE_API_VERSION.to_owned()),
+            stream_usage: true,
+            forward_store: false,
+        }
+    }
+}
+
 /// One place a model can be served from: a provider and the vendor's name for the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {

@@ -554,10 +554,11 @@ pub struct UsageTotal {
 
 impl UsageTotal {
     fn add(&mut self, row: &UsageRow) {
-        self.requests += row.requests;
-        self.prompt_tokens += row.prompt_tokens;
-        self.completion_tokens += row.completion_tokens;
-        self.total_tokens += row.prompt_tokens + row.completion_tokens;
+        // Vendor-reported counts: saturating, as everywhere usage is summed.
+        self.requests = self.requests.saturating_add(row.requests);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(row.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(row.completion_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(row.prompt_tokens.saturating_add(row.completion_tokens));
         self.cost_usd += row.cost_usd;
     }
 }

@@ -28,17 +28,7 @@ fn config() -> ProptestConfig {
 }
 
 fn provider(kind: ProviderKind) -> Provider {
-    Provider {
-        name: "vendor".into(),
-        kind,
-        base_url: "https://vendor.example/v1".into(),
-        api_key_secret: Some("KEY".into()),
-        headers: vec![],
-        timeout_ms: 1000,
-        api_version: None,
-        stream_usage: true,
-        forward_store: false,
-    }
+    Provider { api_key_secret: Some("KEY".into()), ..Provider::new("vendor", kind, "https://vendor.example/v1") }
 }
 
 // ---- Generators ----

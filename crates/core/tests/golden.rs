@@ -21,17 +21,7 @@ const CREATED: u64 = 1_750_000_000;
 const KEY: &str = "sk-vendor-fixture-key";
 
 fn provider(kind: ProviderKind, base_url: &str) -> Provider {
-    Provider {
-        name: "vendor".into(),
-        kind,
-        base_url: base_url.into(),
-        api_key_secret: Some("KEY".into()),
-        headers: vec![],
-        timeout_ms: 1000,
-        api_version: None,
-        stream_usage: true,
-        forward_store: false,
-    }
+    Provider { api_key_secret: Some("KEY".into()), ..Provider::new("vendor", kind, base_url) }
 }
 
 struct Vendor {

@@ -1038,17 +1038,7 @@ mod tests {
     }
 
     fn provider() -> Provider {
-        Provider {
-            name: "claude".into(),
-            kind: ProviderKind::Anthropic,
-            base_url: "https://api.anthropic.com/v1".into(),
-            api_key_secret: None,
-            headers: vec![],
-            timeout_ms: 1000,
-            api_version: None,
-            stream_usage: true,
-            forward_store: false,
-        }
+        Provider::new("claude", ProviderKind::Anthropic, "https://api.anthropic.com/v1")
     }
 
     #[test]

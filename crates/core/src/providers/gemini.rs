@@ -1118,17 +1118,11 @@ mod tests {
 
     #[test]
     fn an_image_is_a_data_url_or_an_https_url_only() {
-        let provider = Provider {
-            name: "gemini".into(),
-            kind: crate::config::ProviderKind::Gemini,
-            base_url: "https://generativelanguage.googleapis.com/v1beta".into(),
-            api_key_secret: None,
-            headers: vec![],
-            timeout_ms: 1000,
-            api_version: None,
-            stream_usage: true,
-            forward_store: false,
-        };
+        let provider = Provider::new(
+            "gemini",
+            crate::config::ProviderKind::Gemini,
+            "https://generativelanguage.googleapis.com/v1beta",
+        );
         for url in ["gs://operator-bucket/secret.png", "file:///etc/passwd", "http://169.254.169.254/x.png", "s3://b/k"]
         {
             let body = json!({"model": "m", "messages": [{"role": "user", "content": [

@@ -121,15 +121,9 @@ mod tests {
 
     pub(super) fn provider() -> Provider {
         Provider {
-            name: "openai".into(),
-            kind: ProviderKind::Openai,
-            base_url: "https://api.example.com/v1".into(),
             api_key_secret: Some("OPENAI_API_KEY".into()),
             headers: vec![("openai-organization".into(), "org-1".into())],
-            timeout_ms: 1000,
-            api_version: None,
-            stream_usage: true,
-            forward_store: false,
+            ..Provider::new("openai", ProviderKind::Openai, "https://api.example.com/v1")
         }
     }
 
