@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod breaker;
+pub mod canonical;
 pub mod catalog;
 pub mod chat;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod embeddings;
 pub mod endpoint;
 pub mod error;
 pub mod health;
+pub mod ingress;
 pub mod keys;
 pub mod ledger;
 pub mod ledger_protocol;
