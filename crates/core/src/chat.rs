@@ -371,8 +371,7 @@ impl ChatRequest {
         // parameters not modelled and for where `model` lies. A body it cannot read (a member
         // nested deeper than the parser's limit, which the typed pass skipped unread) is
         // refused: its bytes are never sent on.
-        let top: Vec<(std::borrow::Cow<str>, &serde_json::value::RawValue)> =
-            serde_json::from_slice::<TopLevel>(&body).map(|t| t.0).map_err(GatewayError::invalid_json)?;
+        let top = crate::error::top_level(&body)?;
         for (key, value) in top {
             if key == "model" {
                 let start = value.get().as_ptr() as usize - body.as_ptr() as usize;
@@ -523,29 +522,6 @@ impl ChatRequest {
 
     pub fn wants_stream_usage(&self) -> bool {
         self.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true)
-    }
-}
-
-/// A JSON object's members in order, values unparsed.
-struct TopLevel<'a>(Vec<(std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue)>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for TopLevel<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MembersVisitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for MembersVisitor<'a> {
-            type Value = TopLevel<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<TopLevel<'a>, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(member) = map.next_entry()? {
-                    members.push(member);
-                }
-                Ok(TopLevel(members))
-            }
-        }
-        deserializer.deserialize_map(MembersVisitor(std::marker::PhantomData))
     }
 }
 

@@ -173,6 +173,36 @@ impl GatewayError {
     }
 }
 
+/// A JSON object's top-level members in order, their values as raw slices of `body` (a
+/// shallow pass, after the typed one: for the members a dialect does not model, and for where
+/// `model` lies, so that a pass-through can rename it in place).
+pub fn top_level(body: &[u8]) -> Result<Vec<(std::borrow::Cow<'_, str>, &serde_json::value::RawValue)>, GatewayError> {
+    serde_json::from_slice::<TopLevel>(body).map(|t| t.0).map_err(GatewayError::invalid_json)
+}
+
+/// A JSON object's members in order, values unparsed.
+pub struct TopLevel<'a>(Vec<(std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for TopLevel<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for MembersVisitor<'a> {
+            type Value = TopLevel<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TopLevel<'a>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(TopLevel(members))
+            }
+        }
+        deserializer.deserialize_map(MembersVisitor(std::marker::PhantomData))
+    }
+}
+
 /// Parses a request body into `T`: a body that is not JSON is `invalid_json`; one that breaks
 /// the schema is `invalid_request` naming the offending parameter by its path.
 pub fn parse_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, GatewayError> {

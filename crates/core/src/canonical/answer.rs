@@ -25,9 +25,16 @@ pub struct Output {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Block {
     Text(String),
-    Thinking { text: String, signature: Option<String> },
+    Thinking {
+        text: String,
+        signature: Option<String>,
+    },
     RedactedThinking(String),
-    ToolCall { id: String, name: String, arguments: String },
+    ToolCall {
+        id: String,
+        name: String,
+        arguments: String,
+    },
     /// The model declined to answer (OpenAI's `refusal`).
     Refusal(String),
 }

@@ -14,11 +14,28 @@ use crate::error::GatewayError;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event<'a> {
     /// The answer's id and the vendor's model name.
-    Start { id: &'a str, model: &'a str },
-    BlockStart { choice: u32, block: u32, kind: BlockKind<'a> },
-    Delta { choice: u32, block: u32, delta: Delta<'a> },
-    BlockStop { choice: u32, block: u32 },
-    Finish { choice: u32, finish: Finish },
+    Start {
+        id: &'a str,
+        model: &'a str,
+    },
+    BlockStart {
+        choice: u32,
+        block: u32,
+        kind: BlockKind<'a>,
+    },
+    Delta {
+        choice: u32,
+        block: u32,
+        delta: Delta<'a>,
+    },
+    BlockStop {
+        choice: u32,
+        block: u32,
+    },
+    Finish {
+        choice: u32,
+        finish: Finish,
+    },
     Usage(Usage),
 }
 

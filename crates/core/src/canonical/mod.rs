@@ -13,9 +13,7 @@ mod request;
 
 pub use answer::{Answer, Block, Finish, Output};
 pub use event::{BlockKind, Delta, Egress, Event};
-pub use request::{
-    Media, OutputFormat, Part, Reasoning, Request, Role, Source, ToolChoice, ToolDef, Turn,
-};
+pub use request::{Media, OutputFormat, Part, Reasoning, Request, Role, Source, ToolChoice, ToolDef, Turn};
 
 /// What a call's tokens came to: the usage of every dialect, kept in one shape. `prompt_tokens`
 /// counts every input token, those read from or written to a prompt cache included (OpenAI's

@@ -145,7 +145,10 @@ impl Part {
 /// Where an image's or a document's bytes are.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Media {
-    Base64 { media_type: String, data: String },
+    Base64 {
+        media_type: String,
+        data: String,
+    },
     Url(String),
     /// A file the client uploaded to the vendor before.
     FileId(String),
@@ -179,7 +182,12 @@ pub enum OutputFormat {
     #[default]
     Text,
     JsonObject,
-    JsonSchema { name: String, description: Option<String>, schema: Option<Value>, strict: Option<bool> },
+    JsonSchema {
+        name: String,
+        description: Option<String>,
+        schema: Option<Value>,
+        strict: Option<bool>,
+    },
 }
 
 /// How much the model should think before it answers.
