@@ -7,6 +7,7 @@ use crate::{health_view, provider_health, upstream};
 use futures::future::Either;
 use std::future::Future;
 use switchyard_core::breaker::{Admission, BreakerPolicy};
+use switchyard_core::canonical::Dialect;
 use switchyard_core::catalog::Needs;
 use switchyard_core::config::{Config, Model, Provider, ProviderKind, Target};
 use switchyard_core::health::{retry_after_until, Outcome, Report};
@@ -93,6 +94,8 @@ pub struct Selection {
     pub tier: Option<(Tier, &'static str)>,
     /// The tokens a call is expected to count against a target's per-minute limit.
     pub tokens: u64,
+    /// The client's dialect, which its errors are written in.
+    pub dialect: Dialect,
 }
 
 pub async fn run<'c, F, Fut>(
@@ -135,7 +138,7 @@ where
         )
         .with_param("model");
         return Completed {
-            response: crate::http::error_response(&error),
+            response: crate::http::error_in(selection.dialect, &error),
             report: Report { policy: policy.clone(), outcomes: vec![], completions: vec![] },
             answered: None,
         };
@@ -289,7 +292,11 @@ where
                 metered: answer.metered,
             }),
         },
-        None => Completed { response: failure_response(config, failures, back_at_ms), report, answered: None },
+        None => Completed {
+            response: failure_response(config, failures, back_at_ms, selection.dialect),
+            report,
+            answered: None,
+        },
     }
 }
 
@@ -631,7 +638,12 @@ fn annotate(
 
 /// Every attempt failed: a single attempt's error is the client's answer as it is; several
 /// become one 503 that names each attempt.
-fn failure_response(config: &Config, mut failures: Vec<(&Target, Failed)>, back_at_ms: Option<u64>) -> Response {
+fn failure_response(
+    config: &Config,
+    mut failures: Vec<(&Target, Failed)>,
+    back_at_ms: Option<u64>,
+    dialect: Dialect,
+) -> Response {
     let attempts = failures.len().to_string();
     let (error, retry_after) = if failures.is_empty() {
         let wait_s = back_at_ms.map_or(1, |at| at.saturating_sub(Date::now().as_millis()).div_ceil(1000).max(1));
@@ -676,7 +688,7 @@ fn failure_response(config: &Config, mut failures: Vec<(&Target, Failed)>, back_
         let retry_after = failures.iter().filter_map(|(_, f)| f.retry_after.clone()).next();
         (error, retry_after)
     };
-    let response = crate::http::error_response(&error);
+    let response = crate::http::error_in(dialect, &error);
     let headers = response.headers();
     let _ = headers.set("x-switchyard-attempts", &attempts);
     if let Some(value) = retry_after {

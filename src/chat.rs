@@ -1,6 +1,6 @@
-//! `POST /v1/chat/completions`: parse, resolve the model's targets, and answer with the first
-//! target that succeeds, translated into OpenAI's shape (or passed through untouched when the
-//! vendor already speaks it).
+//! A chat in any client dialect (OpenAI Chat Completions, Anthropic Messages): the canonical
+//! request's targets, and the answer of the first that succeeds in the client's dialect
+//! (passed through untouched when the vendor speaks it).
 
 use crate::attempts::{self, call_vendor, read_answer, vendor_key, Answer, Budget, Completed, Failed, Selection};
 use crate::http::Rejection;
@@ -8,43 +8,50 @@ use crate::metering::{self, Admission, Estimate, Metered, StreamEnd};
 use crate::{health_view, http, upstream};
 use futures::channel::oneshot;
 use futures::StreamExt;
+use switchyard_core::canonical::{Dialect, Egress, Request};
 use switchyard_core::catalog::{ModelInfo, Needs};
-use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Config, Model, Provider, ProviderKind, Target};
+use switchyard_core::ingress::{anthropic_messages, openai_chat};
 use switchyard_core::keys::KeyRecord;
 use switchyard_core::providers::{self, mock, ParamReport, StreamTranslator};
 use switchyard_core::route::{self, Strategy, Tier};
 use switchyard_core::GatewayError;
 use worker::{ByteStream, Date, Env, Response};
 
-/// `strict_header`: the client's `x-switchyard-strict` asks that parameters a target cannot
-/// honour be refused rather than dropped.
-/// `tier_hint`: the client's `x-switchyard-tier`, which decides a cascade's tier.
+/// How the client asked: `strict` (its `x-switchyard-strict`) that parameters a target cannot
+/// honour be refused rather than dropped; `tier` (its `x-switchyard-tier`) a cascade's tier;
+/// `fallbacks` its own list of models to try after the first (OpenAI Chat's `models`).
+#[derive(Default)]
+pub struct Asked {
+    pub strict: bool,
+    pub tier: Option<Tier>,
+    pub fallbacks: Option<Vec<String>>,
+}
+
 pub async fn complete(
     config: &Config,
     env: &Env,
     key: &KeyRecord,
-    body: &[u8],
-    strict_header: bool,
-    tier_hint: Option<Tier>,
+    request: Request,
+    asked: Asked,
 ) -> Result<(Completed, Admission), Rejection> {
-    let request = ChatRequest::parse(body)?;
     let model = config.model(&request.model).ok_or_else(|| GatewayError::model_not_found(&request.model))?;
-    let strict = strict_header || model.strict;
-    let with_fallbacks = match &request.models {
+    let strict = asked.strict || model.strict;
+    let with_fallbacks = match &asked.fallbacks {
         Some(list) => Some(client_fallbacks(config, model, list)?),
         None => None,
     };
-    let mut asked: Vec<&str> = vec![&request.model];
-    asked.extend(request.models.iter().flatten().map(String::as_str));
+    let mut names: Vec<&str> = vec![&request.model];
+    names.extend(asked.fallbacks.iter().flatten().map(String::as_str));
     let model = with_fallbacks.as_ref().unwrap_or(model);
     let needs = request.needs();
     config.check_priced(!key.policy.budgets.is_empty(), model)?;
-    let admission =
-        metering::admit(env, config, key, &asked, estimate(config, model, &request, &needs, body.len())).await?;
+    let estimate = estimate(config, model, &request, &needs, request.source.bytes.len());
+    let admission = metering::admit(env, config, key, &names, estimate).await?;
     let tier = (model.strategy == Strategy::Cascade)
-        .then(|| route::classify(&needs, request.reasoning_effort.as_deref(), tier_hint, model.max_simple_tokens));
-    let selection = Selection { needs: Some(needs), tier, tokens: needs.prompt_tokens + needs.max_output };
+        .then(|| route::classify(&needs, request.effort(), asked.tier, model.max_simple_tokens));
+    let dialect = request.source.dialect;
+    let selection = Selection { needs: Some(needs), tier, tokens: needs.prompt_tokens + needs.max_output, dialect };
     let request = &request;
     // The holds are renewed should the attempts outlast them (a stream's, after, by `settle`).
     let dispatched = admission.dispatch_flag();
@@ -64,7 +71,7 @@ pub async fn complete(
 /// characters a token, if more), which is above what vendors count for text, so that a cap
 /// holds against the estimate's error; images and tool definitions can count for more than
 /// their bytes, and are covered only as far as the rest of the estimate's margin goes.
-fn estimate(config: &Config, model: &Model, request: &ChatRequest, needs: &Needs, body_bytes: usize) -> Estimate {
+fn estimate(config: &Config, model: &Model, request: &Request, needs: &Needs, body_bytes: usize) -> Estimate {
     let prompt_tokens = needs.prompt_tokens.max((body_bytes as u64).div_ceil(4));
     let amount_usd = model
         .targets
@@ -95,19 +102,40 @@ fn client_fallbacks(config: &Config, first: &Model, list: &[String]) -> Result<M
     Ok(model)
 }
 
+/// The encoder of canonical stream events in the client's dialect.
+fn egress(request: &Request, created: u64) -> Box<dyn Egress> {
+    match request.source.dialect {
+        Dialect::AnthropicMessages => Box::new(anthropic_messages::Stream::new()),
+        Dialect::OpenaiChat | Dialect::OpenaiResponses => {
+            Box::new(openai_chat::Stream::new(created, request.include_usage))
+        }
+    }
+}
+
+/// A canonical answer in the client's dialect.
+fn encode(request: &Request, answer: &switchyard_core::canonical::Answer, created: u64) -> Response {
+    match request.source.dialect {
+        Dialect::AnthropicMessages => {
+            http::bytes_response(200, "application/json", anthropic_messages::encode_answer(answer))
+        }
+        Dialect::OpenaiChat | Dialect::OpenaiResponses => http::json(200, &openai_chat::encode_answer(answer, created)),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
     provider: &Provider,
     target: &Target,
     model: &Model,
-    request: &ChatRequest,
+    request: &Request,
     env: &Env,
     strict: bool,
     budget: Budget,
     info: ModelInfo,
 ) -> Result<Answer, Failed> {
+    let created = Date::now().as_millis() / 1000;
     if provider.kind == ProviderKind::Mock {
-        return Ok(mock_answer(request, &target.model));
+        return Ok(mock_answer(request, &target.model, created));
     }
     let key = vendor_key(provider, env)?;
     let withheld = request.withheld(&model.allow_params, provider.forward_store, strict).map_err(Failed::final_)?;
@@ -118,20 +146,28 @@ async fn attempt(
     let mut prepared =
         providers::prepare_chat(provider, &target.model, request, key.as_deref(), strict).map_err(Failed::final_)?;
     prepared.report.dropped.splice(0..0, withheld.iter().cloned());
+    if !providers::passes_through(provider, request.source.dialect) {
+        // The dialect's own headers (Anthropic's beta features) mean nothing to another vendor:
+        // the features they name that change the request are refused by its checks.
+        for (name, value) in &request.source.headers {
+            prepared.report.dropped.push(format!("{name}: {value}"));
+        }
+    }
     let mut response = call_vendor(provider, &prepared.outbound, key.as_deref(), budget).await?;
-    let created = Date::now().as_millis() / 1000;
     let name = format!("{}/{}", provider.name, target.model);
     let answer = if prepared.plan.stream {
-        let translator = providers::chat_stream(provider, prepared.plan.clone(), created, key.as_deref());
+        let translator =
+            providers::chat_stream(provider, prepared.plan.clone(), key.as_deref(), egress(request, created));
         translate_stream(provider, name, response, translator, budget, info).await?
     } else {
         let content_type = response.headers().get("content-type").ok().flatten();
         let body = read_answer(provider, &name, &mut response, budget).await?;
-        let (response, usage) = match providers::decode_chat(provider, &body, &prepared.plan, created) {
-            Ok(Some(completion)) => (http::json(200, &completion), completion.usage),
-            // OpenAI-format answers go back byte for byte, with the vendor's content type.
+        let (response, usage) = match providers::decode_chat(provider, &body, &prepared.plan) {
+            Ok(Some(answer)) => (encode(request, &answer, created), answer.usage),
+            // Answers in the client's own dialect go back byte for byte, with the vendor's
+            // content type.
             Ok(None) => {
-                let usage = providers::openai::usage_of(&body);
+                let usage = providers::usage_of(provider, &body);
                 (http::bytes_response(200, content_type.as_deref().unwrap_or("application/json"), body), usage)
             }
             Err(e) => return Err(Failed::retryable(e)),
@@ -315,15 +351,67 @@ fn report_params(response: Response, report: &ParamReport) -> Response {
     response
 }
 
-fn mock_answer(request: &ChatRequest, vendor_model: &str) -> Answer {
-    let id = format!("chatcmpl-{}", &http::request_id()[4..]);
-    let created = Date::now().as_millis() / 1000;
-    if request.is_stream() {
-        let response = http::bytes_response(200, "text/event-stream", mock::stream(request, vendor_model, id, created));
+fn mock_answer(request: &Request, vendor_model: &str, created: u64) -> Answer {
+    let id = match request.source.dialect {
+        Dialect::AnthropicMessages => format!("msg_{}", &http::request_id()[4..]),
+        Dialect::OpenaiChat | Dialect::OpenaiResponses => format!("chatcmpl-{}", &http::request_id()[4..]),
+    };
+    if request.stream {
+        let body = mock::stream(request, vendor_model, id, egress(request, created));
+        let response = http::bytes_response(200, "text/event-stream", body);
         let _ = response.headers().set("cache-control", "no-cache");
         Answer::new(response, Metered::Now(None))
     } else {
-        let completion = mock::completion(request, vendor_model, id, created);
-        Answer::new(http::json(200, &completion), Metered::Now(completion.usage))
+        let answer = mock::answer(request, vendor_model, id);
+        Answer::new(encode(request, &answer, created), Metered::Now(answer.usage))
+    }
+}
+
+/// `POST /v1/messages/count_tokens`: the prompt's tokens, counted by Anthropic when the model's
+/// first target is Anthropic's (its own count, exact), else estimated (four characters a
+/// token), and said so in `x-switchyard-token-count: estimate`. Nothing is charged.
+pub async fn count_tokens(
+    config: &Config,
+    env: &Env,
+    key: &KeyRecord,
+    request: Request,
+) -> Result<Response, Rejection> {
+    let model = config.model(&request.model).ok_or_else(|| GatewayError::model_not_found(&request.model))?;
+    if !key.policy.allows(config, &request.model) {
+        return Err(GatewayError::model_not_found(&request.model).into());
+    }
+    let estimate = || {
+        let body = format!("{{\"input_tokens\":{}}}", request.needs().prompt_tokens);
+        let response = http::bytes_response(200, "application/json", body.into_bytes());
+        let _ = response.headers().set("x-switchyard-token-count", "estimate");
+        response
+    };
+    let Some(target) = model.targets.first() else { return Ok(estimate()) };
+    let provider = config.provider(target);
+    if provider.kind != ProviderKind::Anthropic {
+        return Ok(estimate());
+    }
+    let Ok(api_key) = vendor_key(provider, env) else { return Ok(estimate()) };
+    let mut outbound =
+        providers::anthropic::count_tokens_request(provider, &target.model, &request, api_key.as_deref());
+    outbound.headers.extend(request.source.headers.iter().cloned());
+    let now = Date::now().as_millis();
+    let budget =
+        Budget { started_ms: now, first_byte_ms: provider.timeout_ms, total_until_ms: Some(now + provider.timeout_ms) };
+    match call_vendor(provider, &outbound, api_key.as_deref(), budget).await {
+        Ok(mut response) => {
+            let name = format!("{}/{}", provider.name, target.model);
+            match read_answer(provider, &name, &mut response, budget).await {
+                Ok(body) => {
+                    let response = http::bytes_response(200, "application/json", body);
+                    let _ = response.headers().set("x-switchyard-token-count", "exact");
+                    Ok(response)
+                }
+                Err(_) => Ok(estimate()),
+            }
+        }
+        // The request's own fault is the client's answer; the vendor's trouble, an estimate.
+        Err(failed) if !failed.retryable => Err((*failed.error).into()),
+        Err(_) => Ok(estimate()),
     }
 }

@@ -3,6 +3,7 @@
 
 use futures::StreamExt;
 use serde::Serialize;
+use switchyard_core::canonical::Dialect;
 use switchyard_core::config::ConfigError;
 use switchyard_core::GatewayError;
 use worker::{Headers, Request, Response, ResponseBuilder};
@@ -69,6 +70,18 @@ pub fn error_response(error: &GatewayError) -> Response {
     bytes_response(error.status, "application/json", error.to_json())
 }
 
+/// The error in the client's dialect, with the status that dialect gives it (Anthropic's 529
+/// when every target is out).
+pub fn error_in(dialect: Dialect, error: &GatewayError) -> Response {
+    match dialect {
+        Dialect::AnthropicMessages => {
+            let (status, body) = switchyard_core::ingress::anthropic_messages::error_body(error);
+            bytes_response(status, "application/json", body)
+        }
+        Dialect::OpenaiChat | Dialect::OpenaiResponses => error_response(error),
+    }
+}
+
 /// A request refused before any vendor was called: the error, and headers that tell the client
 /// when to come back (`Retry-After`, `x-ratelimit-*`, ...).
 #[derive(Debug)]
@@ -84,8 +97,9 @@ impl From<GatewayError> for Rejection {
 }
 
 impl Rejection {
-    pub fn response(&self) -> Response {
-        with_headers(error_response(&self.error), &self.headers)
+    /// The refusal in the client's dialect.
+    pub fn response(&self, dialect: Dialect) -> Response {
+        with_headers(error_in(dialect, &self.error), &self.headers)
     }
 }
 

@@ -27,8 +27,10 @@ pub use provider_health::ProviderHealth;
 use http::Rejection;
 use metering::Admission;
 use std::rc::Rc;
+use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::Config;
 use switchyard_core::endpoint::{self, Endpoint};
+use switchyard_core::ingress::{anthropic_messages, openai_chat};
 use switchyard_core::keys::KeyRecord;
 use switchyard_core::{auth, models, GatewayError};
 use worker::{event, Context, Env, Request, Response};
@@ -36,6 +38,7 @@ use worker::{event, Context, Env, Request, Response};
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let request_id = http::request_id();
+    let dialect = endpoint::dialect(&req.path());
     let response = match serve(req, &env, &ctx).await {
         Ok(response) => response,
         Err(rejection) => {
@@ -45,7 +48,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
                 let env = env.clone();
                 ctx.wait_until(async move { outbox::deliver(&env).await });
             }
-            rejection.response()
+            rejection.response(dialect)
         }
     };
     Ok(http::finish(response, &request_id))
@@ -104,15 +107,26 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, R
             Ok(http::json(200, &model))
         }
         Endpoint::ChatCompletions => {
-            let strict = req.headers().get("x-switchyard-strict").ok().flatten().is_some_and(|v| http::truthy(&v));
-            let tier = match req.headers().get("x-switchyard-tier").ok().flatten().as_deref().map(str::trim) {
-                Some("simple") => Some(switchyard_core::route::Tier::Simple),
-                Some("complex") => Some(switchyard_core::route::Tier::Complex),
-                _ => None,
-            };
             let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
-            let (completed, admission) = chat::complete(&config, env, &key, &body, strict, tier).await?;
+            let mut request = ChatRequest::parse(body)?;
+            let asked = chat::Asked { fallbacks: request.models.take(), ..asked(&req) };
+            let request = openai_chat::from_chat(request);
+            let (completed, admission) = chat::complete(&config, env, &key, request, asked).await?;
             Ok(record(completed, admission, key, config, env, ctx))
+        }
+        Endpoint::Messages => {
+            let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
+            let mut request = anthropic_messages::decode(body)?;
+            if let Some(beta) = req.headers().get("anthropic-beta").ok().flatten() {
+                request.source.headers.push(("anthropic-beta".to_owned(), beta));
+            }
+            let (completed, admission) = chat::complete(&config, env, &key, request, asked(&req)).await?;
+            Ok(record(completed, admission, key, config, env, ctx))
+        }
+        Endpoint::CountTokens => {
+            let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
+            let request = anthropic_messages::decode(body)?;
+            chat::count_tokens(&config, env, &key, request).await
         }
         Endpoint::Embeddings => {
             let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
@@ -125,6 +139,20 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, R
         | Endpoint::AdminKeys
         | Endpoint::AdminKey(_)
         | Endpoint::AdminUsage => Err(unreachable_endpoint()),
+    }
+}
+
+/// What the client's headers ask of a chat.
+fn asked(req: &Request) -> chat::Asked {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    chat::Asked {
+        strict: header("x-switchyard-strict").is_some_and(|v| http::truthy(&v)),
+        tier: match header("x-switchyard-tier").as_deref().map(str::trim) {
+            Some("simple") => Some(switchyard_core::route::Tier::Simple),
+            Some("complex") => Some(switchyard_core::route::Tier::Complex),
+            _ => None,
+        },
+        fallbacks: None,
     }
 }
 

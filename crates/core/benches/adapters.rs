@@ -5,8 +5,8 @@
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-use switchyard_core::chat::ChatRequest;
 use switchyard_core::config::{Provider, ProviderKind};
+use switchyard_core::ingress::openai_chat;
 use switchyard_core::providers::{self, ChatPlan, StreamTranslator};
 
 fn provider(kind: ProviderKind) -> Provider {
@@ -114,16 +114,22 @@ fn main() {
     ] {
         let p = provider(kind);
         let round_trip = time(budget, || {
-            let request = ChatRequest::parse(black_box(body.as_slice())).unwrap();
+            let request = openai_chat::decode(black_box(body.as_slice())).unwrap();
             let prepared = providers::prepare_chat(&p, "model-x", &request, Some("key"), false).unwrap();
             if let Some(answer) = &answer {
-                black_box(providers::decode_chat(&p, answer, &prepared.plan, 0).unwrap());
+                let decoded = providers::decode_chat(&p, answer, &prepared.plan).unwrap();
+                black_box(decoded.map(|answer| openai_chat::encode_answer(&answer, 0)));
             }
             black_box(prepared);
         });
         let stream = stream_of(kind, if full { 20_000 } else { 50 });
         let per_stream = time(budget, || {
-            let mut t: Box<dyn StreamTranslator> = providers::chat_stream(&p, ChatPlan::default(), 0, Some("key"));
+            let mut t: Box<dyn StreamTranslator> = providers::chat_stream(
+                &p,
+                ChatPlan::default(),
+                Some("key"),
+                Box::new(openai_chat::Stream::new(0, false)),
+            );
             let mut out = Vec::with_capacity(stream.len() * 2);
             // Network-sized pieces, as the runtime hands them over.
             for chunk in stream.chunks(1400) {

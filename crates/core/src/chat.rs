@@ -65,64 +65,6 @@ pub struct RawBody {
     pub model_span: (usize, usize),
 }
 
-/// Whether the vendor is asked for the stream's usage beyond what the client asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AskUsage {
-    /// As the client sent it.
-    Leave,
-    /// Add `stream_options: {include_usage: true}` (the client sent no `stream_options`).
-    Add,
-    /// Set `include_usage: true` in the client's `stream_options`.
-    Set,
-}
-
-impl RawBody {
-    /// The bytes with the `model` value replaced by `model`; when `drop` names a top-level
-    /// member, without that member; and with the stream's usage asked for as `usage` says.
-    /// Renaming the model and appending `stream_options` leave every other byte untouched;
-    /// dropping a member or merging into `stream_options` rebuilds the body (a slow path, for
-    /// the rare request that needs it).
-    pub fn rewritten(&self, model: &str, drop: Option<&str>, usage: AskUsage) -> Vec<u8> {
-        if drop.is_none() && usage != AskUsage::Set {
-            let mut out = self.with_model(model);
-            if usage == AskUsage::Add {
-                if let Some(end) = out.iter().rposition(|&b| b == b'}') {
-                    out.splice(end..end, br#","stream_options":{"include_usage":true}"#.iter().copied());
-                }
-            }
-            return out;
-        }
-        let Ok(Value::Object(mut members)) = serde_json::from_slice::<Value>(&self.bytes) else {
-            return self.with_model(model);
-        };
-        if let Some(drop) = drop {
-            members.remove(drop);
-        }
-        members.insert("model".to_owned(), Value::String(model.to_owned()));
-        if usage != AskUsage::Leave {
-            let options = members.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
-            if !options.is_object() {
-                *options = Value::Object(Map::new());
-            }
-            if let Value::Object(options) = options {
-                options.insert("include_usage".to_owned(), Value::Bool(true));
-            }
-        }
-        serde_json::to_vec(&members).unwrap_or_default()
-    }
-
-    /// The bytes with the `model` value replaced by `model`, all else untouched.
-    pub fn with_model(&self, model: &str) -> Vec<u8> {
-        let (start, end) = self.model_span;
-        let mut out = Vec::with_capacity(self.bytes.len() + model.len());
-        out.extend_from_slice(&self.bytes[..start]);
-        // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, model);
-        out.extend_from_slice(&self.bytes[end..]);
-        out
-    }
-}
-
 /// Parameters that change what a vendor bills beyond the tokens the catalog prices (a faster
 /// tier, web searches, audio, predicted outputs): sent only to models whose configuration
 /// allows them (`allow_params`).
@@ -433,89 +375,6 @@ impl ChatRequest {
         Ok(())
     }
 
-    /// What the request needs of the model that serves it: images, tools, JSON output, and
-    /// its size in tokens (estimated: four characters a token, a flat 1,000 an image or file).
-    pub fn needs(&self) -> crate::catalog::Needs {
-        let mut needs = crate::catalog::Needs {
-            tools: self.tools.as_ref().is_some_and(|t| !t.is_empty()),
-            json: matches!(self.response_format, Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })),
-            max_output: u64::from(self.max_completion_tokens.or(self.max_tokens).unwrap_or(0)),
-            ..Default::default()
-        };
-        let mut chars = 0usize;
-        for m in &self.messages {
-            chars += 16;
-            match &m.content {
-                Some(Content::Text(t)) => chars += t.len(),
-                Some(Content::Parts(parts)) => {
-                    for part in parts {
-                        match part {
-                            ContentPart::Text { text, .. } => chars += text.len(),
-                            ContentPart::ImageUrl { .. } => {
-                                needs.vision = true;
-                                chars += 4_000;
-                            }
-                            _ => chars += 4_000,
-                        }
-                    }
-                }
-                None => {}
-            }
-            for call in m.tool_calls.iter().flatten() {
-                chars += call.function.name.len() + call.function.arguments.len();
-            }
-        }
-        needs.prompt_tokens = chars.div_ceil(4) as u64;
-        needs
-    }
-
-    /// The request as one target may receive it: without the billed parameters its model does
-    /// not allow, and without `store` unless its provider forwards it (a client must not write
-    /// prompts into the operator's vendor logs by default). `None` when nothing is withheld
-    /// (the common case: no copy); else the request rebuilt and the names withheld, which are
-    /// dropped and reported, or refused in strict mode.
-    pub fn withheld(
-        &self,
-        allow: &[String],
-        forward_store: bool,
-        strict: bool,
-    ) -> Result<Option<(ChatRequest, Vec<String>)>, GatewayError> {
-        let withheld: Vec<String> = self
-            .extra
-            .keys()
-            .filter(|name| {
-                (name.as_str() == "store" && !forward_store)
-                    || (BILLED_PARAMS.contains(&name.as_str()) && !allow.iter().any(|a| a == *name))
-            })
-            .cloned()
-            .collect();
-        let Some(first) = withheld.first() else {
-            return Ok(None);
-        };
-        if strict {
-            return Err(GatewayError::new(
-                400,
-                "invalid_request_error",
-                "unsupported_parameter",
-                format!(
-                    "The parameter '{first}' is not enabled for the model `{}` on this gateway (strict mode); remove it.",
-                    self.model
-                ),
-            )
-            .with_param(first.clone()));
-        }
-        // Parsed once already, within the nesting limit: this cannot fail, and if it did the
-        // request must not go out with what it should not carry.
-        let Ok(Value::Object(mut members)) = serde_json::from_slice::<Value>(&self.raw.bytes) else {
-            return Err(GatewayError::invalid_request(first.clone(), format!("'{first}' could not be withheld.")));
-        };
-        for name in &withheld {
-            members.remove(name);
-        }
-        let bytes = serde_json::to_vec(&members).map_err(GatewayError::invalid_json)?;
-        Ok(Some((ChatRequest::parse(bytes)?, withheld)))
-    }
-
     pub fn is_stream(&self) -> bool {
         self.stream == Some(true)
     }
@@ -807,15 +666,6 @@ mod tests {
     }
 
     #[test]
-    fn the_raw_body_renames_the_model_and_keeps_every_other_byte() {
-        let body = "{ \"messages\":[{\"role\":\"user\",\"content\":\"hi\",\"x\":1}],\n  \"model\" : \"fast\", \"logit_bias\":{\"50256\":-100},\"temperature\":0.50}";
-        let r = parse(body).unwrap();
-        assert_eq!(r.extra.keys().collect::<Vec<_>>(), ["logit_bias"]);
-        let renamed = String::from_utf8(r.raw.with_model("gpt-4o \"mini\"")).unwrap();
-        assert_eq!(renamed, body.replace("\"fast\"", "\"gpt-4o \\\"mini\\\"\""));
-    }
-
-    #[test]
     fn not_json_is_invalid_json() {
         let e = parse("{\"model\": ").unwrap_err();
         assert_eq!((e.status, e.code.as_deref()), (400, Some("invalid_json")));
@@ -855,31 +705,6 @@ mod tests {
             assert_eq!(e.param.as_deref(), Some(param), "{body}");
             assert_eq!(e.status, 400);
         }
-    }
-
-    #[test]
-    fn billed_parameters_and_store_are_withheld_unless_allowed() {
-        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"service_tier":"priority","store":true,"audio":{"voice":"alloy"},"logit_bias":{"1":2}}"#;
-        let request = ChatRequest::parse(&body[..]).unwrap();
-        let (kept, names) = request.withheld(&[], false, false).unwrap().unwrap();
-        let mut names = names;
-        names.sort();
-        assert_eq!(names, ["audio", "service_tier", "store"]);
-        let sent: Value = serde_json::from_slice(&kept.raw.bytes).unwrap();
-        assert_eq!(
-            sent,
-            serde_json::json!({"model":"m","messages":[{"role":"user","content":"hi"}],"logit_bias":{"1":2}})
-        );
-        assert_eq!(
-            kept.raw.with_model("vendor")[..],
-            br#"{"logit_bias":{"1":2},"messages":[{"content":"hi","role":"user"}],"model":"vendor"}"#[..]
-        );
-        // Allowed by the model, forwarded by the provider: nothing is withheld, nothing copied.
-        let allow = ["service_tier".to_owned(), "audio".to_owned()];
-        assert!(request.withheld(&allow, true, false).unwrap().is_none());
-        // Strict mode refuses instead.
-        let e = request.withheld(&allow, false, true).unwrap_err();
-        assert_eq!((e.status, e.param.as_deref()), (400, Some("store")));
     }
 
     #[test]

@@ -14,6 +14,10 @@ pub enum Endpoint {
     ChatCompletions,
     /// `POST /v1/embeddings`
     Embeddings,
+    /// `POST /v1/messages`: Anthropic's Messages API.
+    Messages,
+    /// `POST /v1/messages/count_tokens`
+    CountTokens,
     /// `GET /admin/health`: every target's health record (admin token).
     AdminHealth,
     /// `GET|POST /admin/keys`: the gateway keys, a new one (admin token).
@@ -35,6 +39,8 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, GatewayError> {
         "/v1/models" => (Endpoint::ListModels, "GET"),
         "/v1/chat/completions" => (Endpoint::ChatCompletions, "POST"),
         "/v1/embeddings" => (Endpoint::Embeddings, "POST"),
+        "/v1/messages" => (Endpoint::Messages, "POST"),
+        "/v1/messages/count_tokens" => (Endpoint::CountTokens, "POST"),
         "/admin/health" => (Endpoint::AdminHealth, "GET"),
         "/admin/keys" => (Endpoint::AdminKeys, "GET, POST"),
         "/admin/usage" => (Endpoint::AdminUsage, "GET"),
@@ -61,7 +67,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, GatewayError> {
 /// The methods an endpoint answers, for the `Allow` header of a 405 and of a preflight.
 pub fn allowed_methods(path: &str) -> &'static str {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
-    if path.starts_with("/v1/chat/") || path.starts_with("/v1/embeddings") {
+    if path.starts_with("/v1/chat/") || path.starts_with("/v1/embeddings") || path.starts_with("/v1/messages") {
         "POST, OPTIONS"
     } else if path == "/admin/keys" {
         "GET, HEAD, POST, OPTIONS"
@@ -69,6 +75,17 @@ pub fn allowed_methods(path: &str) -> &'static str {
         "GET, HEAD, PATCH, POST, DELETE, OPTIONS"
     } else {
         "GET, HEAD, OPTIONS"
+    }
+}
+
+/// The dialect of the client at `path`: the shape its errors are written in.
+pub fn dialect(path: &str) -> crate::canonical::Dialect {
+    if path.starts_with("/v1/messages") {
+        crate::canonical::Dialect::AnthropicMessages
+    } else if path.starts_with("/v1/responses") {
+        crate::canonical::Dialect::OpenaiResponses
+    } else {
+        crate::canonical::Dialect::OpenaiChat
     }
 }
 

@@ -19,6 +19,74 @@ pub enum EventTooLarge {
     Data,
 }
 
+/// Splits a byte stream into whole SSE events (each with the blank line that ends it), for a
+/// stream that passes through event by event: a vendor that breaks off leaves no half event
+/// for the client to choke on.
+#[derive(Debug)]
+pub struct EventSplitter {
+    /// Bytes of the event not yet complete.
+    pending: Vec<u8>,
+    /// The last byte scanned (CRs aside) ended a line.
+    at_line_start: bool,
+}
+
+impl Default for EventSplitter {
+    fn default() -> Self {
+        Self { pending: Vec::new(), at_line_start: true }
+    }
+}
+
+/// The most bytes one event may span on the wire: room for the field names and line ends
+/// around at most `MAX_EVENT_BYTES` of data, which the parser enforces.
+const MAX_PENDING_BYTES: usize = 2 * MAX_EVENT_BYTES;
+
+impl EventSplitter {
+    /// The bytes held of an event not yet complete.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Feeds bytes; calls `on_event` with each event as it completes, until it returns false.
+    /// An event that grows past the bound is an error (and what it held is let go).
+    pub fn push(&mut self, bytes: &[u8], mut on_event: impl FnMut(&[u8]) -> bool) -> Result<(), EventTooLarge> {
+        // An event ends at an LF that starts its line (CRs aside): each goes as it completes,
+        // after what `pending` holds of its beginning.
+        let mut start = 0;
+        let mut line_start = 0;
+        let mut at_line_start = self.at_line_start;
+        for lf in memchr::memchr_iter(b'\n', bytes) {
+            let only_crs = bytes.get(line_start..lf).unwrap_or_default().iter().all(|&b| b == b'\r');
+            if at_line_start && only_crs {
+                let event = bytes.get(start..=lf).unwrap_or_default();
+                let go_on = if self.pending.is_empty() {
+                    on_event(event)
+                } else {
+                    let mut joined = std::mem::take(&mut self.pending);
+                    joined.extend_from_slice(event);
+                    let go_on = on_event(&joined);
+                    joined.clear();
+                    self.pending = joined;
+                    go_on
+                };
+                if !go_on {
+                    return Ok(());
+                }
+                start = lf + 1;
+            }
+            at_line_start = true;
+            line_start = lf + 1;
+        }
+        let rest = bytes.get(start..).unwrap_or_default();
+        self.at_line_start = at_line_start && bytes.get(line_start..).unwrap_or_default().iter().all(|&b| b == b'\r');
+        if self.pending.len() + rest.len() > MAX_PENDING_BYTES {
+            self.pending = Vec::new();
+            return Err(EventTooLarge::Data);
+        }
+        self.pending.extend_from_slice(rest);
+        Ok(())
+    }
+}
+
 impl std::fmt::Display for EventTooLarge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = match self {

@@ -11,8 +11,10 @@
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use serde_json::{json, Map, Value};
+use switchyard_core::canonical::Dialect;
 use switchyard_core::config::{Provider, ProviderKind};
 use switchyard_core::embeddings::EmbeddingRequest;
+use switchyard_core::ingress::openai_chat;
 use switchyard_core::providers::{self, ChatPlan};
 use switchyard_core::sse::{SseParser, DONE};
 
@@ -353,6 +355,7 @@ fn plan() -> impl Strategy<Value = ChatPlan> {
         stream: true,
         include_usage,
         json_tool: json.then(|| "json_response".to_owned()),
+        dialect: Dialect::OpenaiChat,
     })
 }
 
@@ -374,7 +377,8 @@ fn pieces<'a>(bytes: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
 /// Runs a translator as the worker does (stopping once it says the vendor's stream is done),
 /// and checks what the client got.
 fn translate(kind: ProviderKind, plan: &ChatPlan, pieces: &[&[u8]]) -> Vec<Vec<u8>> {
-    let mut translator = providers::chat_stream(&provider(kind), plan.clone(), 1_750_000_000, Some(KEY));
+    let egress = Box::new(openai_chat::Stream::new(1_750_000_000, plan.include_usage));
+    let mut translator = providers::chat_stream(&provider(kind), plan.clone(), Some(KEY), egress);
     let mut out = Vec::new();
     for piece in pieces {
         translator.push(piece, &mut out);
@@ -431,8 +435,8 @@ fn check_decoders(body: &[u8], status: u16, inputs: usize) {
     {
         let p = provider(kind);
         for plan in &plans {
-            match providers::decode_chat(&p, body, plan, 1) {
-                Ok(Some(completion)) => assert!(serde_json::to_vec(&completion).is_ok()),
+            match providers::decode_chat(&p, body, plan) {
+                Ok(Some(answer)) => assert!(serde_json::to_vec(&openai_chat::encode_answer(&answer, 1)).is_ok()),
                 Ok(None) => {}
                 Err(e) => check_error(&e),
             }

@@ -13,8 +13,9 @@
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use switchyard_core::chat::ChatRequest;
+use switchyard_core::canonical::{Answer, Egress, Request};
 use switchyard_core::config::{Provider, ProviderKind};
+use switchyard_core::ingress::openai_chat;
 use switchyard_core::providers::{self, anthropic, gemini, is_vendor_fault, ChatPlan, StreamTranslator};
 
 const CREATED: u64 = 1_750_000_000;
@@ -26,7 +27,7 @@ fn provider(kind: ProviderKind, base_url: &str) -> Provider {
 
 struct Vendor {
     name: &'static str,
-    prepare: fn(&ChatRequest) -> Result<providers::Prepared, switchyard_core::GatewayError>,
+    prepare: fn(&Request) -> Result<providers::Prepared, switchyard_core::GatewayError>,
     response: fn(&[u8], &ChatPlan) -> Result<Value, switchyard_core::GatewayError>,
     stream: fn(ChatPlan) -> Box<dyn StreamTranslator>,
     error: fn(u16, &[u8]) -> switchyard_core::GatewayError,
@@ -44,10 +45,11 @@ fn anthropic_vendor() -> Vendor {
                 false,
             )
         },
-        response: |b, plan| {
-            anthropic::chat_response("vendor", b, plan, CREATED).map(|c| serde_json::to_value(c).unwrap())
+        response: |b, plan| anthropic::chat_response("vendor", b, plan).map(completion),
+        stream: |plan| {
+            let egress = egress(&plan);
+            Box::new(anthropic::Stream::new("vendor", plan, Some(KEY), egress))
         },
-        stream: |plan| Box::new(anthropic::Stream::new("vendor", plan, CREATED, Some(KEY))),
         error: |status, body| anthropic::error_from_vendor("vendor", status, body, Some(KEY)),
     }
 }
@@ -79,10 +81,20 @@ fn gemini_vendor() -> Vendor {
             );
             Ok(prepared)
         },
-        response: |b, plan| gemini::chat_response("vendor", b, plan, CREATED).map(|c| serde_json::to_value(c).unwrap()),
-        stream: |plan| Box::new(gemini::Stream::new("vendor", plan, CREATED, Some(KEY))),
+        response: |b, _| gemini::chat_response("vendor", b).map(completion),
+        stream: |plan| Box::new(gemini::Stream::new("vendor", Some(KEY), egress(&plan))),
         error: |status, body| gemini::error_from_vendor("vendor", status, body, Some(KEY)),
     }
+}
+
+/// The client's answer: a canonical answer as OpenAI's chat completion.
+fn completion(answer: Answer) -> Value {
+    serde_json::to_value(openai_chat::encode_answer(&answer, CREATED)).unwrap()
+}
+
+/// The OpenAI Chat client's stream encoder.
+fn egress(plan: &ChatPlan) -> Box<dyn Egress> {
+    Box::new(openai_chat::Stream::new(CREATED, plan.include_usage))
 }
 
 fn read_json(path: &Path) -> Option<Value> {
@@ -128,7 +140,8 @@ fn events(sse: &[u8]) -> Vec<Value> {
 
 fn run_case(vendor: &Vendor, dir: &Path) {
     let request = std::fs::read(dir.join("openai-request.json")).ok();
-    let parsed = request.as_deref().map(|r| ChatRequest::parse(r).unwrap_or_else(|e| panic!("{}: {e}", dir.display())));
+    let parsed =
+        request.as_deref().map(|r| openai_chat::decode(r).unwrap_or_else(|e| panic!("{}: {e}", dir.display())));
     let plan = match &parsed {
         Some(r) => (vendor.prepare)(r).map(|p| p.plan).unwrap_or_else(|_| ChatPlan::of(r)),
         None => ChatPlan::default(),

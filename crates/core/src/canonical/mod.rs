@@ -9,7 +9,7 @@
 
 mod answer;
 mod event;
-mod request;
+pub mod request;
 
 pub use answer::{Answer, Block, Finish, Output};
 pub use event::{BlockKind, Delta, Egress, Event};

@@ -1,6 +1,7 @@
 //! The canonical request: system parts, turns of typed parts, tools, and the parameters every
 //! vendor shares, each in one form whatever the dialect it came in.
 
+use crate::error::GatewayError;
 use serde_json::{Map, Value};
 
 /// A call as a client asked for it, in no dialect's terms.
@@ -52,9 +53,59 @@ pub struct Source {
     pub bytes: Vec<u8>,
     /// The byte range of its top-level `model` value.
     pub model_span: (usize, usize),
+    /// Top-level members that are the gateway's own (OpenAI Chat's `models` fallback list),
+    /// taken out of a pass-through.
+    pub gateway_members: Vec<&'static str>,
+    /// Headers of the dialect that go to a vendor of the same dialect (Anthropic's
+    /// `anthropic-beta`), lower-case names.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Whether a pass-through asks the vendor for the stream's usage beyond what the client asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskUsage {
+    /// As the client sent it.
+    Leave,
+    /// Add `stream_options: {include_usage: true}` (the client sent no `stream_options`).
+    Add,
+    /// Set `include_usage: true` in the client's `stream_options`.
+    Set,
 }
 
 impl Source {
+    /// The bytes with the `model` value replaced by `model`, without the gateway's own members,
+    /// and with the stream's usage asked for as `usage` says. Renaming the model and appending
+    /// `stream_options` leave every other byte untouched; taking a member out or merging into
+    /// `stream_options` rebuilds the body (a slow path, for the rare request that needs it).
+    pub fn rewritten(&self, model: &str, usage: AskUsage) -> Vec<u8> {
+        if self.gateway_members.is_empty() && usage != AskUsage::Set {
+            let mut out = self.with_model(model);
+            if usage == AskUsage::Add {
+                if let Some(end) = out.iter().rposition(|&b| b == b'}') {
+                    out.splice(end..end, br#","stream_options":{"include_usage":true}"#.iter().copied());
+                }
+            }
+            return out;
+        }
+        let Ok(Value::Object(mut members)) = serde_json::from_slice::<Value>(&self.bytes) else {
+            return self.with_model(model);
+        };
+        for name in &self.gateway_members {
+            members.remove(*name);
+        }
+        members.insert("model".to_owned(), Value::String(model.to_owned()));
+        if usage != AskUsage::Leave {
+            let options = members.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
+            if !options.is_object() {
+                *options = Value::Object(Map::new());
+            }
+            if let Value::Object(options) = options {
+                options.insert("include_usage".to_owned(), Value::Bool(true));
+            }
+        }
+        serde_json::to_vec(&members).unwrap_or_default()
+    }
+
     /// The bytes with the `model` value replaced by `model`, all else untouched.
     pub fn with_model(&self, model: &str) -> Vec<u8> {
         let (start, end) = self.model_span;
@@ -228,6 +279,65 @@ impl Request {
         needs
     }
 
+    /// The request as one target may receive it: without the billed parameters its model does
+    /// not allow (`crate::chat::BILLED_PARAMS`), and without `store` unless its provider
+    /// forwards it (a client must not write prompts into the operator's vendor logs by
+    /// default). `None` when nothing is withheld (the common case: no copy); else the request
+    /// without them, its source rebuilt, and the names withheld, which are dropped and
+    /// reported, or refused in strict mode.
+    pub fn withheld(
+        &self,
+        allow: &[String],
+        forward_store: bool,
+        strict: bool,
+    ) -> Result<Option<(Request, Vec<String>)>, GatewayError> {
+        let withheld: Vec<String> = self
+            .extra
+            .keys()
+            .filter(|name| {
+                (name.as_str() == "store" && !forward_store)
+                    || (crate::chat::BILLED_PARAMS.contains(&name.as_str()) && !allow.iter().any(|a| a == *name))
+            })
+            .cloned()
+            .collect();
+        let Some(first) = withheld.first() else {
+            return Ok(None);
+        };
+        if strict {
+            return Err(GatewayError::new(
+                400,
+                "invalid_request_error",
+                "unsupported_parameter",
+                format!(
+                    "The parameter '{first}' is not enabled for the model `{}` on this gateway (strict mode); remove it.",
+                    self.model
+                ),
+            )
+            .with_param(first.clone()));
+        }
+        // Parsed once already, within the nesting limit: this cannot fail, and if it did the
+        // request must not go out with what it should not carry.
+        let refused = || GatewayError::invalid_request(first.clone(), format!("'{first}' could not be withheld."));
+        let Ok(Value::Object(mut members)) = serde_json::from_slice::<Value>(&self.source.bytes) else {
+            return Err(refused());
+        };
+        let mut kept = self.clone();
+        for name in &withheld {
+            members.remove(name);
+            kept.extra.remove(name);
+        }
+        kept.source.bytes = serde_json::to_vec(&members).map_err(GatewayError::invalid_json)?;
+        kept.source.model_span = crate::error::top_level(&kept.source.bytes)?
+            .into_iter()
+            .find(|(key, _)| key == "model")
+            .map(|(_, value)| {
+                let start = value.get().as_ptr() as usize - kept.source.bytes.as_ptr() as usize;
+                (start, start + value.get().len())
+            })
+            .ok_or_else(refused)?;
+        Ok(Some((kept, withheld)))
+    }
+
     /// The reasoning effort asked for by name, if it was asked for so.
     pub fn effort(&self) -> Option<&str> {
         match &self.reasoning {
@@ -249,5 +359,45 @@ fn part_chars(part: &Part, needs: &mut crate::catalog::Needs) -> usize {
         Part::ToolResult { content, .. } => content.iter().map(|p| part_chars(p, needs)).sum::<usize>() + 16,
         Part::Thinking { text, .. } => text.len(),
         Part::RedactedThinking { data } => data.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ingress::openai_chat;
+    use serde_json::Value;
+
+    #[test]
+    fn the_source_renames_the_model_and_keeps_every_other_byte() {
+        let body = "{ \"messages\":[{\"role\":\"user\",\"content\":\"hi\",\"x\":1}],\n  \"model\" : \"fast\", \"logit_bias\":{\"50256\":-100},\"temperature\":0.50}";
+        let r = openai_chat::decode(body).unwrap();
+        assert_eq!(r.extra.keys().collect::<Vec<_>>(), ["logit_bias"]);
+        let renamed = String::from_utf8(r.source.with_model("gpt-4o \"mini\"")).unwrap();
+        assert_eq!(renamed, body.replace("\"fast\"", "\"gpt-4o \\\"mini\\\"\""));
+    }
+
+    #[test]
+    fn billed_parameters_and_store_are_withheld_unless_allowed() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"service_tier":"priority","store":true,"audio":{"voice":"alloy"},"logit_bias":{"1":2}}"#;
+        let request = openai_chat::decode(&body[..]).unwrap();
+        let (kept, mut names) = request.withheld(&[], false, false).unwrap().unwrap();
+        names.sort();
+        assert_eq!(names, ["audio", "service_tier", "store"]);
+        let sent: Value = serde_json::from_slice(&kept.source.bytes).unwrap();
+        assert_eq!(
+            sent,
+            serde_json::json!({"model":"m","messages":[{"role":"user","content":"hi"}],"logit_bias":{"1":2}})
+        );
+        assert_eq!(
+            kept.source.with_model("vendor")[..],
+            br#"{"logit_bias":{"1":2},"messages":[{"content":"hi","role":"user"}],"model":"vendor"}"#[..]
+        );
+        assert_eq!(kept.extra.keys().collect::<Vec<_>>(), ["logit_bias"]);
+        // Allowed by the model, forwarded by the provider: nothing is withheld, nothing copied.
+        let allow = ["service_tier".to_owned(), "audio".to_owned()];
+        assert!(request.withheld(&allow, true, false).unwrap().is_none());
+        // Strict mode refuses instead.
+        let e = request.withheld(&allow, false, true).unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("store")));
     }
 }

@@ -1,18 +1,18 @@
 //! Anthropic's Messages API (`POST /v1/messages`, `x-api-key`, `anthropic-version`).
 //!
-//! Request: every system and developer message goes to `system`; consecutive turns of one role
-//! are merged; tool results become `tool_result` blocks of one user turn; images become
-//! base64 or URL sources. Answer: text blocks to `content`, `tool_use` to `tool_calls`,
-//! thinking to `reasoning_content`, stop reasons and usage (cache reads and writes included)
-//! mapped to OpenAI's.
+//! A client that speaks Anthropic's dialect gets its bytes passed through with only the model
+//! renamed, and the answer back untouched. Any other: the canonical request's system parts go
+//! to `system`; consecutive turns of one role are merged; tool results are `tool_result`
+//! blocks; images and documents become base64, URL or file sources; thinking goes back with its
+//! signature (thinking without one came from another vendor, and is left out). Answers, stream
+//! events, stop reasons and usage (cache reads and writes included) map to canonical ones.
 
-use super::{parse_data_url, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator};
-use super::{tool_arguments, StreamEnd};
-use crate::chat::{
-    AssistantMessage, ChatCompletion, ChatRequest, Choice, ChunkWriter, CompletionTokensDetails, Content, ContentPart,
-    Delta, FinishReason, FunctionCall, FunctionCallDelta, FunctionType, PromptTokensDetails, ResponseFormat, Role,
-    Stop, ToolCall, ToolCallDelta, ToolChoice, ToolChoiceMode, Usage, COMPLETION_OBJECT,
+use super::{tool_arguments, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamEnd, StreamTranslator};
+use crate::canonical::{
+    Answer, Block as AnswerBlock, BlockKind, Delta, Dialect, Egress, Event, Finish, Media, Output, OutputFormat, Part,
+    Reasoning, Request, Role, ToolChoice,
 };
+use crate::chat::{PromptTokensDetails, Usage};
 use crate::config::Provider;
 use crate::error::GatewayError;
 use crate::sse::SseParser;
@@ -50,12 +50,14 @@ struct MessagesRequest<'a> {
     messages: Vec<Message<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     system: Vec<Block<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop_sequences: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    stop_sequences: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<u32>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stream: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -78,24 +80,43 @@ struct Message<'a> {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Block<'a> {
     Text {
-        text: Cow<'a, str>,
+        text: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         cache_control: Option<&'a Value>,
     },
     Image {
         source: Source<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<&'a Value>,
     },
     Document {
         source: Source<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        title: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<&'a Value>,
     },
     ToolUse {
         id: &'a str,
         name: &'a str,
         input: Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<&'a Value>,
     },
     ToolResult {
         tool_use_id: &'a str,
         content: Vec<Block<'a>>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<&'a Value>,
+    },
+    Thinking {
+        thinking: &'a str,
+        signature: &'a str,
+    },
+    RedactedThinking {
+        data: &'a str,
     },
 }
 
@@ -104,6 +125,8 @@ enum Block<'a> {
 enum Source<'a> {
     Base64 { media_type: &'a str, data: &'a str },
     Url { url: &'a str },
+    File { file_id: &'a str },
+    Text { media_type: &'a str, data: &'a str },
 }
 
 #[derive(Serialize)]
@@ -112,6 +135,8 @@ struct Tool<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<&'a str>,
     input_schema: Cow<'a, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_control: Option<&'a Value>,
 }
 
 #[derive(Serialize)]
@@ -140,58 +165,61 @@ fn empty_object_schema() -> Value {
     serde_json::json!({"type": "object", "properties": {}})
 }
 
-/// The blocks of a user, tool or system message's content.
-fn blocks<'a>(content: &'a Content, at: &str) -> Result<Vec<Block<'a>>, GatewayError> {
-    match content {
-        Content::Text(text) => {
-            Ok(if text.is_empty() { vec![] } else { vec![Block::Text { text: text.into(), cache_control: None }] })
+/// A canonical part as an Anthropic block; `None` for what Anthropic cannot be sent (thinking
+/// without its signature, which Anthropic refuses: it came from another vendor).
+fn block<'a>(part: &'a Part, at: &str) -> Result<Option<Block<'a>>, GatewayError> {
+    Ok(Some(match part {
+        Part::Text { text, .. } if text.is_empty() => return Ok(None),
+        Part::Text { text, cache } => Block::Text { text, cache_control: cache.as_ref() },
+        Part::Image { media, cache, .. } => {
+            let source = match media {
+                Media::Base64 { media_type, data } => Source::Base64 { media_type, data },
+                Media::Url(url) if super::is_https_url(url) => Source::Url { url },
+                Media::FileId(file_id) => Source::File { file_id },
+                _ => return Err(GatewayError::invalid_request(at, "An image is a base64 data URL or an https URL.")),
+            };
+            Block::Image { source, cache_control: cache.as_ref() }
         }
-        Content::Parts(parts) => {
-            let mut out = Vec::with_capacity(parts.len());
-            for (i, part) in parts.iter().enumerate() {
-                let at = format!("{at}[{i}]");
-                match part {
-                    ContentPart::Text { text, cache_control } => {
-                        if !text.is_empty() {
-                            out.push(Block::Text { text: text.into(), cache_control: cache_control.as_ref() });
-                        }
-                    }
-                    ContentPart::ImageUrl { image_url } => {
-                        let source = if let Some((media_type, data)) = parse_data_url(&image_url.url) {
-                            Source::Base64 { media_type, data }
-                        } else if super::is_https_url(&image_url.url) {
-                            Source::Url { url: &image_url.url }
-                        } else {
-                            return Err(GatewayError::invalid_request(
-                                format!("{at}.image_url.url"),
-                                "An image is a base64 data URL or an https URL.",
-                            ));
-                        };
-                        out.push(Block::Image { source });
-                    }
-                    ContentPart::File { file } => {
-                        let data_url = file.get("file_data").and_then(Value::as_str).and_then(parse_data_url);
-                        match data_url {
-                            Some((media_type, data)) => out.push(Block::Document { source: Source::Base64 { media_type, data } }),
-                            None => {
-                                return Err(GatewayError::invalid_request(
-                                    format!("{at}.file"),
-                                    "Anthropic models take files as `file_data` (a base64 data URL); uploaded file ids are not supported.",
-                                ))
-                            }
-                        }
-                    }
-                    ContentPart::InputAudio { .. } => {
-                        return Err(GatewayError::invalid_request(at, "Anthropic models do not take audio input."));
-                    }
-                    ContentPart::Refusal { refusal } => {
-                        out.push(Block::Text { text: refusal.into(), cache_control: None })
-                    }
-                }
+        Part::Document { media, title, cache } => {
+            let source = match media {
+                Media::Base64 { media_type, data } => Source::Base64 { media_type, data },
+                Media::Url(url) if super::is_https_url(url) => Source::Url { url },
+                Media::FileId(file_id) => Source::File { file_id },
+                Media::Text(data) => Source::Text { media_type: "text/plain", data },
+                Media::Url(_) => return Err(GatewayError::invalid_request(
+                    at,
+                    "Anthropic models take files as base64 data (`file_data`), an https URL or an uploaded file id.",
+                )),
+            };
+            Block::Document { source, title: title.as_deref(), cache_control: cache.as_ref() }
+        }
+        Part::Audio { .. } => {
+            return Err(GatewayError::invalid_request(at, "Anthropic models do not take audio input."))
+        }
+        Part::ToolCall { id, name, arguments, cache } => {
+            let input = tool_arguments(arguments, at)?;
+            Block::ToolUse { id, name, input, cache_control: cache.as_ref() }
+        }
+        Part::ToolResult { id, content, is_error, cache, .. } => {
+            let mut blocks = Vec::with_capacity(content.len());
+            for (i, part) in content.iter().enumerate() {
+                blocks.extend(block(part, &format!("{at}.content[{i}]"))?);
             }
-            Ok(out)
+            Block::ToolResult { tool_use_id: id, content: blocks, is_error: *is_error, cache_control: cache.as_ref() }
         }
+        Part::Thinking { text, signature: Some(signature) } => Block::Thinking { thinking: text, signature },
+        Part::Thinking { signature: None, .. } => return Ok(None),
+        Part::RedactedThinking { data } => Block::RedactedThinking { data },
+    }))
+}
+
+/// The blocks of a list of parts.
+fn blocks<'a>(parts: &'a [Part], at: &str) -> Result<Vec<Block<'a>>, GatewayError> {
+    let mut out = Vec::with_capacity(parts.len());
+    for (i, part) in parts.iter().enumerate() {
+        out.extend(block(part, &format!("{at}[{i}]"))?);
     }
+    Ok(out)
 }
 
 /// Appends `content` as a turn of `role`, merged into the previous turn if it has the same role.
@@ -205,92 +233,80 @@ fn push_turn<'a>(messages: &mut Vec<Message<'a>>, role: &'static str, content: V
     }
 }
 
-/// The vendor request for a chat.
-/// The thinking budget a `reasoning_effort` asks of Anthropic; none for none or minimal.
-pub fn thinking_budget(effort: Option<&str>) -> Result<Option<u32>, GatewayError> {
-    Ok(match effort {
-        None | Some("none") | Some("minimal") => None,
-        Some("low") => Some(1_024),
-        Some("medium") => Some(4_096),
-        Some("high") => Some(16_384),
-        Some(other) => {
-            return Err(GatewayError::invalid_request(
-                "reasoning_effort",
-                format!("'reasoning_effort' is one of none, minimal, low, medium, high; got '{other}'."),
-            ))
-        }
+/// The thinking budget the request asks of Anthropic: its own budget, or its effort's (none
+/// for none or minimal).
+pub fn thinking_budget(request: &Request) -> Result<Option<u32>, GatewayError> {
+    Ok(match &request.reasoning {
+        None => None,
+        Some(Reasoning::Budget(budget)) => Some(*budget),
+        Some(Reasoning::Effort(effort)) => match effort.as_str() {
+            "none" | "minimal" => None,
+            "low" => Some(1_024),
+            "medium" => Some(4_096),
+            "high" => Some(16_384),
+            other => {
+                return Err(GatewayError::invalid_request(
+                    "reasoning_effort",
+                    format!("'reasoning_effort' is one of none, minimal, low, medium, high; got '{other}'."),
+                ))
+            }
+        },
     })
 }
 
 /// The `max_tokens` sent: the client's limit, else the model's default; with thinking, which
 /// Anthropic counts inside `max_tokens` and which must stay below it, raised by the budget when
 /// the client's limit does not exceed it. What the call can cost follows from this number.
-pub fn max_tokens(request: &ChatRequest, vendor_model: &str, thinking_budget: Option<u32>) -> u32 {
-    let max_tokens =
-        request.max_completion_tokens.or(request.max_tokens).unwrap_or_else(|| default_max_tokens(vendor_model));
+pub fn max_tokens(request: &Request, vendor_model: &str, thinking_budget: Option<u32>) -> u32 {
+    let max_tokens = request.max_output_tokens.unwrap_or_else(|| default_max_tokens(vendor_model));
     match thinking_budget {
         Some(budget) if max_tokens <= budget => max_tokens.saturating_add(budget),
         _ => max_tokens,
     }
 }
 
+/// The vendor request for a chat: the client's bytes with only the model renamed when the
+/// client speaks Anthropic's dialect (so `cache_control`, thinking signatures and fields the
+/// gateway does not know survive), else built from the canonical request.
 pub fn chat_request(
     provider: &Provider,
     vendor_model: &str,
-    request: &ChatRequest,
+    request: &Request,
     api_key: Option<&str>,
     strict: bool,
 ) -> Result<Prepared, GatewayError> {
+    if request.source.dialect == Dialect::AnthropicMessages {
+        let body = request.source.with_model(vendor_model);
+        let mut headers = headers(provider, api_key);
+        headers.extend(request.source.headers.iter().cloned());
+        let outbound = OutboundRequest { url: format!("{}/messages", provider.base_url), headers, body };
+        return Ok(Prepared { outbound, report: super::ParamReport::default(), plan: ChatPlan::of(request) });
+    }
     let mut policy = ParamPolicy::new("Anthropic", strict);
     let mut plan = ChatPlan::of(request);
 
-    if request.n.is_some_and(|n| n > 1) {
+    if request.choices > 1 {
         return Err(GatewayError::invalid_request("n", "Anthropic models return one choice; 'n' must be 1."));
     }
 
-    let mut system = Vec::new();
-    let mut messages: Vec<Message> = Vec::with_capacity(request.messages.len());
-    for (i, m) in request.messages.iter().enumerate() {
-        let at = format!("messages[{i}].content");
-        match m.role {
-            Role::System | Role::Developer => {
-                if let Some(content) = &m.content {
-                    system.extend(blocks(content, &at)?);
-                }
-            }
-            Role::User => push_turn(
-                &mut messages,
-                "user",
-                m.content.as_ref().map(|c| blocks(c, &at)).transpose()?.unwrap_or_default(),
-            ),
-            Role::Assistant => {
-                let mut content = m.content.as_ref().map(|c| blocks(c, &at)).transpose()?.unwrap_or_default();
-                for (j, call) in m.tool_calls.iter().flatten().enumerate() {
-                    let input = tool_arguments(&call.function.arguments, &format!("messages[{i}].tool_calls[{j}]"))?;
-                    content.push(Block::ToolUse { id: &call.id, name: &call.function.name, input });
-                }
-                push_turn(&mut messages, "assistant", content);
-            }
-            Role::Tool | Role::Function => {
-                let tool_use_id = m.tool_call_id.as_deref().or(m.name.as_deref()).unwrap_or_default();
-                let content = m.content.as_ref().map(|c| blocks(c, &at)).transpose()?.unwrap_or_default();
-                push_turn(&mut messages, "user", vec![Block::ToolResult { tool_use_id, content }]);
-            }
-        }
+    let system = blocks(&request.system, "system")?;
+    let mut messages: Vec<Message> = Vec::with_capacity(request.turns.len());
+    for (i, turn) in request.turns.iter().enumerate() {
+        let role = match turn.role {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        };
+        push_turn(&mut messages, role, blocks(&turn.parts, &format!("messages[{i}].content"))?);
     }
 
     let mut tools: Vec<Tool> = request
         .tools
         .iter()
-        .flatten()
         .map(|t| Tool {
-            name: &t.function.name,
-            description: t.function.description.as_deref(),
-            input_schema: t
-                .function
-                .parameters
-                .as_ref()
-                .map_or_else(|| Cow::Owned(empty_object_schema()), Cow::Borrowed),
+            name: &t.name,
+            description: t.description.as_deref(),
+            input_schema: t.parameters.as_ref().map_or_else(|| Cow::Owned(empty_object_schema()), Cow::Borrowed),
+            cache_control: t.cache.as_ref(),
         })
         .collect();
 
@@ -300,53 +316,44 @@ pub fn chat_request(
             Some(AnthropicToolChoice { kind: "auto", name: None, disable_parallel_tool_use: true })
         }
         None => None,
-        Some(ToolChoice::Mode(mode)) => Some(AnthropicToolChoice {
-            kind: match mode {
-                ToolChoiceMode::Auto => "auto",
-                ToolChoiceMode::None => "none",
-                ToolChoiceMode::Required => "any",
+        Some(choice @ (ToolChoice::Auto | ToolChoice::None | ToolChoice::Required)) => Some(AnthropicToolChoice {
+            kind: match choice {
+                ToolChoice::None => "none",
+                ToolChoice::Required => "any",
+                _ => "auto",
             },
             name: None,
-            disable_parallel_tool_use: disable_parallel && *mode != ToolChoiceMode::None,
+            disable_parallel_tool_use: disable_parallel && *choice != ToolChoice::None,
         }),
-        Some(ToolChoice::Named(named)) => Some(AnthropicToolChoice {
-            kind: "tool",
-            name: Some(&named.function.name),
-            disable_parallel_tool_use: disable_parallel,
-        }),
+        Some(ToolChoice::Named(name)) => {
+            Some(AnthropicToolChoice { kind: "tool", name: Some(name), disable_parallel_tool_use: disable_parallel })
+        }
     };
 
     // JSON output: force a tool whose input schema is the requested schema; its input is the answer.
-    match &request.response_format {
-        Some(ResponseFormat::JsonSchema { json_schema }) => {
-            tools.push(Tool {
-                name: JSON_TOOL,
-                description: Some(
-                    json_schema.description.as_deref().unwrap_or("Respond with JSON matching this schema."),
-                ),
-                input_schema: json_schema
-                    .schema
-                    .as_ref()
-                    .map_or_else(|| Cow::Owned(empty_object_schema()), Cow::Borrowed),
-            });
-            tool_choice =
-                Some(AnthropicToolChoice { kind: "tool", name: Some(JSON_TOOL), disable_parallel_tool_use: true });
-            plan.json_tool = Some(JSON_TOOL.to_owned());
-        }
-        Some(ResponseFormat::JsonObject) => {
-            tools.push(Tool {
-                name: JSON_TOOL,
-                description: Some("Respond with a JSON object."),
-                input_schema: Cow::Owned(serde_json::json!({"type": "object", "additionalProperties": true})),
-            });
-            tool_choice =
-                Some(AnthropicToolChoice { kind: "tool", name: Some(JSON_TOOL), disable_parallel_tool_use: true });
-            plan.json_tool = Some(JSON_TOOL.to_owned());
-        }
-        Some(ResponseFormat::Text) | None => {}
+    let json_tool = match &request.output {
+        OutputFormat::JsonSchema { description, schema, .. } => Some(Tool {
+            name: JSON_TOOL,
+            description: Some(description.as_deref().unwrap_or("Respond with JSON matching this schema.")),
+            input_schema: schema.as_ref().map_or_else(|| Cow::Owned(empty_object_schema()), Cow::Borrowed),
+            cache_control: None,
+        }),
+        OutputFormat::JsonObject => Some(Tool {
+            name: JSON_TOOL,
+            description: Some("Respond with a JSON object."),
+            input_schema: Cow::Owned(serde_json::json!({"type": "object", "additionalProperties": true})),
+            cache_control: None,
+        }),
+        OutputFormat::Text => None,
+    };
+    if let Some(tool) = json_tool {
+        tools.push(tool);
+        tool_choice =
+            Some(AnthropicToolChoice { kind: "tool", name: Some(JSON_TOOL), disable_parallel_tool_use: true });
+        plan.json_tool = Some(JSON_TOOL.to_owned());
     }
 
-    let budget_tokens = thinking_budget(request.reasoning_effort.as_deref())?;
+    let budget_tokens = thinking_budget(request)?;
     let max_tokens = max_tokens(request, vendor_model, budget_tokens);
     let thinking = budget_tokens.map(|budget_tokens| Thinking { kind: "enabled", budget_tokens });
 
@@ -366,6 +373,12 @@ pub fn chat_request(
     } else {
         request.top_p
     };
+    let top_k = if thinking.is_some() && request.top_k.is_some() {
+        policy.drop("top_k")?;
+        None
+    } else {
+        request.top_k
+    };
     if thinking.is_some() && matches!(tool_choice, Some(AnthropicToolChoice { kind: "any" | "tool", .. })) {
         return Err(GatewayError::invalid_request(
             "reasoning_effort",
@@ -384,18 +397,54 @@ pub fn chat_request(
         max_tokens,
         messages,
         system,
-        stop_sequences: request.stop.as_ref().map(|s| match s {
-            Stop::One(one) => vec![one.as_str()],
-            Stop::Many(many) => many.iter().map(String::as_str).collect(),
-        }),
+        stop_sequences: &request.stop,
         temperature,
         top_p,
-        stream: request.is_stream(),
+        top_k,
+        stream: request.stream,
         tools,
         tool_choice,
         metadata: request.user.as_deref().map(|user_id| Metadata { user_id }),
         thinking,
     };
+    let body = serde_json::to_vec(&body)
+        .map_err(|e| GatewayError::invalid_request("", format!("The request cannot be encoded: {e}")))?;
+    Ok(Prepared {
+        outbound: OutboundRequest {
+            url: format!("{}/messages", provider.base_url),
+            headers: headers(provider, api_key),
+            body,
+        },
+        report: policy.report,
+        plan,
+    })
+}
+
+/// The request to Anthropic's token counter: the client's body, model renamed, without the
+/// members the counter does not take.
+pub fn count_tokens_request(
+    provider: &Provider,
+    vendor_model: &str,
+    request: &Request,
+    api_key: Option<&str>,
+) -> OutboundRequest {
+    let mut body = request.source.with_model(vendor_model);
+    if let Ok(Value::Object(mut members)) = serde_json::from_slice::<Value>(&body) {
+        for name in
+            ["max_tokens", "stream", "temperature", "top_p", "top_k", "stop_sequences", "metadata", "service_tier"]
+        {
+            members.remove(name);
+        }
+        body = serde_json::to_vec(&members).unwrap_or(body);
+    }
+    OutboundRequest {
+        url: format!("{}/messages/count_tokens", provider.base_url),
+        headers: headers(provider, api_key),
+        body,
+    }
+}
+
+fn headers(provider: &Provider, api_key: Option<&str>) -> Vec<(String, String)> {
     let mut headers = vec![
         ("content-type".to_owned(), "application/json".to_owned()),
         ("anthropic-version".to_owned(), API_VERSION.to_owned()),
@@ -404,13 +453,7 @@ pub fn chat_request(
         headers.push(("x-api-key".to_owned(), key.to_owned()));
     }
     headers.extend(provider.headers.iter().cloned());
-    let body = serde_json::to_vec(&body)
-        .map_err(|e| GatewayError::invalid_request("", format!("The request cannot be encoded: {e}")))?;
-    Ok(Prepared {
-        outbound: OutboundRequest { url: format!("{}/messages", provider.base_url), headers, body },
-        report: policy.report,
-        plan,
-    })
+    headers
 }
 
 // ---- Answer ----
@@ -421,6 +464,8 @@ struct MessagesResponse {
     model: String,
     content: Vec<ResponseBlock>,
     stop_reason: Option<String>,
+    #[serde(default)]
+    stop_sequence: Option<String>,
     usage: AnthropicUsage,
 }
 
@@ -437,6 +482,11 @@ enum ResponseBlock {
     },
     Thinking {
         thinking: String,
+        #[serde(default)]
+        signature: Option<String>,
+    },
+    RedactedThinking {
+        data: String,
     },
     #[serde(other)]
     Other,
@@ -463,7 +513,7 @@ impl AnthropicUsage {
         self.cache_read_input_tokens = newer.cache_read_input_tokens.or(self.cache_read_input_tokens);
     }
 
-    fn to_openai(self, reasoning_tokens: Option<u64>) -> Usage {
+    fn canonical(self) -> Usage {
         let cache_read = self.cache_read_input_tokens.unwrap_or(0);
         let cache_write = self.cache_creation_input_tokens.unwrap_or(0);
         // OpenAI's prompt_tokens include cached tokens; Anthropic's input_tokens do not.
@@ -473,69 +523,56 @@ impl AnthropicUsage {
             cached_tokens: cache_read,
             cache_creation_tokens: self.cache_creation_input_tokens,
         });
-        if let Some(reasoning_tokens) = reasoning_tokens {
-            usage.completion_tokens_details = Some(CompletionTokensDetails { reasoning_tokens });
-        }
         usage
     }
 }
 
-pub fn finish_reason(stop_reason: Option<&str>, plan: &ChatPlan) -> FinishReason {
+/// The usage an Anthropic message reports, read without decoding the rest.
+pub fn usage_of(body: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct UsageOnly {
+        #[serde(default)]
+        usage: Option<AnthropicUsage>,
+    }
+    Some(serde_json::from_slice::<UsageOnly>(body).ok()?.usage?.canonical())
+}
+
+/// Why the answer ended, from Anthropic's `stop_reason` (and the `stop_sequence` it names).
+pub fn finish(stop_reason: Option<&str>, stop_sequence: Option<String>, plan: &ChatPlan) -> Finish {
     match stop_reason {
-        Some("max_tokens") | Some("model_context_window_exceeded") => FinishReason::Length,
-        Some("tool_use") if plan.json_tool.is_none() => FinishReason::ToolCalls,
-        Some("refusal") => FinishReason::ContentFilter,
-        _ => FinishReason::Stop,
+        Some("max_tokens") | Some("model_context_window_exceeded") => Finish::Length,
+        Some("tool_use") if plan.json_tool.is_none() => Finish::ToolCalls,
+        Some("refusal") => Finish::ContentFilter,
+        Some("stop_sequence") => Finish::StopSequence(stop_sequence),
+        _ => Finish::Stop,
     }
 }
 
-/// The vendor's answer as an OpenAI chat completion.
-pub fn chat_response(
-    provider: &str,
-    body: &[u8],
-    plan: &ChatPlan,
-    created: u64,
-) -> Result<ChatCompletion, GatewayError> {
+/// The vendor's answer in canonical terms: the forced JSON tool's input as text.
+pub fn chat_response(provider: &str, body: &[u8], plan: &ChatPlan) -> Result<Answer, GatewayError> {
     let answer: MessagesResponse =
         serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, super::decode_cause(&e)))?;
-    let mut text = String::new();
-    let mut reasoning = String::new();
-    let mut tool_calls = Vec::new();
+    let mut blocks = Vec::with_capacity(answer.content.len());
     for block in answer.content {
-        match block {
-            ResponseBlock::Text { text: t } => text.push_str(&t),
+        blocks.push(match block {
+            ResponseBlock::Text { text } => AnswerBlock::Text(text),
             ResponseBlock::ToolUse { name, input, .. } if plan.json_tool.as_deref() == Some(name.as_str()) => {
-                text.push_str(&input.to_string());
+                AnswerBlock::Text(input.to_string())
             }
-            ResponseBlock::ToolUse { id, name, input } => tool_calls.push(ToolCall {
-                id,
-                kind: FunctionType::Function,
-                function: FunctionCall { name, arguments: input.to_string() },
-            }),
-            ResponseBlock::Thinking { thinking } => reasoning.push_str(&thinking),
-            ResponseBlock::Other => {}
-        }
+            ResponseBlock::ToolUse { id, name, input } => {
+                AnswerBlock::ToolCall { id, name, arguments: input.to_string() }
+            }
+            ResponseBlock::Thinking { thinking, signature } => AnswerBlock::Thinking { text: thinking, signature },
+            ResponseBlock::RedactedThinking { data } => AnswerBlock::RedactedThinking(data),
+            ResponseBlock::Other => continue,
+        });
     }
-    let finish_reason = finish_reason(answer.stop_reason.as_deref(), plan);
-    Ok(ChatCompletion {
+    let finish = finish(answer.stop_reason.as_deref(), answer.stop_sequence, plan);
+    Ok(Answer {
         id: answer.id,
-        object: COMPLETION_OBJECT.to_owned(),
-        created,
         model: answer.model,
-        choices: vec![Choice {
-            index: 0,
-            message: AssistantMessage {
-                role: Role::Assistant,
-                content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
-                refusal: None,
-                tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
-                reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
-            },
-            finish_reason,
-            logprobs: None,
-        }],
-        usage: Some(answer.usage.to_openai(None)),
-        system_fingerprint: None,
+        outputs: vec![Output { index: 0, blocks, finish }],
+        usage: Some(answer.usage.canonical()),
     })
 }
 
@@ -622,7 +659,7 @@ fn stream_error_status(kind: &str) -> u16 {
 /// One stream event, flat: its `type` says which fields it has. Flat and borrowing, so the
 /// frequent `content_block_delta` costs one pass over its bytes and no copy of its text.
 #[derive(Deserialize)]
-struct Event<'a> {
+struct StreamEvent<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(default)]
@@ -639,8 +676,8 @@ struct Event<'a> {
     error: Option<ErrorObject>,
 }
 
-/// The `delta` of a `content_block_delta` (`text_delta`, `input_json_delta`, `thinking_delta`)
-/// or of a `message_delta` (the stop reason).
+/// The `delta` of a `content_block_delta` (`text_delta`, `input_json_delta`, `thinking_delta`,
+/// `signature_delta`) or of a `message_delta` (the stop reason).
 #[derive(Deserialize)]
 struct EventDelta<'a> {
     #[serde(default, borrow)]
@@ -649,8 +686,12 @@ struct EventDelta<'a> {
     partial_json: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    signature: Option<Cow<'a, str>>,
     #[serde(default)]
     stop_reason: Option<String>,
+    #[serde(default)]
+    stop_sequence: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -672,55 +713,60 @@ enum StartBlock {
         id: String,
         name: String,
     },
-    Thinking {},
+    Thinking {
+        #[serde(default)]
+        thinking: String,
+    },
+    RedactedThinking {
+        data: String,
+    },
     #[serde(other)]
     Other,
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum BlockKind {
+enum Kind {
     Text,
-    /// A tool call, with its index among the answer's tool calls.
-    Tool(u32),
-    /// The forced JSON tool: its input streams out as content.
+    Tool,
+    /// The forced JSON tool: its input streams out as text.
     Json,
     Thinking,
+    /// A block the client is not shown (a server tool's, a type Anthropic adds later).
     Other,
 }
 
-/// Anthropic's event stream to OpenAI's chunks. No vendor text is kept between events (text,
+/// Anthropic's event stream to canonical events. No vendor text is kept between events (text,
 /// tool-call arguments and thinking go out as their deltas come), so what it holds is one event
-/// (`sse::MAX_EVENT_BYTES`), the id and model, and one byte a block (`MAX_CONTENT_BLOCKS`).
+/// (`sse::MAX_EVENT_BYTES`) and a few bytes a block (`MAX_CONTENT_BLOCKS`).
 pub struct Stream {
     provider: String,
     /// The vendor key, redacted from the vendor's error events.
     api_key: Option<String>,
     plan: ChatPlan,
     parser: SseParser,
-    created: u64,
-    /// Set by `message_start`, which carries the id and model every chunk repeats.
-    writer: Option<ChunkWriter>,
-    blocks: Vec<BlockKind>,
-    tool_calls: u32,
+    started: bool,
+    /// Per Anthropic block: its kind and its canonical index (blocks the client is not shown
+    /// have none, and the others are numbered without them).
+    blocks: Vec<(Kind, u32)>,
+    shown: u32,
     usage: AnthropicUsage,
-    finish: Option<FinishReason>,
+    finish: Option<Finish>,
     end: StreamEnd,
 }
 
 impl Stream {
-    pub fn new(provider: &str, plan: ChatPlan, created: u64, api_key: Option<&str>) -> Self {
+    pub fn new(provider: &str, plan: ChatPlan, api_key: Option<&str>, egress: Box<dyn Egress>) -> Self {
         Self {
             provider: provider.to_owned(),
             api_key: api_key.map(str::to_owned),
             plan,
             parser: SseParser::new(),
-            created,
-            writer: None,
+            started: false,
             blocks: Vec::new(),
-            tool_calls: 0,
+            shown: 0,
             usage: AnthropicUsage::default(),
             finish: None,
-            end: StreamEnd::default(),
+            end: StreamEnd::new(egress),
         }
     }
 
@@ -733,7 +779,7 @@ impl Stream {
         if self.end.is_done() {
             return;
         }
-        let event: Event = match serde_json::from_slice(data) {
+        let event: StreamEvent = match serde_json::from_slice(data) {
             Ok(event) => event,
             Err(e) => {
                 let cause = format!("unreadable stream event: {}", super::decode_cause(&e));
@@ -751,18 +797,16 @@ impl Stream {
             let Some(message) = event.message else {
                 return self.fail(out, super::invalid_answer(&self.provider, "message_start without its message"));
             };
+            if self.started {
+                return self.fail(out, super::invalid_answer(&self.provider, "a second message_start"));
+            }
+            self.started = true;
             self.usage.update(&message.usage);
-            let writer = ChunkWriter::new(&message.id, self.created, &message.model);
-            writer.delta(
-                out,
-                0,
-                &Delta { role: Some(Role::Assistant), content: Some(String::new()), ..Delta::default() },
-                None,
-            );
-            self.writer = Some(writer);
+            self.end.emit(Event::Start { id: &message.id, model: &message.model }, out);
+            self.end.emit(Event::Usage(self.usage.canonical()), out);
             return;
         }
-        if self.writer.is_none() {
+        if !self.started {
             // Anything but a ping before message_start is not Anthropic's stream.
             if event.kind != "ping" {
                 self.fail(out, super::invalid_answer(&self.provider, format!("`{}` before message_start", event.kind)));
@@ -772,90 +816,88 @@ impl Stream {
         if let Err(cause) = self.check_index(&event) {
             return self.fail(out, super::invalid_answer(&self.provider, cause));
         }
-        let Some(writer) = &self.writer else { return };
         match event.kind.as_ref() {
             "content_block_delta" => {
                 let Some(delta) = event.delta else { return };
-                let Some(&kind) = self.blocks.get(event.index) else { return };
-                match (kind, delta) {
-                    (BlockKind::Text, EventDelta { text: Some(text), .. }) => writer.content(out, 0, &text),
-                    (BlockKind::Json, EventDelta { partial_json: Some(json), .. }) if !json.is_empty() => {
-                        writer.content(out, 0, &json)
+                let Some(&(kind, block)) = self.blocks.get(event.index) else { return };
+                let delta = match (kind, &delta) {
+                    (Kind::Text, EventDelta { text: Some(text), .. }) => Delta::Text(text),
+                    (Kind::Json, EventDelta { partial_json: Some(json), .. }) if !json.is_empty() => Delta::Text(json),
+                    (Kind::Tool, EventDelta { partial_json: Some(json), .. }) if !json.is_empty() => {
+                        Delta::ToolArguments(json)
                     }
-                    (BlockKind::Tool(i), EventDelta { partial_json: Some(json), .. }) if !json.is_empty() => {
-                        let call = ToolCallDelta {
-                            index: i,
-                            function: FunctionCallDelta {
-                                arguments: Some(json.into_owned()),
-                                ..FunctionCallDelta::default()
-                            },
-                            ..ToolCallDelta::default()
-                        };
-                        writer.delta(out, 0, &Delta { tool_calls: Some(vec![call]), ..Delta::default() }, None);
-                    }
-                    (BlockKind::Thinking, EventDelta { thinking: Some(thinking), .. }) => {
-                        let delta = Delta { reasoning_content: Some(thinking.into_owned()), ..Delta::default() };
-                        writer.delta(out, 0, &delta, None);
-                    }
-                    _ => {}
-                }
+                    (Kind::Thinking, EventDelta { thinking: Some(thinking), .. }) => Delta::Thinking(thinking),
+                    (Kind::Thinking, EventDelta { signature: Some(signature), .. }) => Delta::Signature(signature),
+                    _ => return,
+                };
+                self.end.emit(Event::Delta { choice: 0, block, delta }, out);
             }
             "content_block_start" => {
-                let kind = match event.content_block {
-                    Some(StartBlock::Text { text }) => {
-                        if !text.is_empty() {
-                            writer.content(out, 0, &text);
-                        }
-                        BlockKind::Text
-                    }
+                let block = self.shown;
+                let (kind, start) = match &event.content_block {
+                    Some(StartBlock::Text { .. }) => (Kind::Text, Some(BlockKind::Text)),
                     Some(StartBlock::ToolUse { name, .. }) if self.plan.json_tool.as_deref() == Some(name.as_str()) => {
-                        BlockKind::Json
+                        (Kind::Json, Some(BlockKind::Text))
                     }
-                    Some(StartBlock::ToolUse { id, name }) => {
-                        let tool_index = self.tool_calls;
-                        self.tool_calls = self.tool_calls.saturating_add(1);
-                        let call = ToolCallDelta {
-                            index: tool_index,
-                            id: Some(id),
-                            kind: Some(FunctionType::Function),
-                            function: FunctionCallDelta { name: Some(name), arguments: Some(String::new()) },
-                        };
-                        writer.delta(out, 0, &Delta { tool_calls: Some(vec![call]), ..Delta::default() }, None);
-                        BlockKind::Tool(tool_index)
+                    Some(StartBlock::ToolUse { id, name }) => (Kind::Tool, Some(BlockKind::ToolCall { id, name })),
+                    Some(StartBlock::Thinking { .. }) => (Kind::Thinking, Some(BlockKind::Thinking)),
+                    Some(StartBlock::RedactedThinking { data }) => {
+                        (Kind::Other, Some(BlockKind::RedactedThinking { data }))
                     }
-                    Some(StartBlock::Thinking {}) => BlockKind::Thinking,
-                    Some(StartBlock::Other) | None => BlockKind::Other,
+                    Some(StartBlock::Other) | None => (Kind::Other, None),
                 };
+                let shown = start.is_some();
                 // In bounds: check_index let only a started block or the next one through.
                 match self.blocks.get_mut(event.index) {
-                    Some(block) => *block = kind,
-                    None => self.blocks.push(kind),
+                    Some(known) => *known = (kind, block),
+                    None => self.blocks.push((kind, block)),
+                }
+                if let Some(start) = start {
+                    self.shown += 1;
+                    self.end.emit(Event::BlockStart { choice: 0, block, kind: start }, out);
+                }
+                let initial = match &event.content_block {
+                    Some(StartBlock::Text { text }) if !text.is_empty() => Some(Delta::Text(text)),
+                    Some(StartBlock::Thinking { thinking }) if !thinking.is_empty() => Some(Delta::Thinking(thinking)),
+                    _ => None,
+                };
+                if let (true, Some(delta)) = (shown, initial) {
+                    self.end.emit(Event::Delta { choice: 0, block, delta }, out);
+                }
+                if !shown {
+                    // Not shown: its index must not be taken for a shown block's.
+                    if let Some(known) = self.blocks.get_mut(event.index) {
+                        known.1 = u32::MAX;
+                    }
+                }
+            }
+            "content_block_stop" => {
+                if let Some(&(_, block)) = self.blocks.get(event.index).filter(|(_, b)| *b != u32::MAX) {
+                    self.end.emit(Event::BlockStop { choice: 0, block }, out);
                 }
             }
             "message_delta" => {
                 if let Some(usage) = &event.usage {
                     self.usage.update(usage);
                 }
-                let stop_reason = event.delta.and_then(|d| d.stop_reason);
-                self.finish = Some(finish_reason(stop_reason.as_deref(), &self.plan));
+                let (stop_reason, stop_sequence) =
+                    event.delta.map(|d| (d.stop_reason, d.stop_sequence)).unwrap_or_default();
+                self.finish = Some(finish(stop_reason.as_deref(), stop_sequence, &self.plan));
             }
             "message_stop" => {
-                writer.delta(out, 0, &Delta::default(), Some(self.finish.unwrap_or(FinishReason::Stop)));
-                if self.plan.include_usage {
-                    writer.usage(out, &self.usage.to_openai(None));
-                }
+                self.end.emit(Event::Usage(self.usage.canonical()), out);
+                let finish = self.finish.take().unwrap_or_default();
+                self.end.emit(Event::Finish { choice: 0, finish }, out);
                 self.end.complete(out);
             }
-            // content_block_stop, ping, and event types Anthropic adds later carry nothing here.
+            // ping, and event types Anthropic adds later, carry nothing here.
             _ => {}
         }
     }
-}
 
-impl Stream {
     /// Whether the event's block index is one the stream can have: a delta's, a block that
     /// started; a start's, the next block (or a started one again), within the bound.
-    fn check_index(&self, event: &Event) -> Result<(), String> {
+    fn check_index(&self, event: &StreamEvent) -> Result<(), String> {
         let started = self.blocks.len();
         match event.kind.as_ref() {
             "content_block_delta" if event.index >= started => {
@@ -864,9 +906,7 @@ impl Stream {
             "content_block_start" if event.index > started => {
                 Err(format!("content_block_start for block {} after {started} (blocks start in order)", event.index))
             }
-            "content_block_start"
-                if event.index >= MAX_CONTENT_BLOCKS || self.tool_calls as usize >= MAX_CONTENT_BLOCKS =>
-            {
+            "content_block_start" if event.index >= MAX_CONTENT_BLOCKS || self.shown as usize >= MAX_CONTENT_BLOCKS => {
                 Err(format!("more than {MAX_CONTENT_BLOCKS} content blocks in one answer"))
             }
             _ => Ok(()),
@@ -885,7 +925,7 @@ impl StreamTranslator for Stream {
 
     /// The usage reported so far (input from `message_start`, output from `message_delta`).
     fn usage(&self) -> Option<Usage> {
-        Some(self.usage.to_openai(None))
+        Some(self.usage.canonical())
     }
 
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
@@ -907,15 +947,87 @@ impl StreamTranslator for Stream {
     }
 }
 
+/// Anthropic's stream to a client that speaks Anthropic's dialect: byte for byte, event by
+/// event (a vendor that breaks off leaves no half event), read on the way by the decoder for
+/// the usage, the end and the vendor's errors. The vendor's error event reaches the client as
+/// the gateway's, without the vendor key; a stream that breaks ends with an error event.
+pub struct Passthrough {
+    splitter: crate::sse::EventSplitter,
+    reader: Stream,
+}
+
+/// The client's encoder, as a pass-through's reader writes to it: only the error event the
+/// client gets when the vendor's stream fails.
+struct ErrorsOnly(Box<dyn Egress>);
+
+impl Egress for ErrorsOnly {
+    fn event(&mut self, _: Event<'_>, _: &mut Vec<u8>) {}
+    fn complete(&mut self, _: &mut Vec<u8>) {}
+    fn fail(&mut self, error: &GatewayError, out: &mut Vec<u8>) {
+        self.0.fail(error, out);
+    }
+}
+
+impl Passthrough {
+    pub fn new(provider: &str, api_key: Option<&str>, egress: Box<dyn Egress>) -> Self {
+        Self {
+            splitter: crate::sse::EventSplitter::default(),
+            reader: Stream::new(provider, ChatPlan::default(), api_key, Box::new(ErrorsOnly(egress))),
+        }
+    }
+}
+
+impl StreamTranslator for Passthrough {
+    fn error(&self) -> Option<&GatewayError> {
+        self.reader.error()
+    }
+
+    fn done(&self) -> bool {
+        self.reader.done()
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.reader.usage()
+    }
+
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        if self.reader.done() {
+            return;
+        }
+        let mut splitter = std::mem::take(&mut self.splitter);
+        let reader = &mut self.reader;
+        let split = splitter.push(bytes, |event| {
+            let mut error = Vec::new();
+            reader.push(event, &mut error);
+            // An event the reader failed on is replaced by the gateway's error event.
+            out.extend_from_slice(if reader.error().is_some() { &error } else { event });
+            !reader.done()
+        });
+        self.splitter = splitter;
+        if let Err(too_large) = split {
+            let error = super::invalid_answer(&self.reader.provider, too_large);
+            self.reader.fail(out, error);
+        }
+    }
+
+    fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
+        self.reader.finish(error, out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn openai_egress(include_usage: bool) -> Box<dyn Egress> {
+        Box::new(crate::ingress::openai_chat::Stream::new(1, include_usage))
+    }
     use crate::config::ProviderKind;
 
     const KEY: &str = "sk-ant-api03-secret-key";
 
     fn run(input: &str) -> (String, Option<GatewayError>) {
-        let mut stream = Stream::new("claude", ChatPlan::default(), 1, Some(KEY));
+        let mut stream = Stream::new("claude", ChatPlan::default(), Some(KEY), openai_egress(false));
         let mut out = Vec::new();
         for piece in input.as_bytes().chunks(7) {
             stream.push(piece, &mut out);
@@ -956,7 +1068,7 @@ mod tests {
         let start = format!("data: {{\"type\":\"message_start\",\"message\":{{\"id\":\"m\",\"model\":\"c\",\"usage\":{{\"input_tokens\":{max},\"cache_read_input_tokens\":{max},\"cache_creation_input_tokens\":1,\"output_tokens\":{max}}}}}}}\n\n");
         let (_, error) = run(&start);
         assert!(error.is_some_and(|e| e.code.as_deref() == Some("upstream_stream_broken")));
-        let mut stream = Stream::new("claude", ChatPlan::default(), 1, None);
+        let mut stream = Stream::new("claude", ChatPlan::default(), None, openai_egress(false));
         stream.push(start.as_bytes(), &mut Vec::new());
         let usage = stream.usage().unwrap();
         assert_eq!((usage.prompt_tokens, usage.total_tokens), (max, max));
@@ -976,7 +1088,7 @@ mod tests {
 
     #[test]
     fn a_stream_without_line_ends_is_a_stream_error() {
-        let mut stream = Stream::new("claude", ChatPlan::default(), 1, None);
+        let mut stream = Stream::new("claude", ChatPlan::default(), None, openai_egress(false));
         let mut out = Vec::new();
         stream.push(START.as_bytes(), &mut out);
         let html = vec![b'<'; 256 * 1024];
@@ -1047,12 +1159,12 @@ mod tests {
         {
             let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [
                 {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": url}}]}]});
-            let request = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
+            let request = crate::ingress::openai_chat::decode(body.to_string().as_bytes()).unwrap();
             let e = chat_request(&provider(), "claude-x", &request, None, false).err().unwrap();
-            assert_eq!((e.status, e.param.as_deref()), (400, Some("messages[0].content[1].image_url.url")), "{url}");
+            assert_eq!((e.status, e.param.as_deref()), (400, Some("messages[0].content[1]")), "{url}");
         }
         let body = r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"HTTPS://example.com/a.png"}}]}]}"#;
-        let request = ChatRequest::parse(body.as_bytes()).unwrap();
+        let request = crate::ingress::openai_chat::decode(body.as_bytes()).unwrap();
         assert!(chat_request(&provider(), "claude-x", &request, None, false).is_ok());
     }
 }

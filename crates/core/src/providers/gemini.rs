@@ -1,19 +1,19 @@
 //! Google's Gemini API (`models/{model}:generateContent`, `:streamGenerateContent?alt=sse`),
 //! with the key in the `x-goog-api-key` header, never in the URL.
 //!
-//! Request: system messages to `systemInstruction`; roles `user` / `model`, consecutive turns
-//! merged; images inline or by URI; tools to `functionDeclarations` with their JSON Schema
-//! reduced to the subset Gemini accepts; tool results named after the call they answer.
-//! Answer: candidates to choices, function calls to tool calls with stable ids, finish reasons
-//! and usage (thinking and cached tokens included) mapped to OpenAI's.
+//! Request (from the canonical one): system parts to `systemInstruction`; roles `user` /
+//! `model`, consecutive turns merged; images and files inline or by URI; tools to
+//! `functionDeclarations` with their JSON Schema reduced to the subset Gemini accepts; tool
+//! results named after the call they answer. Answer: candidates to outputs, thoughts to
+//! thinking, function calls to tool calls with stable ids, finish reasons and usage (thinking
+//! and cached tokens included) to canonical ones.
 
-use super::{parse_data_url, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamTranslator};
-use super::{tool_arguments, StreamEnd};
-use crate::chat::{
-    AssistantMessage, ChatCompletion, ChatRequest, Choice, ChunkWriter, CompletionTokensDetails, Content, ContentPart,
-    Delta, FinishReason, FunctionCall, FunctionCallDelta, FunctionType, PromptTokensDetails, ResponseFormat, Role,
-    Stop, ToolCall, ToolCallDelta, ToolChoice, ToolChoiceMode, Usage, COMPLETION_OBJECT,
+use super::{tool_arguments, ChatPlan, OutboundRequest, ParamPolicy, Prepared, StreamEnd, StreamTranslator};
+use crate::canonical::{
+    Answer, Block, BlockKind, Delta, Egress, Event, Finish, Media, Output, OutputFormat, Part, Reasoning, Request,
+    Role, ToolChoice,
 };
+use crate::chat::{CompletionTokensDetails, PromptTokensDetails, Usage};
 use crate::config::Provider;
 use crate::error::GatewayError;
 use crate::sse::SseParser;
@@ -45,12 +45,12 @@ struct GenerateRequest<'a> {
 struct Turn<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'static str>,
-    parts: Vec<Part<'a>>,
+    parts: Vec<GeminiPart<'a>>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
-enum Part<'a> {
+enum GeminiPart<'a> {
     Text(Cow<'a, str>),
     InlineData { mime_type: &'a str, data: &'a str },
     FileData { mime_type: Cow<'a, str>, file_uri: &'a str },
@@ -95,6 +95,8 @@ struct GenerationConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     top_p: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_output_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stop_sequences: Option<Vec<String>>,
@@ -126,16 +128,20 @@ struct ThinkingConfig {
     thinking_budget: u32,
 }
 
-/// The `thinkingBudget` a `reasoning_effort` asks of Gemini (0 turns thinking off); none when
-/// the client did not say, leaving the model's own default.
-pub fn thinking_budget(effort: Option<&str>) -> Result<Option<u32>, GatewayError> {
+/// The `thinkingBudget` the request asks of Gemini (0 turns thinking off): its own budget, or
+/// its effort's; none when the client did not say, leaving the model's own default.
+pub fn thinking_budget(request: &Request) -> Result<Option<u32>, GatewayError> {
+    let effort = match &request.reasoning {
+        None => return Ok(None),
+        Some(Reasoning::Budget(budget)) => return Ok(Some(*budget)),
+        Some(Reasoning::Effort(effort)) => effort.as_str(),
+    };
     Ok(match effort {
-        None => None,
-        Some("none") => Some(0),
-        Some("minimal") | Some("low") => Some(1_024),
-        Some("medium") => Some(8_192),
-        Some("high") => Some(24_576),
-        Some(other) => {
+        "none" => Some(0),
+        "minimal" | "low" => Some(1_024),
+        "medium" => Some(8_192),
+        "high" => Some(24_576),
+        other => {
             return Err(GatewayError::invalid_request(
                 "reasoning_effort",
                 format!("'reasoning_effort' is one of none, minimal, low, medium, high; got '{other}'."),
@@ -277,67 +283,48 @@ fn guess_mime_type(url: &str) -> &'static str {
     }
 }
 
-fn parts<'a>(content: &'a Content, at: &str) -> Result<Vec<Part<'a>>, GatewayError> {
-    match content {
-        Content::Text(text) => Ok(if text.is_empty() { vec![] } else { vec![Part::Text(text.into())] }),
-        Content::Parts(list) => {
-            let mut out = Vec::with_capacity(list.len());
-            for (i, part) in list.iter().enumerate() {
-                let at = format!("{at}[{i}]");
-                match part {
-                    ContentPart::Text { text, .. } => {
-                        if !text.is_empty() {
-                            out.push(Part::Text(text.into()));
-                        }
-                    }
-                    ContentPart::ImageUrl { image_url } => {
-                        if let Some((mime_type, data)) = parse_data_url(&image_url.url) {
-                            out.push(Part::InlineData { mime_type, data });
-                        } else if super::is_https_url(&image_url.url) {
-                            out.push(Part::FileData {
-                                mime_type: guess_mime_type(&image_url.url).into(),
-                                file_uri: &image_url.url,
-                            });
-                        } else {
-                            // A `gs://` or `file:` URI would be read with the operator's access.
-                            return Err(GatewayError::invalid_request(
-                                format!("{at}.image_url.url"),
-                                "An image is a base64 data URL or an https URL.",
-                            ));
-                        }
-                    }
-                    ContentPart::InputAudio { input_audio } => {
-                        let data = input_audio.get("data").and_then(Value::as_str);
-                        let format = input_audio.get("format").and_then(Value::as_str).unwrap_or("wav");
-                        let Some(data) = data else {
-                            return Err(GatewayError::invalid_request(
-                                format!("{at}.input_audio.data"),
-                                "Audio needs its base64 `data`.",
-                            ));
-                        };
-                        let mime_type = if format == "mp3" { "audio/mp3" } else { "audio/wav" };
-                        out.push(Part::InlineData { mime_type, data });
-                    }
-                    ContentPart::File { file } => {
-                        match file.get("file_data").and_then(Value::as_str).and_then(parse_data_url) {
-                            Some((mime_type, data)) => out.push(Part::InlineData { mime_type, data }),
-                            None => {
-                                return Err(GatewayError::invalid_request(
-                                    format!("{at}.file"),
-                                    "Gemini models take files as `file_data` (a base64 data URL); uploaded file ids are not supported.",
-                                ))
-                            }
-                        }
-                    }
-                    ContentPart::Refusal { refusal } => out.push(Part::Text(refusal.into())),
-                }
+/// A canonical part as Gemini parts (a tool result's content is its `response`; thinking,
+/// whose signature is another vendor's, is not sent back).
+fn part<'a>(part: &'a Part, at: &str, out: &mut Vec<GeminiPart<'a>>) -> Result<(), GatewayError> {
+    match part {
+        Part::Text { text, .. } if text.is_empty() => {}
+        Part::Text { text, .. } => out.push(GeminiPart::Text(Cow::Borrowed(text))),
+        Part::Image { media, .. } | Part::Document { media, .. } => match media {
+            Media::Base64 { media_type, data } => out.push(GeminiPart::InlineData { mime_type: media_type, data }),
+            Media::Url(url) if super::is_https_url(url) => {
+                out.push(GeminiPart::FileData { mime_type: guess_mime_type(url).into(), file_uri: url })
             }
-            Ok(out)
+            Media::Text(text) => out.push(GeminiPart::Text(Cow::Borrowed(text))),
+            // A `gs://` or `file:` URI would be read with the operator's access.
+            Media::Url(_) => {
+                let what = if matches!(part, Part::Image { .. }) { "An image" } else { "A file" };
+                return Err(GatewayError::invalid_request(at, format!("{what} is a base64 data URL or an https URL.")));
+            }
+            Media::FileId(_) => {
+                return Err(GatewayError::invalid_request(
+                    at,
+                    "Gemini models take files as `file_data` (a base64 data URL); uploaded file ids are not supported.",
+                ))
+            }
+        },
+        Part::Audio { data, format } => {
+            let mime_type = if format == "mp3" { "audio/mp3" } else { "audio/wav" };
+            if data.is_empty() {
+                return Err(GatewayError::invalid_request(at, "Audio needs its base64 `data`."));
+            }
+            out.push(GeminiPart::InlineData { mime_type, data });
         }
+        Part::ToolCall { name, arguments, .. } => {
+            out.push(GeminiPart::FunctionCall { name, args: tool_arguments(arguments, at)? });
+        }
+        // Named by the caller, which knows the calls made before.
+        Part::ToolResult { .. } => {}
+        Part::Thinking { .. } | Part::RedactedThinking { .. } => {}
     }
+    Ok(())
 }
 
-fn push_turn<'a>(contents: &mut Vec<Turn<'a>>, role: &'static str, parts: Vec<Part<'a>>) {
+fn push_turn<'a>(contents: &mut Vec<Turn<'a>>, role: &'static str, parts: Vec<GeminiPart<'a>>) {
     if parts.is_empty() {
         return;
     }
@@ -348,12 +335,23 @@ fn push_turn<'a>(contents: &mut Vec<Turn<'a>>, role: &'static str, parts: Vec<Pa
 }
 
 /// A tool result's content as the JSON object Gemini's `functionResponse.response` must be.
-fn function_response(content: Option<&Content>) -> Value {
-    let text = content.and_then(Content::text).unwrap_or_default();
-    match serde_json::from_str::<Value>(&text) {
+fn function_response(content: &[Part], is_error: bool) -> Value {
+    let text: String = content
+        .iter()
+        .filter_map(|p| match p {
+            Part::Text { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    let value = match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(object)) => Value::Object(object),
         Ok(other) => serde_json::json!({ "result": other }),
         Err(_) => serde_json::json!({ "result": text }),
+    };
+    if is_error {
+        serde_json::json!({ "error": value })
+    } else {
+        value
     }
 }
 
@@ -365,7 +363,7 @@ fn model_path(vendor_model: &str) -> &str {
 pub fn chat_request(
     provider: &Provider,
     vendor_model: &str,
-    request: &ChatRequest,
+    request: &Request,
     api_key: Option<&str>,
     strict: bool,
 ) -> Result<Prepared, GatewayError> {
@@ -373,58 +371,57 @@ pub fn chat_request(
     let plan = ChatPlan::of(request);
 
     let mut system = Vec::new();
-    let mut contents: Vec<Turn> = Vec::with_capacity(request.messages.len());
-    // Gemini's function responses are matched by name; OpenAI's tool results by call id.
+    for (i, p) in request.system.iter().enumerate() {
+        part(p, &format!("system[{i}]"), &mut system)?;
+    }
+    let mut contents: Vec<Turn> = Vec::with_capacity(request.turns.len());
+    // Gemini's function responses are matched by name; the other dialects' tool results by id.
     let mut call_names: HashMap<&str, &str> = HashMap::new();
-    for (i, m) in request.messages.iter().enumerate() {
-        let at = format!("messages[{i}].content");
-        match m.role {
-            Role::System | Role::Developer => {
-                if let Some(content) = &m.content {
-                    system.extend(parts(content, &at)?);
+    for (i, turn) in request.turns.iter().enumerate() {
+        let mut parts = Vec::with_capacity(turn.parts.len());
+        let mut results = Vec::new();
+        for (j, p) in turn.parts.iter().enumerate() {
+            let at = format!("messages[{i}].content[{j}]");
+            match p {
+                Part::ToolCall { id, name, .. } => {
+                    call_names.insert(id, name);
+                    part(p, &at, &mut parts)?;
                 }
-            }
-            Role::User => push_turn(
-                &mut contents,
-                "user",
-                m.content.as_ref().map(|c| parts(c, &at)).transpose()?.unwrap_or_default(),
-            ),
-            Role::Assistant => {
-                let mut turn = m.content.as_ref().map(|c| parts(c, &at)).transpose()?.unwrap_or_default();
-                for (j, call) in m.tool_calls.iter().flatten().enumerate() {
-                    call_names.insert(&call.id, &call.function.name);
-                    let args = tool_arguments(&call.function.arguments, &format!("messages[{i}].tool_calls[{j}]"))?;
-                    turn.push(Part::FunctionCall { name: &call.function.name, args });
+                Part::ToolResult { id, name, content, is_error, .. } => {
+                    let Some(name) = name.as_deref().or_else(|| call_names.get(id.as_str()).copied()) else {
+                        return Err(GatewayError::invalid_request(
+                            format!("messages[{i}].tool_call_id"),
+                            format!("The tool result for `{id}` answers a tool call that no earlier assistant message made."),
+                        ));
+                    };
+                    results
+                        .push(GeminiPart::FunctionResponse { name, response: function_response(content, *is_error) });
                 }
-                push_turn(&mut contents, "model", turn);
-            }
-            Role::Tool | Role::Function => {
-                let name = match (m.role, m.tool_call_id.as_deref()) {
-                    (Role::Function, _) => m.name.as_deref(),
-                    (_, Some(id)) => call_names.get(id).copied(),
-                    _ => None,
-                };
-                let Some(name) = name else {
-                    return Err(GatewayError::invalid_request(
-                        format!("messages[{i}].tool_call_id"),
-                        format!("messages[{i}] answers a tool call that no earlier assistant message made."),
-                    ));
-                };
-                let response = function_response(m.content.as_ref());
-                push_turn(&mut contents, "user", vec![Part::FunctionResponse { name, response }]);
+                other => part(other, &at, &mut parts)?,
             }
         }
+        let role = match turn.role {
+            Role::User => "user",
+            Role::Assistant => "model",
+        };
+        // A turn's tool results come before the rest of it, as they answer the turn before.
+        results.extend(parts);
+        push_turn(&mut contents, role, results);
+    }
+    if contents.is_empty() {
+        return Err(GatewayError::invalid_request(
+            "messages",
+            "Gemini models need at least one user or assistant message besides the system prompt.",
+        ));
     }
 
     let declarations: Vec<FunctionDeclaration> = request
         .tools
         .iter()
-        .flatten()
         .map(|t| FunctionDeclaration {
-            name: &t.function.name,
-            description: t.function.description.as_deref(),
+            name: &t.name,
+            description: t.description.as_deref(),
             parameters: t
-                .function
                 .parameters
                 .as_ref()
                 .filter(|p| p.get("properties").and_then(Value::as_object).is_some_and(|props| !props.is_empty()))
@@ -433,10 +430,10 @@ pub fn chat_request(
         .collect();
     let tool_config = request.tool_choice.as_ref().map(|choice| {
         let (mode, allowed_function_names) = match choice {
-            ToolChoice::Mode(ToolChoiceMode::Auto) => ("AUTO", None),
-            ToolChoice::Mode(ToolChoiceMode::None) => ("NONE", None),
-            ToolChoice::Mode(ToolChoiceMode::Required) => ("ANY", None),
-            ToolChoice::Named(named) => ("ANY", Some(vec![named.function.name.as_str()])),
+            ToolChoice::Auto => ("AUTO", None),
+            ToolChoice::None => ("NONE", None),
+            ToolChoice::Required => ("ANY", None),
+            ToolChoice::Named(name) => ("ANY", Some(vec![name.as_str()])),
         };
         ToolConfig { function_calling_config: FunctionCallingConfig { mode, allowed_function_names } }
     });
@@ -447,25 +444,23 @@ pub fn chat_request(
     let mut generation_config = GenerationConfig {
         temperature: request.temperature,
         top_p: request.top_p,
-        max_output_tokens: request.max_completion_tokens.or(request.max_tokens),
-        stop_sequences: request.stop.as_ref().map(|s| match s {
-            Stop::One(one) => vec![one.clone()],
-            Stop::Many(many) => many.clone(),
-        }),
-        candidate_count: request.n.filter(|&n| n > 1),
+        top_k: request.top_k,
+        max_output_tokens: request.max_output_tokens,
+        stop_sequences: (!request.stop.is_empty()).then(|| request.stop.clone()),
+        candidate_count: (request.choices > 1).then_some(request.choices),
         seed: request.seed,
         ..GenerationConfig::default()
     };
-    match &request.response_format {
-        Some(ResponseFormat::JsonObject) => generation_config.response_mime_type = Some("application/json"),
-        Some(ResponseFormat::JsonSchema { json_schema }) => {
+    match &request.output {
+        OutputFormat::JsonObject => generation_config.response_mime_type = Some("application/json"),
+        OutputFormat::JsonSchema { schema, .. } => {
             generation_config.response_mime_type = Some("application/json");
-            generation_config.response_schema = json_schema.schema.as_ref().map(reduce_schema);
+            generation_config.response_schema = schema.as_ref().map(reduce_schema);
         }
-        Some(ResponseFormat::Text) | None => {}
+        OutputFormat::Text => {}
     }
     generation_config.thinking_config =
-        thinking_budget(request.reasoning_effort.as_deref())?.map(|thinking_budget| ThinkingConfig { thinking_budget });
+        thinking_budget(request)?.map(|thinking_budget| ThinkingConfig { thinking_budget });
     for name in request.extra.keys() {
         match name.as_str() {
             "presence_penalty" => generation_config.presence_penalty = request.extra[name].as_f64(),
@@ -571,7 +566,7 @@ struct UsageMetadata {
 }
 
 impl UsageMetadata {
-    fn to_openai(self) -> Usage {
+    fn canonical(self) -> Usage {
         let reasoning = self.thoughts_token_count.unwrap_or(0);
         // OpenAI counts reasoning inside completion tokens; Gemini counts them apart.
         let mut usage = Usage::new(self.prompt_token_count, self.candidates_token_count.saturating_add(reasoning));
@@ -585,14 +580,14 @@ impl UsageMetadata {
     }
 }
 
-fn finish_reason(reason: &str, called_tools: bool) -> FinishReason {
+fn finish(reason: &str, called_tools: bool) -> Finish {
     match reason {
-        "MAX_TOKENS" => FinishReason::Length,
+        "MAX_TOKENS" => Finish::Length,
         "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" | "LANGUAGE" => {
-            FinishReason::ContentFilter
+            Finish::ContentFilter
         }
-        _ if called_tools => FinishReason::ToolCalls,
-        _ => FinishReason::Stop,
+        _ if called_tools => Finish::ToolCalls,
+        _ => Finish::Stop,
     }
 }
 
@@ -624,13 +619,8 @@ fn blocked(provider: &str, feedback: &Option<PromptFeedback>) -> Option<GatewayE
     ))
 }
 
-/// The vendor's answer as an OpenAI chat completion.
-pub fn chat_response(
-    provider: &str,
-    body: &[u8],
-    _plan: &ChatPlan,
-    created: u64,
-) -> Result<ChatCompletion, GatewayError> {
+/// The vendor's answer in canonical terms: each candidate an output.
+pub fn chat_response(provider: &str, body: &[u8]) -> Result<Answer, GatewayError> {
     let answer: GenerateResponse =
         serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, super::decode_cause(&e)))?;
     if answer.candidates.is_empty() {
@@ -638,54 +628,46 @@ pub fn chat_response(
             .unwrap_or_else(|| super::invalid_answer(provider, "the answer has no candidates")));
     }
     let response_id = answer.response_id.clone().unwrap_or_default();
-    let choices = answer
+    let outputs = answer
         .candidates
         .into_iter()
         .map(|candidate| {
-            let mut text = String::new();
-            let mut reasoning = String::new();
-            let mut tool_calls = Vec::new();
+            let mut blocks: Vec<Block> = Vec::new();
+            let mut calls = 0u32;
             for part in candidate.content.unwrap_or_default().parts {
                 match (part.text, part.function_call) {
-                    (Some(t), _) if part.thought => reasoning.push_str(&t),
-                    (Some(t), _) => text.push_str(&t),
+                    (Some(t), _) if part.thought => match blocks.last_mut() {
+                        Some(Block::Thinking { text, .. }) => text.push_str(&t),
+                        _ => blocks.push(Block::Thinking { text: t, signature: None }),
+                    },
+                    (Some(t), _) => match blocks.last_mut() {
+                        Some(Block::Text(text)) => text.push_str(&t),
+                        _ => blocks.push(Block::Text(t)),
+                    },
                     (None, Some(call)) => {
-                        let id = call_id(call.id, &response_id, candidate.index, tool_calls.len() as u32, &call.name);
+                        let id = call_id(call.id, &response_id, candidate.index, calls, &call.name);
+                        calls += 1;
                         let arguments = if call.args.is_null() { "{}".to_owned() } else { call.args.to_string() };
-                        tool_calls.push(ToolCall {
-                            id,
-                            kind: FunctionType::Function,
-                            function: FunctionCall { name: call.name, arguments },
-                        });
+                        blocks.push(Block::ToolCall { id, name: call.name, arguments });
                     }
                     (None, None) => {}
                 }
             }
-            let finish_reason =
-                finish_reason(candidate.finish_reason.as_deref().unwrap_or("STOP"), !tool_calls.is_empty());
-            Choice {
-                index: candidate.index,
-                message: AssistantMessage {
-                    role: Role::Assistant,
-                    content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
-                    refusal: None,
-                    tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
-                    reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
-                },
-                finish_reason,
-                logprobs: None,
-            }
+            let finish = finish(candidate.finish_reason.as_deref().unwrap_or("STOP"), calls > 0);
+            Output { index: candidate.index, blocks, finish }
         })
         .collect();
-    Ok(ChatCompletion {
-        id: format!("chatcmpl-{}", if response_id.is_empty() { "gemini" } else { &response_id }),
-        object: COMPLETION_OBJECT.to_owned(),
-        created,
+    Ok(Answer {
+        id: answer_id(&response_id),
         model: answer.model_version.unwrap_or_default(),
-        choices,
-        usage: answer.usage_metadata.map(UsageMetadata::to_openai),
-        system_fingerprint: None,
+        outputs,
+        usage: answer.usage_metadata.map(UsageMetadata::canonical),
     })
+}
+
+/// The answer's id: Gemini's response id, prefixed as OpenAI's clients have them.
+fn answer_id(response_id: &str) -> String {
+    format!("chatcmpl-{}", if response_id.is_empty() { "gemini" } else { response_id })
 }
 
 // ---- Errors ----
@@ -808,22 +790,19 @@ struct StreamPart<'a> {
     function_call: Option<ResponseFunctionCall>,
 }
 
-/// Gemini's event stream (each event a partial `GenerateContentResponse`) to OpenAI's chunks.
+/// Gemini's event stream (each event a partial `GenerateContentResponse`) to canonical events.
 /// Gemini sends no terminal event: the stream is complete once every candidate has a finish
 /// reason; ending before that is a break. No vendor text is kept between events (text, calls
-/// and thoughts go out as they come), so what it holds is one event (`sse::MAX_EVENT_BYTES`),
-/// the id and model, and a few counters a candidate (`MAX_CANDIDATES`).
+/// and thoughts go out as they come), so what it holds is one event (`sse::MAX_EVENT_BYTES`)
+/// and a few counters a candidate (`MAX_CANDIDATES`).
 pub struct Stream {
     provider: String,
     /// The vendor key, redacted from the vendor's error events.
     api_key: Option<String>,
-    plan: ChatPlan,
     parser: SseParser,
     response_id: String,
-    created: u64,
-    /// Set by the first event, which carries the id and model every chunk repeats.
-    writer: Option<ChunkWriter>,
-    /// Per candidate: whether its role chunk went out, its tool calls so far, whether it finished.
+    started: bool,
+    /// Per candidate: its open block, its blocks and tool calls so far, whether it finished.
     candidates: Vec<CandidateState>,
     usage: Option<UsageMetadata>,
     end: StreamEnd,
@@ -831,30 +810,54 @@ pub struct Stream {
 
 #[derive(Default, Clone)]
 struct CandidateState {
-    started: bool,
+    /// The open block: whether it is thinking (else text), and its index.
+    open: Option<(bool, u32)>,
+    blocks: u32,
     tool_calls: u32,
     finished: bool,
 }
 
 impl Stream {
-    pub fn new(provider: &str, plan: ChatPlan, created: u64, api_key: Option<&str>) -> Self {
+    pub fn new(provider: &str, api_key: Option<&str>, egress: Box<dyn Egress>) -> Self {
         Self {
             provider: provider.to_owned(),
             api_key: api_key.map(str::to_owned),
-            plan,
             parser: SseParser::new(),
             response_id: String::new(),
-            created,
-            writer: None,
+            started: false,
             candidates: Vec::new(),
             usage: None,
-            end: StreamEnd::default(),
+            end: StreamEnd::new(egress),
         }
     }
 
     /// Ends the client's stream with `error`, which may quote the vendor: without its key.
     fn fail(&mut self, out: &mut Vec<u8>, error: GatewayError) {
         self.end.fail(out, super::redacted(error, self.api_key.as_deref()));
+    }
+
+    /// Stops the candidate's open block, if one is open.
+    fn close(&mut self, choice: u32, out: &mut Vec<u8>) {
+        if let Some((_, block)) = self.candidates[choice as usize].open.take() {
+            self.end.emit(Event::BlockStop { choice, block }, out);
+        }
+    }
+
+    /// Makes a text block (or a thinking one) the candidate's open block; its index.
+    fn open(&mut self, choice: u32, thinking: bool, out: &mut Vec<u8>) -> u32 {
+        if let Some((open, block)) = self.candidates[choice as usize].open {
+            if open == thinking {
+                return block;
+            }
+            self.close(choice, out);
+        }
+        let state = &mut self.candidates[choice as usize];
+        let block = state.blocks;
+        state.blocks += 1;
+        state.open = Some((thinking, block));
+        let kind = if thinking { BlockKind::Thinking } else { BlockKind::Text };
+        self.end.emit(Event::BlockStart { choice, block, kind }, out);
+        block
     }
 
     fn on_event(&mut self, data: &[u8], out: &mut Vec<u8>) {
@@ -890,56 +893,53 @@ impl Stream {
                 return self.fail(out, error);
             }
         }
+        if !self.started {
+            self.started = true;
+            self.response_id = event.response_id.as_deref().unwrap_or_default().to_owned();
+            let id = answer_id(&self.response_id);
+            self.end.emit(Event::Start { id: &id, model: event.model_version.as_deref().unwrap_or_default() }, out);
+        }
         if event.usage_metadata.is_some() {
             self.usage = event.usage_metadata;
+            self.end.emit(Event::Usage(self.usage.unwrap_or_default().canonical()), out);
         }
-        let writer = self.writer.get_or_insert_with(|| {
-            self.response_id = event.response_id.as_deref().unwrap_or_default().to_owned();
-            let id = format!("chatcmpl-{}", if self.response_id.is_empty() { "gemini" } else { &self.response_id });
-            ChunkWriter::new(&id, self.created, event.model_version.as_deref().unwrap_or_default())
-        });
         for candidate in event.candidates {
-            let index = candidate.index;
-            let i = index as usize;
+            let choice = candidate.index;
+            let i = choice as usize;
             if self.candidates.len() <= i {
                 self.candidates.resize(i + 1, CandidateState::default());
-            }
-            // Within MAX_CANDIDATES, checked above, and just made this long.
-            let Some(state) = self.candidates.get_mut(i) else { continue };
-            if !state.started {
-                state.started = true;
-                let delta = Delta { role: Some(Role::Assistant), content: Some(String::new()), ..Delta::default() };
-                writer.delta(out, index, &delta, None);
             }
             for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
                 match (part.text, part.function_call) {
                     (Some(t), _) if t.is_empty() => {}
-                    (Some(t), _) if part.thought => {
-                        let delta = Delta { reasoning_content: Some(t.into_owned()), ..Delta::default() };
-                        writer.delta(out, index, &delta, None);
+                    (Some(t), _) => {
+                        let block = self.open(choice, part.thought, out);
+                        let delta = if part.thought { Delta::Thinking(&t) } else { Delta::Text(&t) };
+                        self.end.emit(Event::Delta { choice, block, delta }, out);
                     }
-                    (Some(t), _) => writer.content(out, index, &t),
                     (None, Some(call)) => {
-                        let position = state.tool_calls;
+                        self.close(choice, out);
+                        let state = &mut self.candidates[i];
+                        let (block, position) = (state.blocks, state.tool_calls);
+                        state.blocks += 1;
                         state.tool_calls = state.tool_calls.saturating_add(1);
+                        let id = call_id(call.id, &self.response_id, choice, position, &call.name);
                         let arguments = if call.args.is_null() { "{}".to_owned() } else { call.args.to_string() };
-                        let delta = Delta {
-                            tool_calls: Some(vec![ToolCallDelta {
-                                index: position,
-                                id: Some(call_id(call.id, &self.response_id, index, position, &call.name)),
-                                kind: Some(FunctionType::Function),
-                                function: FunctionCallDelta { name: Some(call.name), arguments: Some(arguments) },
-                            }]),
-                            ..Delta::default()
-                        };
-                        writer.delta(out, index, &delta, None);
+                        let kind = BlockKind::ToolCall { id: &id, name: &call.name };
+                        self.end.emit(Event::BlockStart { choice, block, kind }, out);
+                        let delta = Delta::ToolArguments(&arguments);
+                        self.end.emit(Event::Delta { choice, block, delta }, out);
+                        self.end.emit(Event::BlockStop { choice, block }, out);
                     }
                     (None, None) => {}
                 }
             }
             if let Some(reason) = candidate.finish_reason {
+                self.close(choice, out);
+                let state = &mut self.candidates[i];
                 state.finished = true;
-                writer.delta(out, index, &Delta::default(), Some(finish_reason(&reason, state.tool_calls > 0)));
+                let finish = finish(&reason, state.tool_calls > 0);
+                self.end.emit(Event::Finish { choice, finish }, out);
             }
         }
     }
@@ -955,7 +955,7 @@ impl StreamTranslator for Stream {
     }
 
     fn usage(&self) -> Option<crate::chat::Usage> {
-        self.usage.map(UsageMetadata::to_openai)
+        self.usage.map(UsageMetadata::canonical)
     }
 
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
@@ -979,9 +979,6 @@ impl StreamTranslator for Stream {
             let error = GatewayError::upstream_stream_broken(&self.provider, cause);
             return self.fail(out, error);
         }
-        if let (true, Some(writer)) = (self.plan.include_usage, &self.writer) {
-            writer.usage(out, &self.usage.unwrap_or_default().to_openai());
-        }
         self.end.complete(out);
     }
 }
@@ -989,6 +986,10 @@ impl StreamTranslator for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn openai_egress(include_usage: bool) -> Box<dyn Egress> {
+        Box::new(crate::ingress::openai_chat::Stream::new(1, include_usage))
+    }
     use serde_json::json;
 
     #[test]
@@ -1031,7 +1032,7 @@ mod tests {
     const KEY: &str = "AIzaSyA-secret-gemini-key";
 
     fn run(input: &str) -> (String, Option<GatewayError>) {
-        let mut stream = Stream::new("gemini", ChatPlan::default(), 1, Some(KEY));
+        let mut stream = Stream::new("gemini", Some(KEY), openai_egress(false));
         let mut out = Vec::new();
         for piece in input.as_bytes().chunks(5) {
             stream.push(piece, &mut out);
@@ -1127,13 +1128,13 @@ mod tests {
         {
             let body = json!({"model": "m", "messages": [{"role": "user", "content": [
                 {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": url}}]}]});
-            let request = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
+            let request = crate::ingress::openai_chat::decode(body.to_string().as_bytes()).unwrap();
             let e = chat_request(&provider, "gemini-x", &request, None, false).err().unwrap();
-            assert_eq!((e.status, e.param.as_deref()), (400, Some("messages[0].content[1].image_url.url")), "{url}");
+            assert_eq!((e.status, e.param.as_deref()), (400, Some("messages[0].content[1]")), "{url}");
         }
         let body = json!({"model": "m", "messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.webp"}}]}]});
-        let request = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
+        let request = crate::ingress::openai_chat::decode(body.to_string().as_bytes()).unwrap();
         assert!(chat_request(&provider, "gemini-x", &request, None, false).is_ok());
     }
 
@@ -1141,7 +1142,7 @@ mod tests {
     fn counts_past_u64_do_not_overflow() {
         let max = u64::MAX;
         let event = format!("data: {{\"candidates\":[{{\"finishReason\":\"STOP\"}}],\"usageMetadata\":{{\"promptTokenCount\":{max},\"candidatesTokenCount\":{max},\"thoughtsTokenCount\":{max}}}}}\n\n");
-        let mut stream = Stream::new("gemini", ChatPlan { include_usage: true, ..ChatPlan::default() }, 1, None);
+        let mut stream = Stream::new("gemini", None, openai_egress(true));
         let mut out = Vec::new();
         stream.push(event.as_bytes(), &mut out);
         stream.finish(None, &mut out);
@@ -1200,7 +1201,7 @@ pub fn embeddings_request(
             .into_iter()
             .map(|text| EmbedRequest {
                 model: format!("models/{model}"),
-                content: Turn { role: None, parts: vec![Part::Text(text.into())] },
+                content: Turn { role: None, parts: vec![GeminiPart::Text(text.into())] },
                 output_dimensionality: request.dimensions,
             })
             .collect(),

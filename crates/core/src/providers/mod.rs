@@ -1,17 +1,20 @@
-//! Vendor adapters: pure transformations between the canonical OpenAI-shaped request and each
-//! vendor's wire format. The worker performs the HTTP call; adapters only build and read bytes.
+//! Vendor adapters: pure transformations between the canonical request (`crate::canonical`)
+//! and each vendor's wire format. The worker performs the HTTP call; adapters only build and
+//! read bytes.
 //!
 //! Each adapter provides: the vendor request for a chat (URL, headers, body) with a report of
-//! the parameters it could not honour; the decoding of the vendor's answer into a
-//! `ChatCompletion`; a `StreamTranslator` from the vendor's event stream to OpenAI's; and the
-//! classification of the vendor's errors.
+//! the parameters it could not honour; the decoding of the vendor's answer into a canonical
+//! `Answer`; a stream decoder from the vendor's events to canonical `Event`s, which an egress
+//! encoder writes in the client's dialect; and the classification of the vendor's errors. A
+//! vendor that speaks the client's own dialect gets the client's bytes, and its answer goes back
+//! untouched.
 
 pub mod anthropic;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
 
-use crate::chat::{ChatCompletion, ChatRequest};
+use crate::canonical::{Answer, Dialect, Egress, Event, Request};
 use crate::config::{Provider, ProviderKind};
 use crate::embeddings::{EmbeddingList, EmbeddingRequest};
 use crate::error::GatewayError;
@@ -81,15 +84,22 @@ impl ParamPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChatPlan {
     pub stream: bool,
-    /// The client asked for the usage chunk (`stream_options.include_usage`).
+    /// The client asked for the stream's usage (`stream_options.include_usage`).
     pub include_usage: bool,
     /// The request's JSON output was obtained by forcing this tool: its input is the answer.
     pub json_tool: Option<String>,
+    /// The client's dialect: a vendor that speaks it passes its answer through.
+    pub dialect: Dialect,
 }
 
 impl ChatPlan {
-    pub fn of(request: &ChatRequest) -> Self {
-        Self { stream: request.is_stream(), include_usage: request.wants_stream_usage(), json_tool: None }
+    pub fn of(request: &Request) -> Self {
+        Self {
+            stream: request.stream,
+            include_usage: request.include_usage,
+            json_tool: None,
+            dialect: request.source.dialect,
+        }
     }
 }
 
@@ -101,7 +111,7 @@ pub struct Prepared {
     pub plan: ChatPlan,
 }
 
-/// Turns a vendor's event stream into OpenAI's, incrementally.
+/// Turns a vendor's event stream into the client's, incrementally.
 pub trait StreamTranslator {
     /// Feeds bytes as they arrive; appends what the client should receive now to `out`.
     fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>);
@@ -123,16 +133,29 @@ pub trait StreamTranslator {
 pub fn prepare_chat(
     provider: &Provider,
     vendor_model: &str,
-    request: &ChatRequest,
+    request: &Request,
     api_key: Option<&str>,
     strict: bool,
 ) -> Result<Prepared, GatewayError> {
+    if let Some(tool) = request.server_tools.first() {
+        if !hosts_server_tools(provider, request.source.dialect) {
+            return Err(GatewayError::new(
+                400,
+                "invalid_request_error",
+                "unsupported_tool",
+                format!(
+                    "The tool or item type '{tool}' runs on its vendor's servers; provider `{}` cannot run it. \
+                     Route this request to a model of that vendor, or remove it.",
+                    provider.name
+                ),
+            )
+            .with_param("tools"));
+        }
+    }
     match provider.kind {
-        ProviderKind::Openai | ProviderKind::Azure => Ok(Prepared {
-            outbound: openai::chat_request(provider, vendor_model, request, api_key),
-            report: ParamReport::default(),
-            plan: ChatPlan::of(request),
-        }),
+        ProviderKind::Openai | ProviderKind::Azure => {
+            openai::chat_request(provider, vendor_model, request, api_key, strict)
+        }
         ProviderKind::Anthropic => anthropic::chat_request(provider, vendor_model, request, api_key, strict),
         ProviderKind::Gemini => gemini::chat_request(provider, vendor_model, request, api_key, strict),
         ProviderKind::Mock => Err(GatewayError::new(
@@ -152,11 +175,11 @@ pub fn prepare_chat(
 pub fn output_bound(
     provider: &Provider,
     vendor_model: &str,
-    request: &ChatRequest,
+    request: &Request,
     info: &crate::catalog::ModelInfo,
     needs: &crate::catalog::Needs,
 ) -> u64 {
-    let choices = u64::from(request.n.unwrap_or(1).max(1));
+    let choices = u64::from(request.choices.max(1));
     // The model's own largest answer, not cut to what the context leaves after the prompt:
     // the prompt's count is an estimate, and the less of it is credited, the more output fits.
     let model_max = match (needs.max_output, info.max_output) {
@@ -166,17 +189,16 @@ pub fn output_bound(
     };
     let per_choice = match provider.kind {
         ProviderKind::Mock => return 0,
-        // Both limits pass through: a vendor that reads only `max_tokens` may take the larger.
-        ProviderKind::Openai | ProviderKind::Azure => match request.max_tokens.max(request.max_completion_tokens) {
+        ProviderKind::Openai | ProviderKind::Azure => match openai::max_output_tokens(request) {
             Some(limit) => u64::from(limit),
             None => model_max,
         },
         ProviderKind::Anthropic => {
-            let thinking = anthropic::thinking_budget(request.reasoning_effort.as_deref()).ok().flatten();
+            let thinking = anthropic::thinking_budget(request).ok().flatten();
             u64::from(anthropic::max_tokens(request, vendor_model, thinking))
         }
         ProviderKind::Gemini => {
-            let thinking = gemini::thinking_budget(request.reasoning_effort.as_deref()).ok().flatten();
+            let thinking = gemini::thinking_budget(request).ok().flatten();
             // Thinking is billed as output; counted on top of the client's limit, since whether
             // the vendor counts it inside `maxOutputTokens` is the vendor's to change.
             match needs.max_output {
@@ -188,35 +210,72 @@ pub fn output_bound(
     per_choice.saturating_mul(choices)
 }
 
-/// The vendor's (non-streamed) answer as a chat completion; `None` when it already is one and
-/// passes through untouched.
-pub fn decode_chat(
-    provider: &Provider,
-    body: &[u8],
-    plan: &ChatPlan,
-    created: u64,
-) -> Result<Option<ChatCompletion>, GatewayError> {
+/// The dialect a provider's vendor speaks, if it is one a client may speak too: a request in it
+/// goes through with only the model renamed, and the answer comes back untouched.
+pub fn native_dialect(provider: &Provider) -> Option<Dialect> {
     match provider.kind {
-        ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Mock => Ok(None),
-        ProviderKind::Anthropic => anthropic::chat_response(&provider.name, body, plan, created).map(Some),
-        ProviderKind::Gemini => gemini::chat_response(&provider.name, body, plan, created).map(Some),
+        ProviderKind::Openai | ProviderKind::Azure => Some(Dialect::OpenaiChat),
+        ProviderKind::Anthropic => Some(Dialect::AnthropicMessages),
+        ProviderKind::Gemini | ProviderKind::Mock => None,
     }
 }
 
-/// The translator of the vendor's event stream into OpenAI's. `api_key` is the vendor key,
-/// redacted from the vendor's error events before the client sees them.
+/// Whether the target passes the client's request and answer through: it speaks the dialect.
+pub fn passes_through(provider: &Provider, dialect: Dialect) -> bool {
+    native_dialect(provider) == Some(dialect)
+}
+
+/// Whether a provider can run the vendor-hosted tools of a request in `dialect`: only its own
+/// vendor's, which only a pass-through carries.
+fn hosts_server_tools(provider: &Provider, dialect: Dialect) -> bool {
+    passes_through(provider, dialect)
+}
+
+/// The usage a vendor's answer in the client's own dialect reports (a pass-through), read
+/// without decoding the rest.
+pub fn usage_of(provider: &Provider, body: &[u8]) -> Option<crate::chat::Usage> {
+    match provider.kind {
+        ProviderKind::Anthropic => anthropic::usage_of(body),
+        _ => openai::usage_of(body),
+    }
+}
+
+/// The vendor's (non-streamed) answer in canonical terms; `None` when the vendor speaks the
+/// client's dialect and its answer passes through untouched.
+pub fn decode_chat(provider: &Provider, body: &[u8], plan: &ChatPlan) -> Result<Option<Answer>, GatewayError> {
+    if passes_through(provider, plan.dialect) {
+        return Ok(None);
+    }
+    match provider.kind {
+        ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Mock => {
+            openai::chat_response(&provider.name, body).map(Some)
+        }
+        ProviderKind::Anthropic => anthropic::chat_response(&provider.name, body, plan).map(Some),
+        ProviderKind::Gemini => gemini::chat_response(&provider.name, body).map(Some),
+    }
+}
+
+/// The translator of the vendor's event stream into the client's: the vendor's decoder, writing
+/// through `egress` (the client dialect's encoder), or the pass-through of a vendor that speaks
+/// the client's dialect. `api_key` is the vendor key, redacted from the vendor's error events
+/// before the client sees them.
 pub fn chat_stream(
     provider: &Provider,
     plan: ChatPlan,
-    created: u64,
     api_key: Option<&str>,
+    egress: Box<dyn Egress>,
 ) -> Box<dyn StreamTranslator> {
+    let passes = passes_through(provider, plan.dialect);
     match provider.kind {
-        ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Mock => {
+        ProviderKind::Openai | ProviderKind::Azure if passes => {
             Box::new(openai::Stream::new(&provider.name, plan.include_usage, api_key))
         }
-        ProviderKind::Anthropic => Box::new(anthropic::Stream::new(&provider.name, plan, created, api_key)),
-        ProviderKind::Gemini => Box::new(gemini::Stream::new(&provider.name, plan, created, api_key)),
+        ProviderKind::Anthropic if passes => Box::new(anthropic::Passthrough::new(&provider.name, api_key, egress)),
+        ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Mock => {
+            Box::new(openai::ChunkDecoder::new(&provider.name, api_key, egress))
+        }
+        ProviderKind::Anthropic => Box::new(anthropic::Stream::new(&provider.name, plan, api_key, egress)),
+        ProviderKind::Gemini => Box::new(gemini::Stream::new(&provider.name, api_key, egress)),
     }
 }
 
@@ -418,15 +477,20 @@ pub fn decode_cause(error: &serde_json::Error) -> String {
     }
 }
 
-/// How a translated stream has ended for the client: once it has (with `[DONE]`, after an
-/// error event if it broke), nothing more is written to it.
-#[derive(Debug, Default)]
+/// A translated stream's way out to the client: canonical events go to the client dialect's
+/// encoder until the stream has ended (cleanly, or after an error event if it broke); nothing
+/// is written after that.
 pub struct StreamEnd {
     done: bool,
     error: Option<GatewayError>,
+    egress: Box<dyn Egress>,
 }
 
 impl StreamEnd {
+    pub fn new(egress: Box<dyn Egress>) -> Self {
+        Self { done: false, error: None, egress }
+    }
+
     pub fn is_done(&self) -> bool {
         self.done
     }
@@ -436,29 +500,28 @@ impl StreamEnd {
         self.error.as_ref()
     }
 
-    /// Ends the client's stream cleanly: `[DONE]`.
+    pub fn emit(&mut self, event: Event<'_>, out: &mut Vec<u8>) {
+        if !self.done {
+            self.egress.event(event, out);
+        }
+    }
+
+    /// Ends the client's stream cleanly.
     pub fn complete(&mut self, out: &mut Vec<u8>) {
         if !self.done {
-            out.extend_from_slice(crate::sse::DONE);
+            self.egress.complete(out);
             self.done = true;
         }
     }
 
-    /// Ends the client's stream with `error`: an error event, then `[DONE]`.
+    /// Ends the client's stream with `error`.
     pub fn fail(&mut self, out: &mut Vec<u8>, error: GatewayError) {
         if !self.done {
-            push_stream_error(out, &error);
-            self.complete(out);
+            self.egress.fail(&error, out);
+            self.done = true;
             self.error = Some(error);
         }
     }
-}
-
-/// The OpenAI error event a translated stream ends with when the vendor's stream breaks.
-pub fn push_stream_error(out: &mut Vec<u8>, error: &GatewayError) {
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(&error.to_json());
-    out.extend_from_slice(b"\n\n");
 }
 
 #[cfg(test)]
@@ -492,7 +555,7 @@ mod tests {
         ];
         let models = [("o", "gpt-4o"), ("a", "claude-sonnet-4-5"), ("g", "gemini-2.5-flash")];
         for body in bodies {
-            let request = ChatRequest::parse(body.as_bytes()).unwrap();
+            let request = crate::ingress::openai_chat::decode(body.as_bytes()).unwrap();
             let needs = request.needs();
             for (name, vendor_model) in models {
                 let provider = config.providers.iter().find(|p| p.name == name).unwrap();
@@ -519,7 +582,7 @@ mod tests {
                 match allowed {
                     Some(allowed) => assert_eq!(bound, allowed, "{name}: {body}"),
                     // No limit sent: the vendor's own, the model's largest answer, every choice.
-                    None => assert_eq!(bound, info.max_output * u64::from(request.n.unwrap_or(1)), "{name}: {body}"),
+                    None => assert_eq!(bound, info.max_output * u64::from(request.choices), "{name}: {body}"),
                 }
             }
         }

@@ -1,9 +1,15 @@
 //! OpenAI's Chat Completions API, and every vendor that speaks it (Groq, Mistral, DeepSeek,
-//! Together, Fireworks, OpenRouter, vLLM, Ollama, ...). The request passes through with only
-//! the model renamed; the response passes through untouched.
+//! Together, Fireworks, OpenRouter, vLLM, Ollama, ...). A Chat Completions client's request
+//! passes through with only the model renamed, and the response back untouched; a client of
+//! another dialect has its canonical request encoded, and the answer and stream decoded.
 
-use super::OutboundRequest;
-use crate::chat::{AskUsage, ChatRequest, Usage};
+use super::{OutboundRequest, ParamReport, Prepared, StreamEnd, StreamTranslator};
+use crate::canonical::request::AskUsage;
+use crate::canonical::{
+    Answer, Block, BlockKind, Delta, Dialect, Egress, Event, Finish, Media, Output, OutputFormat, Part, Reasoning,
+    Request, Role, ToolChoice,
+};
+use crate::chat::{ChatCompletion, FinishReason, Usage};
 use crate::config::Provider;
 use crate::error::GatewayError;
 use serde::{Deserialize, Serialize};
@@ -28,33 +34,361 @@ fn auth_header(provider: &Provider, key: &str) -> (String, String) {
     }
 }
 
+/// The vendor request for a chat: the client's bytes with only the model renamed when the
+/// client speaks Chat Completions (and the gateway's own `models` list taken out, which a
+/// vendor would refuse), else the canonical request in Chat Completions' terms.
 pub fn chat_request(
     provider: &Provider,
     vendor_model: &str,
-    request: &ChatRequest,
+    request: &Request,
     api_key: Option<&str>,
-) -> OutboundRequest {
+    strict: bool,
+) -> Result<Prepared, GatewayError> {
     let mut headers = Vec::with_capacity(3 + provider.headers.len());
     headers.push(("content-type".to_owned(), "application/json".to_owned()));
-    let accept = if request.is_stream() { "text/event-stream" } else { "application/json" };
+    let accept = if request.stream { "text/event-stream" } else { "application/json" };
     headers.push(("accept".to_owned(), accept.to_owned()));
     if let Some(key) = api_key {
         headers.push(auth_header(provider, key));
     }
     headers.extend(provider.headers.iter().cloned());
-    // The client's bytes as they came, only the model renamed (and the gateway's own `models`
-    // list taken out, which a vendor would refuse).
-    // A `"stream_options": null` parses as none, but is there to be replaced, not added to.
-    let sent_options = || memchr::memmem::find(&request.raw.bytes, b"\"stream_options\"").is_some();
-    let usage = match (request.is_stream() && provider.stream_usage, &request.stream_options) {
-        (false, _) => AskUsage::Leave,
-        (true, None) if sent_options() => AskUsage::Set,
-        (true, None) => AskUsage::Add,
-        (true, Some(_)) if request.wants_stream_usage() => AskUsage::Leave,
-        (true, Some(_)) => AskUsage::Set,
+    let url = endpoint(provider, vendor_model, "chat/completions");
+    let plan = super::ChatPlan::of(request);
+    if request.source.dialect == Dialect::OpenaiChat {
+        // A `"stream_options": null` parses as none, but is there to be replaced, not added to.
+        let sent_options = || memchr::memmem::find(&request.source.bytes, b"\"stream_options\"").is_some();
+        let usage = match request.stream && provider.stream_usage {
+            false => AskUsage::Leave,
+            true if request.include_usage => AskUsage::Leave,
+            true if sent_options() => AskUsage::Set,
+            true => AskUsage::Add,
+        };
+        let body = request.source.rewritten(vendor_model, usage);
+        return Ok(Prepared { outbound: OutboundRequest { url, headers, body }, report: ParamReport::default(), plan });
+    }
+    let mut policy = super::ParamPolicy::new("OpenAI-format", strict);
+    let body = encode_request(request, vendor_model, provider.stream_usage, &mut policy)?;
+    Ok(Prepared { outbound: OutboundRequest { url, headers, body }, report: policy.report, plan })
+}
+
+/// The most output tokens the vendor request lets an answer have (each choice's): both of the
+/// client's limits pass through, and a vendor that reads only `max_tokens` may take the larger.
+pub fn max_output_tokens(request: &Request) -> Option<u32> {
+    if request.source.dialect == Dialect::OpenaiChat {
+        #[derive(Deserialize)]
+        struct Limits {
+            #[serde(default)]
+            max_tokens: Option<u32>,
+            #[serde(default)]
+            max_completion_tokens: Option<u32>,
+        }
+        if let Ok(limits) = serde_json::from_slice::<Limits>(&request.source.bytes) {
+            return limits.max_tokens.max(limits.max_completion_tokens);
+        }
+    }
+    request.max_output_tokens
+}
+
+// ---- The canonical request in Chat Completions' terms ----
+
+#[derive(Serialize)]
+struct ChatBody<'a> {
+    model: &'a str,
+    messages: Vec<OutMessage<'a>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    n: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct OutMessage<'a> {
+    role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<OutContent<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OutContent<'a> {
+    Text(Cow<'a, str>),
+    Parts(Vec<serde_json::Value>),
+}
+
+/// Parts as Chat Completions content: a string when they are all text, else typed parts.
+fn content<'a>(parts: &[&'a Part], at: &str) -> Result<Option<OutContent<'a>>, GatewayError> {
+    let only_text = parts.iter().all(|p| matches!(p, Part::Text { .. }));
+    if only_text {
+        let texts: Vec<&str> = parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Text { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        return Ok(match texts.as_slice() {
+            [] => None,
+            [one] => Some(OutContent::Text(Cow::Borrowed(one))),
+            many => Some(OutContent::Text(Cow::Owned(many.join("\n\n")))),
+        });
+    }
+    let mut out = Vec::with_capacity(parts.len());
+    for (i, part) in parts.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        out.push(match part {
+            Part::Text { text, .. } => serde_json::json!({"type": "text", "text": text}),
+            Part::Image { media, detail, .. } => {
+                let url = match media {
+                    Media::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+                    Media::Url(url) => url.clone(),
+                    _ => {
+                        return Err(GatewayError::invalid_request(
+                            at,
+                            "OpenAI-format models take images as data or https URLs.",
+                        ))
+                    }
+                };
+                let mut image = serde_json::json!({"url": url});
+                if let Some(detail) = detail {
+                    image["detail"] = serde_json::Value::String(detail.clone());
+                }
+                serde_json::json!({"type": "image_url", "image_url": image})
+            }
+            Part::Document { media, title, .. } => {
+                let mut file = serde_json::Map::new();
+                match media {
+                    Media::Base64 { media_type, data } => {
+                        file.insert("file_data".into(), format!("data:{media_type};base64,{data}").into());
+                    }
+                    Media::FileId(id) => {
+                        file.insert("file_id".into(), id.clone().into());
+                    }
+                    Media::Text(text) => {
+                        out.push(serde_json::json!({"type": "text", "text": text}));
+                        continue;
+                    }
+                    Media::Url(_) => {
+                        return Err(GatewayError::invalid_request(
+                            at,
+                            "OpenAI-format models take documents as base64 data or uploaded file ids, not URLs.",
+                        ))
+                    }
+                }
+                file.insert("filename".into(), title.clone().unwrap_or_else(|| "document.pdf".into()).into());
+                serde_json::json!({"type": "file", "file": file})
+            }
+            Part::Audio { data, format } => {
+                serde_json::json!({"type": "input_audio", "input_audio": {"data": data, "format": format}})
+            }
+            // Tool calls, results and thinking are not content; the caller takes them out.
+            Part::ToolCall { .. } | Part::ToolResult { .. } | Part::Thinking { .. } | Part::RedactedThinking { .. } => {
+                continue
+            }
+        });
+    }
+    Ok(Some(OutContent::Parts(out)))
+}
+
+/// The canonical request as a Chat Completions body. Tool results become `tool` messages (in
+/// their order, before the rest of their turn); thinking, which Chat Completions cannot take
+/// back, is left out.
+fn encode_request(
+    request: &Request,
+    vendor_model: &str,
+    stream_usage: bool,
+    policy: &mut super::ParamPolicy,
+) -> Result<Vec<u8>, GatewayError> {
+    let mut messages = Vec::with_capacity(request.turns.len() + 1);
+    let system: Vec<&Part> = request.system.iter().collect();
+    if let Some(content) = content(&system, "system")? {
+        messages.push(OutMessage { role: "system", content: Some(content), tool_calls: vec![], tool_call_id: None });
+    }
+    for (i, turn) in request.turns.iter().enumerate() {
+        let at = format!("messages[{i}].content");
+        let mut rest: Vec<&Part> = Vec::with_capacity(turn.parts.len());
+        let mut calls = Vec::new();
+        for part in &turn.parts {
+            match part {
+                Part::ToolResult { id, content: result, is_error, .. } => {
+                    let parts: Vec<&Part> = result.iter().collect();
+                    let mut text = match content(&parts, &at)? {
+                        Some(OutContent::Text(text)) => text.into_owned(),
+                        Some(OutContent::Parts(parts)) => serde_json::Value::Array(parts).to_string(),
+                        None => String::new(),
+                    };
+                    if *is_error {
+                        text = format!("Error: {text}");
+                    }
+                    messages.push(OutMessage {
+                        role: "tool",
+                        content: Some(OutContent::Text(Cow::Owned(text))),
+                        tool_calls: vec![],
+                        tool_call_id: Some(id),
+                    });
+                }
+                Part::ToolCall { id, name, arguments, .. } => calls.push(serde_json::json!({
+                    "id": id, "type": "function", "function": {"name": name, "arguments": arguments}
+                })),
+                Part::Thinking { .. } | Part::RedactedThinking { .. } => {}
+                other => rest.push(other),
+            }
+        }
+        let role = match turn.role {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        };
+        let content = content(&rest, &at)?;
+        if content.is_some() || !calls.is_empty() {
+            messages.push(OutMessage { role, content, tool_calls: calls, tool_call_id: None });
+        }
+    }
+    let tools = request
+        .tools
+        .iter()
+        .map(|t| {
+            let mut function = serde_json::json!({"name": t.name});
+            if let Some(description) = &t.description {
+                function["description"] = description.clone().into();
+            }
+            function["parameters"] =
+                t.parameters.clone().unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
+            if let Some(strict) = t.strict {
+                function["strict"] = strict.into();
+            }
+            serde_json::json!({"type": "function", "function": function})
+        })
+        .collect();
+    let tool_choice = request.tool_choice.as_ref().map(|choice| match choice {
+        ToolChoice::Auto => serde_json::json!("auto"),
+        ToolChoice::None => serde_json::json!("none"),
+        ToolChoice::Required => serde_json::json!("required"),
+        ToolChoice::Named(name) => serde_json::json!({"type": "function", "function": {"name": name}}),
+    });
+    let response_format = match &request.output {
+        OutputFormat::Text => None,
+        OutputFormat::JsonObject => Some(serde_json::json!({"type": "json_object"})),
+        OutputFormat::JsonSchema { name, description, schema, strict } => {
+            let mut format = serde_json::json!({"name": name});
+            if let Some(description) = description {
+                format["description"] = description.clone().into();
+            }
+            if let Some(schema) = schema {
+                format["schema"] = schema.clone();
+            }
+            if let Some(strict) = strict {
+                format["strict"] = (*strict).into();
+            }
+            Some(serde_json::json!({"type": "json_schema", "json_schema": format}))
+        }
     };
-    let body = request.raw.rewritten(vendor_model, request.models.is_some().then_some("models"), usage);
-    OutboundRequest { url: endpoint(provider, vendor_model, "chat/completions"), headers, body }
+    let reasoning_effort = match &request.reasoning {
+        None => None,
+        Some(Reasoning::Effort(effort)) => Some(effort.as_str()),
+        // A budget of tokens as the nearest effort.
+        Some(Reasoning::Budget(budget)) => Some(match budget {
+            0..=2_047 => "low",
+            2_048..=8_191 => "medium",
+            _ => "high",
+        }),
+    };
+    if request.top_k.is_some() {
+        policy.drop("top_k")?;
+    }
+    for name in request.extra.keys() {
+        policy.drop(name)?;
+    }
+    let body = ChatBody {
+        model: vendor_model,
+        messages,
+        stream: request.stream,
+        stream_options: (request.stream && (request.include_usage || stream_usage))
+            .then(|| serde_json::json!({"include_usage": true})),
+        max_completion_tokens: request.max_output_tokens,
+        temperature: request.temperature,
+        top_p: request.top_p,
+        stop: &request.stop,
+        seed: request.seed,
+        n: (request.choices > 1).then_some(request.choices),
+        user: request.user.as_deref(),
+        tools,
+        tool_choice,
+        parallel_tool_calls: request.parallel_tool_calls,
+        response_format,
+        reasoning_effort,
+    };
+    serde_json::to_vec(&body)
+        .map_err(|e| GatewayError::invalid_request("", format!("The request cannot be encoded: {e}")))
+}
+
+// ---- The answer in canonical terms ----
+
+/// An OpenAI-format chat completion as a canonical answer.
+pub fn chat_response(provider: &str, body: &[u8]) -> Result<Answer, GatewayError> {
+    let completion: ChatCompletion =
+        serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, super::decode_cause(&e)))?;
+    let outputs = completion
+        .choices
+        .into_iter()
+        .map(|choice| {
+            let message = choice.message;
+            let mut blocks = Vec::new();
+            if let Some(reasoning) = message.reasoning_content.filter(|r| !r.is_empty()) {
+                blocks.push(Block::Thinking { text: reasoning, signature: None });
+            }
+            if let Some(text) = message.content.filter(|t| !t.is_empty()) {
+                blocks.push(Block::Text(text));
+            }
+            if let Some(refusal) = message.refusal.filter(|r| !r.is_empty()) {
+                blocks.push(Block::Refusal(refusal));
+            }
+            for call in message.tool_calls.into_iter().flatten() {
+                blocks.push(Block::ToolCall {
+                    id: call.id,
+                    name: call.function.name,
+                    arguments: call.function.arguments,
+                });
+            }
+            Output { index: choice.index, blocks, finish: finish(Some(choice.finish_reason)) }
+        })
+        .collect();
+    Ok(Answer { id: completion.id, model: completion.model, outputs, usage: completion.usage })
+}
+
+fn finish(reason: Option<FinishReason>) -> Finish {
+    match reason {
+        Some(FinishReason::Length) => Finish::Length,
+        Some(FinishReason::ToolCalls | FinishReason::FunctionCall) => Finish::ToolCalls,
+        Some(FinishReason::ContentFilter) => Finish::ContentFilter,
+        Some(FinishReason::Stop) | None => Finish::Stop,
+    }
 }
 
 #[derive(Deserialize)]
@@ -129,11 +463,11 @@ mod tests {
 
     #[test]
     fn request_renames_the_model_and_keeps_everything_else() {
-        let req = ChatRequest::parse(
+        let req = crate::ingress::openai_chat::decode(
             br#"{"model":"fast","messages":[{"role":"user","content":"hi"}],"stream":true,"logit_bias":{"1":2},"store":false}"#,
         )
         .unwrap();
-        let out = chat_request(&provider(), "gpt-4o-mini", &req, Some("sk-vendor"));
+        let out = chat_request(&provider(), "gpt-4o-mini", &req, Some("sk-vendor"), false).unwrap().outbound;
         assert_eq!(out.url, "https://api.example.com/v1/chat/completions");
         assert!(out.headers.contains(&("authorization".into(), "Bearer sk-vendor".into())));
         assert!(out.headers.contains(&("accept".into(), "text/event-stream".into())));
@@ -152,8 +486,9 @@ mod tests {
         azure.kind = ProviderKind::Azure;
         azure.base_url = "https://myres.openai.azure.com".into();
         azure.api_version = Some("2024-10-21".into());
-        let req = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
-        let out = chat_request(&azure, "gpt4o-prod", &req, Some("azkey"));
+        let req = crate::ingress::openai_chat::decode(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#)
+            .unwrap();
+        let out = chat_request(&azure, "gpt4o-prod", &req, Some("azkey"), false).unwrap().outbound;
         assert_eq!(
             out.url,
             "https://myres.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
@@ -164,12 +499,12 @@ mod tests {
 
     #[test]
     fn the_clients_fallback_list_never_reaches_the_vendor() {
-        let req = ChatRequest::parse(
+        let req = crate::ingress::openai_chat::decode(
             br#"{"model":"a","models":["b"],"messages":[{"role":"user","content":"hi"}],"top_k":3}"#,
         )
         .unwrap();
-        assert_eq!(req.models.as_deref(), Some(&["b".to_owned()][..]));
-        let out = chat_request(&provider(), "vendor-a", &req, None);
+        assert_eq!(req.source.gateway_members, ["models"]);
+        let out = chat_request(&provider(), "vendor-a", &req, None, false).unwrap().outbound;
         let body: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
         assert_eq!(body, serde_json::json!({"model":"vendor-a","messages":[{"role":"user","content":"hi"}],"top_k":3}));
     }
@@ -187,8 +522,9 @@ mod tests {
 
     #[test]
     fn keyless_vendor_gets_no_authorization_header() {
-        let req = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
-        let out = chat_request(&provider(), "llama3", &req, None);
+        let req = crate::ingress::openai_chat::decode(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#)
+            .unwrap();
+        let out = chat_request(&provider(), "llama3", &req, None, false).unwrap().outbound;
         assert!(!out.headers.iter().any(|(h, _)| h == "authorization"));
     }
 
@@ -287,10 +623,7 @@ pub struct Stream {
     /// The vendor key, redacted from the vendor's error events.
     api_key: Option<String>,
     parser: crate::sse::SseParser,
-    /// Bytes of the event not yet complete.
-    pending: Vec<u8>,
-    /// The last byte scanned (CRs aside) ended a line.
-    at_line_start: bool,
+    splitter: crate::sse::EventSplitter,
     /// `[DONE]` or an error went by: nothing more is forwarded, `finish` ends the client's stream.
     ended: bool,
     error: Option<GatewayError>,
@@ -298,10 +631,6 @@ pub struct Stream {
     include_usage: bool,
     usage: Option<Usage>,
 }
-
-/// The most bytes one event may span on the wire: room for the field names and line ends
-/// around at most `MAX_EVENT_BYTES` of data, which the parser enforces.
-const MAX_PENDING_BYTES: usize = 2 * crate::sse::MAX_EVENT_BYTES;
 
 /// What becomes of one of the vendor's events.
 enum Verdict {
@@ -329,8 +658,7 @@ impl Stream {
             provider: provider.to_owned(),
             api_key: api_key.map(str::to_owned),
             parser: crate::sse::SseParser::new(),
-            pending: Vec::new(),
-            at_line_start: true,
+            splitter: crate::sse::EventSplitter::default(),
             ended: false,
             error: None,
             include_usage,
@@ -342,7 +670,7 @@ impl Stream {
     fn fail(&mut self, out: &mut Vec<u8>, error: GatewayError) {
         let error = super::redacted(error, self.api_key.as_deref());
         if !self.ended {
-            super::push_stream_error(out, &error);
+            crate::ingress::openai_chat::error_event(&error, out);
             self.error = Some(error);
             self.ended = true;
         }
@@ -444,39 +772,15 @@ impl super::StreamTranslator for Stream {
         if self.ended {
             return;
         }
-        // An event ends at an LF that starts its line (CRs aside): each is forwarded as it
-        // completes, after what `pending` holds of its beginning.
-        let mut start = 0;
-        let mut line_start = 0;
-        let mut at_line_start = self.at_line_start;
-        for lf in memchr::memchr_iter(b'\n', bytes) {
-            let only_crs = bytes.get(line_start..lf).unwrap_or_default().iter().all(|&b| b == b'\r');
-            if at_line_start && only_crs {
-                let event = bytes.get(start..=lf).unwrap_or_default();
-                if self.pending.is_empty() {
-                    self.forward_event(event, out);
-                } else {
-                    let mut joined = std::mem::take(&mut self.pending);
-                    joined.extend_from_slice(event);
-                    self.forward_event(&joined, out);
-                    joined.clear();
-                    self.pending = joined;
-                }
-                if self.ended {
-                    return; // nothing follows `[DONE]` or an error
-                }
-                start = lf + 1;
-            }
-            at_line_start = true;
-            line_start = lf + 1;
+        let mut splitter = std::mem::take(&mut self.splitter);
+        let split = splitter.push(bytes, |event| {
+            self.forward_event(event, out);
+            !self.ended // nothing follows `[DONE]` or an error
+        });
+        self.splitter = splitter;
+        if let Err(too_large) = split {
+            self.fail(out, super::invalid_answer(&self.provider, too_large));
         }
-        let rest = bytes.get(start..).unwrap_or_default();
-        self.at_line_start = at_line_start && bytes.get(line_start..).unwrap_or_default().iter().all(|&b| b == b'\r');
-        if self.pending.len() + rest.len() > MAX_PENDING_BYTES {
-            self.pending = Vec::new();
-            return self.fail(out, super::invalid_answer(&self.provider, crate::sse::EventTooLarge::Data));
-        }
-        self.pending.extend_from_slice(rest);
     }
 
     fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
@@ -486,6 +790,267 @@ impl super::StreamTranslator for Stream {
             self.fail(out, GatewayError::upstream_stream_broken(&self.provider, cause));
         }
         out.extend_from_slice(crate::sse::DONE);
+    }
+}
+
+/// An OpenAI-format stream to canonical events, for a client of another dialect. Blocks are
+/// made of the deltas' kinds as they come (reasoning, text, each tool call), one open at a time
+/// a choice; a tool call's arguments that come after another block began are out of order,
+/// which no OpenAI-format vendor does: the stream fails rather than lose them.
+pub struct ChunkDecoder {
+    provider: String,
+    api_key: Option<String>,
+    parser: crate::sse::SseParser,
+    started: bool,
+    choices: Vec<ChoiceBlocks>,
+    usage: Option<Usage>,
+    end: StreamEnd,
+}
+
+#[derive(Default, Clone)]
+struct ChoiceBlocks {
+    open: Option<(Open, u32)>,
+    next: u32,
+    /// The tool-call indexes that have had their block.
+    tools: Vec<u32>,
+    finished: bool,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Open {
+    Text,
+    Thinking,
+    Tool(u32),
+}
+
+/// The members of a chunk the decoder reads, borrowed.
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    choices: Vec<ChunkChoice<'a>>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default, borrow)]
+    error: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice<'a> {
+    #[serde(default)]
+    index: u32,
+    #[serde(default, borrow)]
+    delta: Option<ChunkDelta<'a>>,
+    #[serde(default)]
+    finish_reason: Option<FinishReason>,
+}
+
+#[derive(Deserialize)]
+struct ChunkDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Vec<ChunkToolCall<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChunkToolCall<'a> {
+    #[serde(default)]
+    index: u32,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    function: Option<ChunkFunction<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChunkFunction<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+/// Choices and tool calls a stream may have: a vendor's index never sizes memory past these.
+const MAX_CHOICES: u32 = 128;
+const MAX_TOOL_CALLS: u32 = 256;
+
+impl ChunkDecoder {
+    pub fn new(provider: &str, api_key: Option<&str>, egress: Box<dyn Egress>) -> Self {
+        Self {
+            provider: provider.to_owned(),
+            api_key: api_key.map(str::to_owned),
+            parser: crate::sse::SseParser::new(),
+            started: false,
+            choices: Vec::new(),
+            usage: None,
+            end: StreamEnd::new(egress),
+        }
+    }
+
+    fn fail(&mut self, out: &mut Vec<u8>, error: GatewayError) {
+        self.end.fail(out, super::redacted(error, self.api_key.as_deref()));
+    }
+
+    /// Makes `want` the choice's open block (stopping the one open before); its index.
+    fn open(&mut self, choice: u32, want: Open, kind: BlockKind<'_>, out: &mut Vec<u8>) -> u32 {
+        let state = &mut self.choices[choice as usize];
+        if let Some((open, block)) = state.open {
+            if open == want {
+                return block;
+            }
+            self.end.emit(Event::BlockStop { choice, block }, out);
+        }
+        let block = state.next;
+        state.next += 1;
+        state.open = Some((want, block));
+        self.end.emit(Event::BlockStart { choice, block, kind }, out);
+        block
+    }
+
+    fn close(&mut self, choice: u32, out: &mut Vec<u8>) {
+        if let Some((_, block)) = self.choices[choice as usize].open.take() {
+            self.end.emit(Event::BlockStop { choice, block }, out);
+        }
+    }
+
+    fn on_event(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if self.end.is_done() {
+            return;
+        }
+        if data == b"[DONE]" {
+            return self.complete(out);
+        }
+        let chunk: Chunk = match serde_json::from_slice(data) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                let cause = format!("unreadable stream event: {}", super::decode_cause(&e));
+                return self.fail(out, super::invalid_answer(&self.provider, cause));
+            }
+        };
+        if chunk.error.is_some() {
+            let error = error_from_vendor(&self.provider, 502, data, self.api_key.as_deref());
+            return self.fail(out, error);
+        }
+        if !self.started {
+            self.started = true;
+            let id = chunk.id.as_deref().unwrap_or("chatcmpl-gateway");
+            self.end.emit(Event::Start { id, model: chunk.model.as_deref().unwrap_or_default() }, out);
+        }
+        for choice in chunk.choices {
+            let c = choice.index;
+            if c >= MAX_CHOICES {
+                let cause = format!("choice index {c} (at most {MAX_CHOICES} choices)");
+                return self.fail(out, super::invalid_answer(&self.provider, cause));
+            }
+            if self.choices.len() <= c as usize {
+                self.choices.resize(c as usize + 1, ChoiceBlocks::default());
+            }
+            if let Some(delta) = choice.delta {
+                let thinking = delta.reasoning_content.or(delta.reasoning).filter(|t| !t.is_empty());
+                if let Some(text) = thinking {
+                    let block = self.open(c, Open::Thinking, BlockKind::Thinking, out);
+                    self.end.emit(Event::Delta { choice: c, block, delta: Delta::Thinking(&text) }, out);
+                }
+                for text in [delta.content, delta.refusal].into_iter().flatten().filter(|t| !t.is_empty()) {
+                    let block = self.open(c, Open::Text, BlockKind::Text, out);
+                    self.end.emit(Event::Delta { choice: c, block, delta: Delta::Text(&text) }, out);
+                }
+                for call in delta.tool_calls {
+                    let i = call.index;
+                    if i >= MAX_TOOL_CALLS {
+                        let cause = format!("tool call index {i} (at most {MAX_TOOL_CALLS})");
+                        return self.fail(out, super::invalid_answer(&self.provider, cause));
+                    }
+                    let (name, arguments) = match call.function {
+                        Some(f) => (f.name, f.arguments),
+                        None => (None, None),
+                    };
+                    let state = &self.choices[c as usize];
+                    let block = if state.open.is_some_and(|(open, _)| open == Open::Tool(i)) {
+                        state.open.map(|(_, block)| block).unwrap_or_default()
+                    } else if state.tools.contains(&i) {
+                        let cause = format!("arguments of tool call {i} after another block began");
+                        return self.fail(out, super::invalid_answer(&self.provider, cause));
+                    } else {
+                        self.choices[c as usize].tools.push(i);
+                        let id = call.id.map(Cow::into_owned).unwrap_or_else(|| format!("call_{c}_{i}"));
+                        let name = name.as_deref().unwrap_or_default();
+                        self.open(c, Open::Tool(i), BlockKind::ToolCall { id: &id, name }, out)
+                    };
+                    if let Some(arguments) = arguments.filter(|a| !a.is_empty()) {
+                        let delta = Delta::ToolArguments(&arguments);
+                        self.end.emit(Event::Delta { choice: c, block, delta }, out);
+                    }
+                }
+            }
+            if let Some(reason) = choice.finish_reason {
+                self.close(c, out);
+                self.choices[c as usize].finished = true;
+                self.end.emit(Event::Finish { choice: c, finish: finish(Some(reason)) }, out);
+            }
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = Some(usage);
+            self.end.emit(Event::Usage(usage), out);
+        }
+    }
+
+    fn complete(&mut self, out: &mut Vec<u8>) {
+        for c in 0..self.choices.len() as u32 {
+            if !self.choices[c as usize].finished {
+                self.close(c, out);
+                self.choices[c as usize].finished = true;
+                self.end.emit(Event::Finish { choice: c, finish: Finish::Stop }, out);
+            }
+        }
+        self.end.complete(out);
+    }
+}
+
+impl StreamTranslator for ChunkDecoder {
+    fn error(&self) -> Option<&GatewayError> {
+        self.end.error()
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    fn done(&self) -> bool {
+        self.end.is_done()
+    }
+
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        let mut parser = std::mem::take(&mut self.parser);
+        let read = parser.push(bytes, &mut |_, data| self.on_event(data, out));
+        self.parser = parser;
+        if let Err(too_large) = read {
+            self.fail(out, super::invalid_answer(&self.provider, too_large));
+        }
+    }
+
+    /// A stream that ends without `[DONE]` is whole only if every choice finished.
+    fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
+        self.parser.finish();
+        if self.end.is_done() {
+            return;
+        }
+        let whole = error.is_none() && !self.choices.is_empty() && self.choices.iter().all(|c| c.finished);
+        if whole {
+            return self.complete(out);
+        }
+        let cause = error.unwrap_or("the stream ended before [DONE]");
+        self.fail(out, GatewayError::upstream_stream_broken(&self.provider, cause));
     }
 }
 
@@ -549,8 +1114,8 @@ data: [DONE]\n\n";
     #[test]
     fn usage_is_asked_of_the_vendor_for_every_stream() {
         let ask = |body: &str| {
-            let req = ChatRequest::parse(body.as_bytes()).unwrap();
-            let out = chat_request(&super::tests::provider(), "v", &req, None);
+            let req = crate::ingress::openai_chat::decode(body.as_bytes()).unwrap();
+            let out = chat_request(&super::tests::provider(), "v", &req, None, false).unwrap().outbound;
             serde_json::from_slice::<serde_json::Value>(&out.body).unwrap()
         };
         let added = ask(r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#);
@@ -621,7 +1186,7 @@ data: [DONE]\n\n";
         let piece = vec![b'<'; 64 * 1024];
         for _ in 0..40 {
             s.push(&piece, &mut out);
-            assert!(s.pending.len() <= MAX_PENDING_BYTES);
+            assert!(s.splitter.pending_len() <= 2 * crate::sse::MAX_EVENT_BYTES);
         }
         assert!(s.done());
         let error = s.error().unwrap();
