@@ -105,7 +105,7 @@ fn client_fallbacks(config: &Config, first: &Model, list: &[String]) -> Result<M
 /// The encoder of canonical stream events in the client's dialect.
 fn egress(request: &Request, created: u64) -> Box<dyn Egress> {
     match request.source.dialect {
-        Dialect::AnthropicMessages => Box::new(anthropic_messages::Stream::new()),
+        Dialect::AnthropicMessages => Box::new(anthropic_messages::Stream::with_seed(&http::request_id())),
         Dialect::OpenaiChat | Dialect::OpenaiResponses => {
             Box::new(openai_chat::Stream::new(created, request.include_usage))
         }

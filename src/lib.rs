@@ -98,18 +98,25 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, R
             // A key limited to some models sees only those.
             let mut list = models::list(&config);
             list.data.retain(|m| key.policy.allows(&config, m.id));
+            // Anthropic's SDKs send their version: they get the list in their shape.
+            if req.headers().get("anthropic-version").ok().flatten().is_some() {
+                return Ok(http::json(200, &models::anthropic_list(&list)));
+            }
             Ok(http::json(200, &list))
         }
         Endpoint::RetrieveModel(id) => {
             let model = models::retrieve(&config, &id)
                 .filter(|_| key.policy.allows(&config, &id))
                 .ok_or_else(|| GatewayError::model_not_found(&id))?;
+            if req.headers().get("anthropic-version").ok().flatten().is_some() {
+                return Ok(http::json(200, &models::anthropic_object(&id)));
+            }
             Ok(http::json(200, &model))
         }
         Endpoint::ChatCompletions => {
             let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
-            let mut request = ChatRequest::parse(body)?;
-            let asked = chat::Asked { fallbacks: request.models.take(), ..asked(&req) };
+            let request = ChatRequest::parse(body)?;
+            let asked = chat::Asked { fallbacks: request.models.clone(), ..asked(&req) };
             let request = openai_chat::from_chat(request);
             let (completed, admission) = chat::complete(&config, env, &key, request, asked).await?;
             Ok(record(completed, admission, key, config, env, ctx))
@@ -125,7 +132,7 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, R
         }
         Endpoint::CountTokens => {
             let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
-            let request = anthropic_messages::decode(body)?;
+            let request = anthropic_messages::decode(counted_body(body))?;
             chat::count_tokens(&config, env, &key, request).await
         }
         Endpoint::Embeddings => {
@@ -139,6 +146,18 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, R
         | Endpoint::AdminKeys
         | Endpoint::AdminKey(_)
         | Endpoint::AdminUsage => Err(unreachable_endpoint()),
+    }
+}
+
+/// A token count's body as a message's: the counter takes no `max_tokens`, the decoder wants
+/// one (the counter's request drops it again).
+fn counted_body(body: Vec<u8>) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(mut members)) if !members.contains_key("max_tokens") => {
+            members.insert("max_tokens".to_owned(), 1.into());
+            serde_json::to_vec(&members).unwrap_or(body)
+        }
+        _ => body,
     }
 }
 

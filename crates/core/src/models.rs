@@ -39,6 +39,24 @@ pub fn retrieve<'a>(config: &'a Config, id: &'a str) -> Option<ModelObject<'a>> 
     config.model(id).map(|m| object(id, m))
 }
 
+/// A model in Anthropic's shape (`GET /v1/models` from a client that sends
+/// `anthropic-version`): `{"type":"model","id","display_name","created_at"}`.
+pub fn anthropic_object(id: &str) -> serde_json::Value {
+    // No creation date is known for a configured model: the epoch, as an RFC 3339 time.
+    serde_json::json!({"type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"})
+}
+
+/// A list of models in Anthropic's shape, all on one page.
+pub fn anthropic_list(list: &ModelList<'_>) -> serde_json::Value {
+    let data: Vec<serde_json::Value> = list.data.iter().map(|m| anthropic_object(m.id)).collect();
+    serde_json::json!({
+        "data": data,
+        "has_more": false,
+        "first_id": list.data.first().map(|m| m.id),
+        "last_id": list.data.last().map(|m| m.id),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +77,11 @@ mod tests {
         assert_eq!(v["data"][0]["object"], "model");
         assert_eq!(serde_json::to_value(retrieve(&config, "b").unwrap()).unwrap()["id"], "b");
         assert!(retrieve(&config, "z").is_none());
+        let anthropic = anthropic_list(&list(&config));
+        assert_eq!((anthropic["first_id"].as_str(), anthropic["last_id"].as_str()), (Some("a"), Some("c")));
+        assert_eq!(
+            anthropic["data"][1],
+            serde_json::json!({"type": "model", "id": "b", "display_name": "b", "created_at": "1970-01-01T00:00:00Z"})
+        );
     }
 }

@@ -325,7 +325,7 @@ pub fn decode(body: Vec<u8>) -> Result<Request, GatewayError> {
     let Some(model_span) = model_span else {
         return Err(GatewayError::invalid_request("model", "'model' must be a non-empty string."));
     };
-    request.source = Source { dialect: Dialect::AnthropicMessages, bytes: body, model_span };
+    request.source = Source { dialect: Dialect::AnthropicMessages, bytes: body, model_span, ..Source::default() };
     Ok(request)
 }
 

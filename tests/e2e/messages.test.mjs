@@ -1,0 +1,250 @@
+// Anthropic's Messages API as a client dialect (`/v1/messages`): the official
+// `@anthropic-ai/sdk` against the gateway, answered by an Anthropic target (passed through),
+// an OpenAI-format target, a Gemini target and the built-in mock (translated). Every stream is
+// checked against Anthropic's event grammar (anthropic-grammar.mjs).
+
+import { test, before, after, beforeEach } from "node:test";
+import assert from "node:assert/strict";
+import Anthropic from "@anthropic-ai/sdk";
+import { startMock, startGateway, call, GATEWAY_KEY, VENDOR_KEY } from "./harness.mjs";
+import { testConfig, closedPort } from "./config.mjs";
+import { checkAnthropicStream } from "./anthropic-grammar.mjs";
+
+const ANTHROPIC_KEY = "sk-ant-vendor-secret-5678";
+let mock;
+let gateway;
+let client;
+
+// Each target kind behind the same client: the public model name, and whether the gateway
+// passes the client's bytes through (an Anthropic target) or translates.
+const TARGETS = [
+  { model: "claude-sonnet", vendor: "anthropic", passthrough: true },
+  { model: "gpt-test", vendor: "openai", passthrough: false },
+  { model: "gemini-flash", vendor: "gemini", passthrough: false },
+  { model: "echo", vendor: "mock", passthrough: false },
+];
+
+before(async () => {
+  mock = await startMock();
+  gateway = await startGateway({
+    config: testConfig(mock, await closedPort()),
+    secrets: { UPSTREAM_KEY: VENDOR_KEY, ANTHROPIC_KEY, GEMINI_KEY: "AIza-gemini-vendor-key-0000" },
+  });
+  client = new Anthropic({ baseURL: gateway.url, apiKey: GATEWAY_KEY, maxRetries: 0, timeout: 10_000 });
+});
+
+after(async () => {
+  await gateway?.stop();
+  await mock?.stop();
+});
+
+beforeEach(() => mock.reset());
+
+const weather = {
+  name: "get_weather",
+  description: "Current weather in a city",
+  input_schema: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+};
+
+/** A raw streamed call, its text checked against the grammar. */
+async function rawStream(body, headers = {}, strict = true) {
+  const res = await call(gateway, "/v1/messages", {
+    body: { ...body, stream: true },
+    headers: { "anthropic-version": "2023-06-01", ...headers },
+  });
+  assert.equal(res.status, 200, await res.clone().text());
+  assert.match(res.headers.get("content-type"), /^text\/event-stream/);
+  const text = await res.text();
+  return { res, text, ...checkAnthropicStream(text, { strict }) };
+}
+
+for (const { model, vendor, passthrough } of TARGETS) {
+  test(`${vendor}: a message comes back in Anthropic's shape, through the SDK`, async () => {
+    const message = await client.messages.create({
+      model,
+      max_tokens: 200,
+      system: [{ type: "text", text: "Be brief.", cache_control: { type: "ephemeral" } }],
+      messages: [{ role: "user", content: "Hi there" }],
+    });
+    assert.equal(message.type, "message");
+    assert.equal(message.role, "assistant");
+    assert.ok(message.content.length >= 1, JSON.stringify(message));
+    assert.equal(message.content[0].type, "text");
+    assert.ok(message.content[0].text.length > 0);
+    assert.equal(message.stop_reason, "end_turn");
+    assert.ok(Number.isInteger(message.usage.input_tokens) && message.usage.input_tokens > 0, JSON.stringify(message.usage));
+    assert.ok(Number.isInteger(message.usage.output_tokens) && message.usage.output_tokens > 0);
+  });
+
+  test(`${vendor}: a stream obeys Anthropic's grammar and the SDK accumulates it`, async () => {
+    const body = { model, max_tokens: 200, messages: [{ role: "user", content: "Tell me something" }] };
+    // Anthropic's own streams (passed through) need not follow the gateway's stricter habits.
+    const { message } = await rawStream(body, {}, !passthrough);
+    assert.equal(message.stop_reason, "end_turn");
+    const stream = client.messages.stream(body);
+    const final = await stream.finalMessage();
+    assert.equal(final.content[0].type, "text");
+    assert.ok(final.content[0].text.length > 0);
+    assert.equal(final.stop_reason, "end_turn");
+    assert.ok(final.usage.output_tokens > 0);
+  });
+
+  if (vendor !== "mock") {
+    test(`${vendor}: tools: a tool_use with input, then the tool_result answered, streamed and not`, async () => {
+      const ask = { model, max_tokens: 300, tools: [weather], messages: [{ role: "user", content: "Weather in Paris?" }] };
+      const first = await client.messages.create(ask);
+      assert.equal(first.stop_reason, "tool_use", JSON.stringify(first));
+      const use = first.content.find((b) => b.type === "tool_use");
+      assert.ok(use && use.id && use.name === "get_weather", JSON.stringify(first.content));
+      assert.equal(typeof use.input, "object");
+      assert.equal(typeof use.input.city, "string");
+
+      const streamed = await client.messages.stream(ask).finalMessage();
+      const streamedUse = streamed.content.find((b) => b.type === "tool_use");
+      assert.deepEqual(streamedUse.input, use.input, "the streamed arguments add up to the same input");
+      const raw = await rawStream(ask, {}, !passthrough);
+      const rawUse = raw.message.content.find((b) => b.type === "tool_use");
+      assert.ok(rawUse, "the raw stream has the tool_use block");
+
+      const second = await client.messages.create({
+        ...ask,
+        messages: [
+          ...ask.messages,
+          { role: "assistant", content: first.content },
+          {
+            role: "user",
+            content: [{ type: "tool_result", tool_use_id: use.id, content: [{ type: "text", text: "18 degrees" }] }],
+          },
+        ],
+      });
+      assert.equal(second.stop_reason, "end_turn");
+      assert.match(second.content[0].text, /18 degrees/);
+    });
+  }
+}
+
+test("anthropic: the client's bytes pass through with only the model renamed, anthropic-beta forwarded", async () => {
+  const body = {
+    model: "claude-sonnet",
+    max_tokens: 100,
+    system: [{ type: "text", text: "Cached prefix", cache_control: { type: "ephemeral", ttl: "1h" } }],
+    messages: [{ role: "user", content: [{ type: "text", text: "Hi", cache_control: { type: "ephemeral" } }] }],
+    future_field: { kept: true },
+  };
+  const raw = JSON.stringify(body, null, 1);
+  const res = await call(gateway, "/v1/messages?beta=true", {
+    body: raw,
+    key: null,
+    headers: { "x-api-key": GATEWAY_KEY, "anthropic-version": "2023-06-01", "anthropic-beta": "prompt-caching-2024-07-31,interleaved-thinking-2025-05-14" },
+  });
+  assert.equal(res.status, 200, await res.clone().text());
+  assert.equal(res.headers.get("x-switchyard-provider"), "claude");
+  const [sent] = (await mock.requests()).filter((r) => r.path === "/v1/messages");
+  assert.equal(sent.body, raw.replace('"claude-sonnet"', '"claude-sonnet-4-5"'), "byte for byte but the model");
+  assert.equal(sent.headers["anthropic-beta"], "prompt-caching-2024-07-31,interleaved-thinking-2025-05-14");
+  assert.equal(sent.headers["x-api-key"], ANTHROPIC_KEY);
+  assert.ok(!JSON.stringify(sent).includes(GATEWAY_KEY));
+});
+
+test("openai target: Anthropic's request is translated; the beta header is named as dropped", async () => {
+  const res = await call(gateway, "/v1/messages", {
+    body: {
+      model: "gpt-test",
+      max_tokens: 50,
+      stop_sequences: ["END"],
+      temperature: 0.5,
+      system: "Be brief.",
+      messages: [
+        { role: "user", content: [{ type: "text", text: "Look" }, { type: "image", source: { type: "base64", media_type: "image/png", data: "iVBORw0KGgo=" } }] },
+      ],
+      tools: [weather],
+      tool_choice: { type: "auto", disable_parallel_tool_use: true },
+    },
+    headers: { "anthropic-version": "2023-06-01", "anthropic-beta": "fine-grained-tool-streaming-2025-05-14" },
+  });
+  assert.equal(res.status, 200, await res.clone().text());
+  assert.match(res.headers.get("x-switchyard-dropped-params") ?? "", /anthropic-beta: fine-grained-tool-streaming/);
+  const [sent] = (await mock.requests()).filter((r) => r.path.endsWith("/chat/completions"));
+  assert.equal(sent.json.model, "vendor-gpt");
+  assert.equal(sent.json.messages[0].role, "system");
+  assert.equal(sent.json.messages[0].content, "Be brief.");
+  assert.equal(sent.json.messages[1].content[1].image_url.url, "data:image/png;base64,iVBORw0KGgo=");
+  assert.deepEqual(sent.json.stop, ["END"]);
+  assert.equal(sent.json.max_completion_tokens, 50);
+  assert.equal(sent.json.parallel_tool_calls, false);
+  assert.equal(sent.json.tools[0].function.name, "get_weather");
+});
+
+test("auth: x-api-key or a bearer token; a wrong key is Anthropic's authentication_error", async () => {
+  const bearer = new Anthropic({ baseURL: gateway.url, authToken: GATEWAY_KEY, apiKey: null, maxRetries: 0 });
+  const message = await bearer.messages.create({ model: "echo", max_tokens: 20, messages: [{ role: "user", content: "Hi" }] });
+  assert.equal(message.type, "message");
+  const wrong = new Anthropic({ baseURL: gateway.url, apiKey: "sk-wrong", maxRetries: 0 });
+  await assert.rejects(
+    wrong.messages.create({ model: "echo", max_tokens: 20, messages: [{ role: "user", content: "Hi" }] }),
+    (e) => e instanceof Anthropic.AuthenticationError && e.status === 401 && e.error?.error?.type === "authentication_error",
+  );
+});
+
+test("errors come back in Anthropic's shape with its statuses", async () => {
+  const res = await call(gateway, "/v1/messages", { body: { model: "echo", messages: [{ role: "user", content: "Hi" }] } });
+  assert.equal(res.status, 400);
+  const body = await res.json();
+  assert.equal(body.type, "error");
+  assert.equal(body.error.type, "invalid_request_error");
+  assert.match(body.error.message, /max_tokens/);
+  await assert.rejects(
+    client.messages.create({ model: "no-such-model", max_tokens: 10, messages: [{ role: "user", content: "Hi" }] }),
+    (e) => e instanceof Anthropic.NotFoundError && e.error?.error?.type === "not_found_error",
+  );
+  const bad = await call(gateway, "/v1/messages", { body: "{not json" });
+  assert.equal(bad.status, 400);
+  assert.equal((await bad.json()).type, "error");
+  // Every target failing: Anthropic's "overloaded".
+  await mock.fault([{ match: { model: "vendor-primary" }, status: 503 }, { match: { model: "vendor-backup" }, status: 503 }]);
+  const down = await call(gateway, "/v1/messages", { body: { model: "failover", max_tokens: 10, messages: [{ role: "user", content: "Hi" }] } });
+  assert.equal(down.status, 529, await down.clone().text());
+  assert.equal((await down.json()).error.type, "overloaded_error");
+});
+
+test("a server tool goes only to an Anthropic target; elsewhere a clear 400", async () => {
+  const body = {
+    model: "gpt-test",
+    max_tokens: 50,
+    tools: [{ type: "web_search_20250305", name: "web_search", max_uses: 1 }],
+    messages: [{ role: "user", content: "Search" }],
+  };
+  const res = await call(gateway, "/v1/messages", { body });
+  assert.equal(res.status, 400, await res.clone().text());
+  const error = await res.json();
+  assert.equal(error.error.type, "invalid_request_error");
+  assert.match(error.error.message, /web_search_20250305/);
+  const sent = await mock.requests();
+  assert.equal(sent.length, 0, "nothing went to the vendor");
+});
+
+test("a vendor stream broken after the commit ends with an Anthropic error event", async () => {
+  await mock.fault({ match: { model: "vendor-gpt" }, cut_after: 3 });
+  const { error, text } = await rawStream({ model: "gpt-test", max_tokens: 100, messages: [{ role: "user", content: "Hi" }] });
+  assert.ok(error, `an error event ends the stream: ${text}`);
+  assert.ok(!text.includes(VENDOR_KEY));
+});
+
+test("count_tokens: an estimate, said so, for a target that is not Anthropic's", async () => {
+  const counted = await client.messages.countTokens({ model: "gpt-test", messages: [{ role: "user", content: "Hello there, how are you?" }] });
+  assert.ok(Number.isInteger(counted.input_tokens) && counted.input_tokens > 0);
+  const res = await call(gateway, "/v1/messages/count_tokens", { body: { model: "gpt-test", messages: [{ role: "user", content: "Hi" }] } });
+  assert.equal(res.headers.get("x-switchyard-token-count"), "estimate");
+});
+
+test("GET /v1/models answers in Anthropic's shape to Anthropic's SDK", async () => {
+  const page = await client.models.list();
+  const ids = page.data.map((m) => m.id);
+  assert.ok(ids.includes("claude-sonnet") && ids.includes("gpt-test"), JSON.stringify(ids));
+  assert.equal(page.data[0].type, "model");
+  const one = await client.models.retrieve("gpt-test");
+  assert.equal(one.id, "gpt-test");
+  // OpenAI's clients keep OpenAI's shape.
+  const openai = await (await call(gateway, "/v1/models", { method: "GET" })).json();
+  assert.equal(openai.object, "list");
+});
