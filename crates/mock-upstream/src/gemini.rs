@@ -7,9 +7,16 @@
 //! `functionCall` of the allowed or first function with arguments that fit its schema; after a
 //! `functionResponse`, a text quoting it; with `responseSchema`, JSON that fits it; otherwise
 //! the canned words. It refuses a key in the URL and a request without `x-goog-api-key`.
+//!
+//! Thinking, as the real API does it: the model thinks when `thinkingConfig` has a
+//! `thinkingBudget` other than 0 (a positive budget, or -1 for a dynamic one), or, without a
+//! budget, `includeThoughts: true` or a `thinkingLevel`; `usageMetadata.thoughtsTokenCount` then
+//! counts the canned reasoning's tokens (apart from `candidatesTokenCount`, inside
+//! `totalTokenCount`). Only with `includeThoughts: true` does the answer show them: its first
+//! parts are `{"text": ..., "thought": true}` (streamed: one an event, before the answer's).
 
 use crate::faults::Fault;
-use crate::wire::{event_stream, example, json_answer, text, word};
+use crate::wire::{event_stream, example, json_answer, text, thought, thought_tokens, word, THOUGHT};
 use crate::{json, Body, Options};
 use bytes::Bytes;
 use hyper::http::request::Parts;
@@ -77,11 +84,27 @@ fn answer(request: &Value) -> Answer {
     Answer::Canned
 }
 
-fn usage(request: &Value, candidates: usize) -> Value {
+/// Whether the model thinks, and whether it shows its thoughts (see the module's comment).
+fn thinking(request: &Value) -> (bool, bool) {
+    let config = request.pointer("/generationConfig/thinkingConfig");
+    let include = config.and_then(|c| c.get("includeThoughts")).and_then(Value::as_bool) == Some(true);
+    let thinks = match config.and_then(|c| c.get("thinkingBudget")).and_then(Value::as_i64) {
+        Some(budget) => budget != 0,
+        None => include || config.and_then(|c| c.get("thinkingLevel")).is_some_and(|l| !l.is_null()),
+    };
+    (thinks, thinks && include)
+}
+
+/// Usage of `candidates` tokens of answer after `thoughts` of thinking (counted only if any).
+fn usage(request: &Value, candidates: usize, thoughts: usize) -> Value {
     let prompt = request.get("contents").map_or(0, |c| c.to_string().len().div_ceil(4))
         + request.get("systemInstruction").map_or(0, |s| s.to_string().len().div_ceil(4));
-    json!({"promptTokenCount": prompt, "candidatesTokenCount": candidates, "totalTokenCount": prompt + candidates,
-           "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]})
+    let mut usage = json!({"promptTokenCount": prompt, "candidatesTokenCount": candidates, "totalTokenCount": prompt + candidates + thoughts,
+           "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]});
+    if thoughts > 0 {
+        usage["thoughtsTokenCount"] = json!(thoughts);
+    }
+    usage
 }
 
 pub fn generate(options: &Options, parts: &Parts, path: &str, body: &[u8], fault: Option<&Fault>) -> Response<Body> {
@@ -116,6 +139,9 @@ pub fn generate(options: &Options, parts: &Parts, path: &str, body: &[u8], fault
         request.pointer("/generationConfig/candidateCount").and_then(Value::as_u64).unwrap_or(1).max(1) as usize;
     let words = fault.and_then(|f| f.stream_chunks).unwrap_or(options.stream_chunks);
     let answer = answer(&request);
+    let (thinks, shows_thoughts) = thinking(&request);
+    let thoughts = if thinks { thought_tokens() } else { 0 };
+    let usage = |candidates: usize| usage(&request, candidates, thoughts);
     let response = |parts: Value, finish: Option<&str>, usage: Option<Value>| {
         let list: Vec<Value> = (0..candidates)
             .map(|index| {
@@ -141,39 +167,41 @@ pub fn generate(options: &Options, parts: &Parts, path: &str, body: &[u8], fault
             events.push(Bytes::from_static(b"data: {\"candidates\": [{\"content\r\n\r\n"));
         }
         let mut push = |value: Value| events.push(Bytes::from(format!("data: {value}\r\n\r\n")));
+        if shows_thoughts {
+            for piece in THOUGHT {
+                push(response(json!([{"text": piece, "thought": true}]), None, None));
+            }
+        }
         match answer {
             Answer::Canned => {
                 let n = words.max(1);
                 for i in 0..n {
                     let last = i + 1 == n;
-                    push(response(
-                        json!([{"text": word(i)}]),
-                        last.then_some("STOP"),
-                        last.then(|| usage(&request, n)),
-                    ));
+                    push(response(json!([{"text": word(i)}]), last.then_some("STOP"), last.then(|| usage(n))));
                 }
             }
             Answer::Text(t) => {
                 let middle = t.char_indices().nth(t.chars().count() / 2).map_or(0, |(i, _)| i);
                 push(response(json!([{"text": &t[..middle]}]), None, None));
-                push(response(json!([{"text": &t[middle..]}]), Some("STOP"), Some(usage(&request, 8))));
+                push(response(json!([{"text": &t[middle..]}]), Some("STOP"), Some(usage(8))));
             }
             Answer::Call { name, args } => {
-                push(response(
-                    json!([{"functionCall": {"name": name, "args": args}}]),
-                    Some("STOP"),
-                    Some(usage(&request, 10)),
-                ));
+                push(response(json!([{"functionCall": {"name": name, "args": args}}]), Some("STOP"), Some(usage(10))));
             }
         }
         return event_stream(events, fault);
     }
-    let (parts_json, tokens) = match answer {
-        Answer::Canned => (json!([{"text": text(words)}]), words.max(1)),
-        Answer::Text(t) => (json!([{"text": t}]), 8),
-        Answer::Call { name, args } => (json!([{"functionCall": {"name": name, "args": args}}]), 10),
+    let (part, tokens) = match answer {
+        Answer::Canned => (json!({"text": text(words)}), words.max(1)),
+        Answer::Text(t) => (json!({"text": t}), 8),
+        Answer::Call { name, args } => (json!({"functionCall": {"name": name, "args": args}}), 10),
     };
-    json_answer(&response(parts_json, Some("STOP"), Some(usage(&request, tokens))), fault)
+    let mut parts_json = Vec::new();
+    if shows_thoughts {
+        parts_json.push(json!({"text": thought(), "thought": true}));
+    }
+    parts_json.push(part);
+    json_answer(&response(json!(parts_json), Some("STOP"), Some(usage(tokens))), fault)
 }
 
 /// `models/{model}:batchEmbedContents`: one deterministic vector per request, in order.
@@ -209,4 +237,82 @@ pub fn batch_embed(parts: &Parts, path: &str, body: &[u8]) -> Response<Body> {
         embeddings.push(json!({"values": crate::wire::vector(&text, dimensions)}));
     }
     json(StatusCode::OK, &json!({"embeddings": embeddings}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{self, OPTIONS};
+
+    const PATH: &str = "/v1beta/models/gemini-2.5-flash:generateContent";
+    const STREAM_PATH: &str = "/v1beta/models/gemini-2.5-flash:streamGenerateContent";
+
+    fn request(thinking: Option<Value>) -> Value {
+        let mut request = json!({"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]});
+        if let Some(thinking) = thinking {
+            request["generationConfig"] = json!({"thinkingConfig": thinking});
+        }
+        request
+    }
+
+    async fn generate_json(body: Value) -> Value {
+        let parts = testing::parts(PATH, &[("x-goog-api-key", "k")]);
+        let (status, answer) = testing::json(generate(&OPTIONS, &parts, PATH, body.to_string().as_bytes(), None)).await;
+        assert_eq!(status, 200, "{answer}");
+        answer
+    }
+
+    #[tokio::test]
+    async fn a_thinking_budget_counts_thoughts_without_showing_them() {
+        let answer = generate_json(request(Some(json!({"thinkingBudget": 1024})))).await;
+        assert_eq!(
+            answer["candidates"][0]["content"]["parts"],
+            json!([{"text": "Hello from mock-upstream, the vendor stand-in of Switchyard."}])
+        );
+        let usage = &answer["usageMetadata"];
+        assert_eq!(usage["thoughtsTokenCount"], 8);
+        assert_eq!(usage["candidatesTokenCount"], 8);
+        assert_eq!(usage["totalTokenCount"], usage["promptTokenCount"].as_u64().unwrap() + 16);
+    }
+
+    #[tokio::test]
+    async fn include_thoughts_shows_them_first() {
+        for thinking in [json!({"includeThoughts": true}), json!({"thinkingBudget": -1, "includeThoughts": true})] {
+            let answer = generate_json(request(Some(thinking))).await;
+            let parts = &answer["candidates"][0]["content"]["parts"];
+            assert_eq!(parts[0], json!({"text": "Let me think about what the user asks.", "thought": true}));
+            assert_eq!(parts[1], json!({"text": "Hello from mock-upstream, the vendor stand-in of Switchyard."}));
+            assert_eq!(answer["usageMetadata"]["thoughtsTokenCount"], 8);
+        }
+    }
+
+    #[tokio::test]
+    async fn no_thinking_no_thoughts() {
+        for thinking in
+            [None, Some(json!({"thinkingBudget": 0})), Some(json!({"thinkingBudget": 0, "includeThoughts": true}))]
+        {
+            let answer = generate_json(request(thinking)).await;
+            assert_eq!(answer["candidates"][0]["content"]["parts"].as_array().unwrap().len(), 1);
+            assert!(answer["usageMetadata"].get("thoughtsTokenCount").is_none());
+            assert_eq!(
+                answer["usageMetadata"]["totalTokenCount"],
+                answer["usageMetadata"]["promptTokenCount"].as_u64().unwrap() + 8
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn streamed_thoughts_come_in_the_first_events() {
+        let body = request(Some(json!({"thinkingBudget": 2048, "includeThoughts": true})));
+        let uri = format!("{STREAM_PATH}?alt=sse");
+        let parts = testing::parts(&uri, &[("x-goog-api-key", "k")]);
+        let events = testing::events(generate(&OPTIONS, &parts, STREAM_PATH, body.to_string().as_bytes(), None)).await;
+        let first_parts: Vec<&Value> = events.iter().map(|e| &e["candidates"][0]["content"]["parts"][0]).collect();
+        let thoughts: String = first_parts[..4].iter().map(|p| p["text"].as_str().unwrap()).collect();
+        assert_eq!(thoughts, "Let me think about what the user asks.");
+        assert!(first_parts[..4].iter().all(|p| p["thought"] == true));
+        assert!(first_parts[4..].iter().all(|p| p.get("thought").is_none()));
+        assert_eq!(events.len(), 4 + 8);
+        assert_eq!(events.last().unwrap()["usageMetadata"]["thoughtsTokenCount"], 8);
+    }
 }

@@ -1,7 +1,9 @@
 //! mock-upstream: a native stand-in for AI vendors' HTTP APIs, for Switchyard's end-to-end tests
 //! and benchmarks.
 //!
-//! It answers in the vendors' real wire formats (OpenAI Chat Completions so far), records every
+//! It answers in the vendors' real wire formats (OpenAI's Chat Completions and Embeddings,
+//! Anthropic's Messages and its token counter, Gemini's generateContent, streamGenerateContent
+//! and batchEmbedContents), reasoning included when a request asks for it, records every
 //! request it receives (unless `--no-record`, for benchmarks), and injects faults a test asks
 //! for. Control endpoints live under `/_mock/` (see `control.rs`). Usage:
 //! `mock-upstream [--port N] [--stream-chunks N] [--no-record]`; it prints
@@ -52,7 +54,7 @@ pub enum Vendor {
 
 impl Vendor {
     pub fn of(path: &str) -> Self {
-        if path.ends_with("/messages") {
+        if path.ends_with("/messages") || path.ends_with("/messages/count_tokens") {
             Vendor::Anthropic
         } else if path.contains("/models/") && path.contains(':') {
             Vendor::Gemini
@@ -128,6 +130,8 @@ async fn handle(server: Arc<Server>, request: Request<Incoming>) -> Result<Respo
     let post = parts.method == hyper::Method::POST;
     let response = if post && path.ends_with("/chat/completions") {
         openai::chat_completions(&server.options, &body, fault.as_ref())
+    } else if post && path.ends_with("/messages/count_tokens") {
+        anthropic::count_tokens(&parts, &body, fault.as_ref())
     } else if post && path.ends_with("/messages") {
         anthropic::messages(&server.options, &parts, &body, fault.as_ref())
     } else if post && path.ends_with("/embeddings") {
@@ -188,4 +192,47 @@ async fn main() {
         }
     }
     eprintln!("mock-upstream: stopped");
+}
+
+/// What the unit tests share: requests' heads, and answers read back.
+#[cfg(test)]
+pub mod testing {
+    use super::{Body, Options};
+    use http_body_util::BodyExt;
+    use hyper::http::request::Parts;
+    use hyper::Response;
+    use serde_json::Value;
+
+    pub const OPTIONS: Options = Options { port: 0, stream_chunks: 8, record: false };
+
+    /// The head of a request to `uri` with these headers.
+    pub fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut builder = hyper::Request::builder().method("POST").uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).expect("valid request").into_parts().0
+    }
+
+    pub async fn text(response: Response<Body>) -> (u16, String) {
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.expect("whole body").to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).expect("UTF-8 body"))
+    }
+
+    pub async fn json(response: Response<Body>) -> (u16, Value) {
+        let (status, text) = text(response).await;
+        (status, serde_json::from_str(&text).expect("JSON body"))
+    }
+
+    /// The `data:` of every event of a stream, as JSON (`[DONE]` left out).
+    pub async fn events(response: Response<Body>) -> Vec<Value> {
+        let (status, text) = text(response).await;
+        assert_eq!(status, 200, "{text}");
+        text.lines()
+            .filter_map(|line| line.trim_end_matches('\r').strip_prefix("data: "))
+            .filter(|data| *data != "[DONE]")
+            .map(|data| serde_json::from_str(data).expect("JSON event"))
+            .collect()
+    }
 }

@@ -5,10 +5,13 @@
 //! What it answers: with tools offered (and not refused with `tool_choice: none`), a call of
 //! the forced or first tool with arguments that fit its schema; after a tool result, a text
 //! quoting it; with `response_format: json_schema`, JSON that fits the schema; otherwise the
-//! canned words (`--stream-chunks` or the fault's `stream_chunks` of them).
+//! canned words (`--stream-chunks` or the fault's `stream_chunks` of them). With
+//! `reasoning_effort` (other than `none`), the answer first carries the canned reasoning as
+//! `reasoning_content`, as DeepSeek-style vendors send it (streamed: in `delta.reasoning_content`
+//! chunks before the others), counted in `completion_tokens_details.reasoning_tokens`.
 
 use crate::faults::Fault;
-use crate::wire::{event_stream, example, json_answer, now, text, word};
+use crate::wire::{event_stream, example, json_answer, now, text, thought, thought_tokens, word, THOUGHT};
 use crate::{json, Body, Options};
 use bytes::Bytes;
 use hyper::{Response, StatusCode};
@@ -17,14 +20,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-fn usage(request: &Value, completion_tokens: usize) -> Value {
+/// Usage of an answer of `completion_tokens` after `reasoning_tokens` of reasoning, which OpenAI
+/// counts among the completion tokens.
+fn usage(request: &Value, completion_tokens: usize, reasoning_tokens: usize) -> Value {
     let prompt_tokens = request.get("messages").map_or(0, |m| m.to_string().len().div_ceil(4));
+    let completion_tokens = completion_tokens + reasoning_tokens;
     json!({
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+        "completion_tokens_details": {"reasoning_tokens": reasoning_tokens, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
     })
 }
 
@@ -33,6 +39,35 @@ pub fn invalid(message: &str) -> Response<Body> {
         StatusCode::BAD_REQUEST,
         &json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": null}}),
     )
+}
+
+/// The values of `reasoning_effort` OpenAI takes.
+const EFFORTS: [&str; 6] = ["none", "minimal", "low", "medium", "high", "xhigh"];
+
+/// An OpenAI 400 about one parameter.
+fn invalid_param(message: &str, param: &str, code: &str) -> Response<Body> {
+    json(
+        StatusCode::BAD_REQUEST,
+        &json!({"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}),
+    )
+}
+
+/// Whether the request asks for reasoning, refused as OpenAI refuses an unknown effort.
+fn wants_reasoning(request: &Value) -> Result<bool, Box<Response<Body>>> {
+    match request.get("reasoning_effort") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::String(effort)) if EFFORTS.contains(&effort.as_str()) => Ok(effort != "none"),
+        Some(Value::String(effort)) => Err(Box::new(invalid_param(
+            &format!("Invalid value: '{effort}'. Supported values are: 'none', 'minimal', 'low', 'medium', 'high', and 'xhigh'."),
+            "reasoning_effort",
+            "invalid_value",
+        ))),
+        Some(_) => Err(Box::new(invalid_param(
+            "Invalid type for 'reasoning_effort': expected one of 'none', 'minimal', 'low', 'medium', 'high', or 'xhigh'.",
+            "reasoning_effort",
+            "invalid_type",
+        ))),
+    }
 }
 
 /// What the mock answers a chat with.
@@ -87,15 +122,21 @@ pub fn chat_completions(options: &Options, body: &[u8], fault: Option<&Fault>) -
     if !request.get("messages").is_some_and(Value::is_array) {
         return invalid("'messages' is a required property");
     }
+    let reasoning = match wants_reasoning(&request) {
+        Ok(reasoning) => reasoning,
+        Err(refusal) => return *refusal,
+    };
+    let reasoning_tokens = if reasoning { thought_tokens() } else { 0 };
     let id = format!("chatcmpl-mock{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let created = now();
     let words = fault.and_then(|f| f.stream_chunks).unwrap_or(options.stream_chunks);
     let answer = answer(&request, words);
     if request.get("stream").and_then(Value::as_bool) == Some(true) {
         let include_usage = request.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
-        return stream_response(&request, &id, &model, created, answer, words, include_usage, fault);
+        let stream = Stream { id: &id, model: &model, created, words, include_usage, reasoning };
+        return stream_response(&request, &stream, answer, fault);
     }
-    let (message, finish_reason, completion_tokens) = match answer {
+    let (mut message, finish_reason, completion_tokens) = match answer {
         Answer::Canned => (
             json!({"role": "assistant", "content": text(words), "refusal": null, "annotations": []}),
             "stop",
@@ -112,11 +153,14 @@ pub fn chat_completions(options: &Options, body: &[u8], fault: Option<&Fault>) -
             12,
         ),
     };
+    if reasoning {
+        message["reasoning_content"] = json!(thought());
+    }
     json_answer(
         &json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason}],
-            "usage": usage(&request, completion_tokens), "service_tier": "default", "system_fingerprint": "fp_mock"
+            "usage": usage(&request, completion_tokens, reasoning_tokens), "service_tier": "default", "system_fingerprint": "fp_mock"
         }),
         fault,
     )
@@ -131,21 +175,27 @@ fn chunk(id: &str, model: &str, created: u64, delta: Value, finish_reason: Value
     Bytes::from(format!("data: {event}\n\n"))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn stream_response(
-    request: &Value,
-    id: &str,
-    model: &str,
+/// What a streamed answer is sent with.
+struct Stream<'a> {
+    id: &'a str,
+    model: &'a str,
     created: u64,
-    answer: Answer,
     words: usize,
     include_usage: bool,
-    fault: Option<&Fault>,
-) -> Response<Body> {
-    let mut events = Vec::with_capacity(words + 4);
+    reasoning: bool,
+}
+
+fn stream_response(request: &Value, stream: &Stream, answer: Answer, fault: Option<&Fault>) -> Response<Body> {
+    let &Stream { id, model, created, words, include_usage, reasoning } = stream;
+    let mut events = Vec::with_capacity(words + 8);
     events.push(chunk(id, model, created, json!({"role": "assistant", "content": "", "refusal": null}), Value::Null));
     if fault.is_some_and(|f| f.malformed) {
         events.push(Bytes::from_static(b"data: {\"id\": \"chatcmpl-broken\", \"choices\": [\n\n"));
+    }
+    if reasoning {
+        for piece in THOUGHT {
+            events.push(chunk(id, model, created, json!({"content": null, "reasoning_content": piece}), Value::Null));
+        }
     }
     let (finish, completion_tokens) = match answer {
         Answer::Canned => {
@@ -177,7 +227,8 @@ fn stream_response(
     if include_usage {
         let event = json!({
             "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "system_fingerprint": "fp_mock", "choices": [], "usage": usage(request, completion_tokens)
+            "system_fingerprint": "fp_mock", "choices": [],
+            "usage": usage(request, completion_tokens, if reasoning { thought_tokens() } else { 0 })
         });
         events.push(Bytes::from(format!("data: {event}\n\n")));
     }
@@ -223,4 +274,73 @@ pub fn embeddings(body: &[u8]) -> Response<Body> {
         StatusCode::OK,
         &json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{self, OPTIONS};
+
+    fn request(effort: Option<&str>) -> Value {
+        let mut request = json!({"model": "gpt", "messages": [{"role": "user", "content": "Hi"}]});
+        if let Some(effort) = effort {
+            request["reasoning_effort"] = json!(effort);
+        }
+        request
+    }
+
+    async fn create(body: Value) -> (u16, Value) {
+        testing::json(chat_completions(&OPTIONS, body.to_string().as_bytes(), None)).await
+    }
+
+    #[tokio::test]
+    async fn reasoning_effort_brings_reasoning_content_and_reasoning_tokens() {
+        let (status, answer) = create(request(Some("high"))).await;
+        assert_eq!(status, 200);
+        let message = &answer["choices"][0]["message"];
+        assert_eq!(message["reasoning_content"], "Let me think about what the user asks.");
+        assert_eq!(message["content"], "Hello from mock-upstream, the vendor stand-in of Switchyard.");
+        assert_eq!(answer["usage"]["completion_tokens_details"]["reasoning_tokens"], 8);
+        assert_eq!(answer["usage"]["completion_tokens"], 16);
+        assert_eq!(answer["usage"]["total_tokens"], answer["usage"]["prompt_tokens"].as_u64().unwrap() + 16);
+    }
+
+    #[tokio::test]
+    async fn without_reasoning_effort_or_with_none_there_is_no_reasoning() {
+        for effort in [None, Some("none")] {
+            let (_, answer) = create(request(effort)).await;
+            assert!(answer["choices"][0]["message"].get("reasoning_content").is_none());
+            assert_eq!(answer["usage"]["completion_tokens_details"]["reasoning_tokens"], 0);
+            assert_eq!(answer["usage"]["completion_tokens"], 8);
+        }
+    }
+
+    #[tokio::test]
+    async fn streamed_reasoning_comes_before_the_content() {
+        let mut body = request(Some("low"));
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+        let events = testing::events(chat_completions(&OPTIONS, body.to_string().as_bytes(), None)).await;
+        let deltas: Vec<&Value> = events.iter().filter_map(|e| e.pointer("/choices/0/delta")).collect();
+        assert_eq!(deltas[0], &json!({"role": "assistant", "content": "", "refusal": null}));
+        let reasoning: String = deltas[1..5].iter().map(|d| d["reasoning_content"].as_str().unwrap()).collect();
+        assert_eq!(reasoning, "Let me think about what the user asks.");
+        assert!(deltas[1..5].iter().all(|d| d["content"].is_null()));
+        assert_eq!(deltas[5], &json!({"content": "Hello"}));
+        assert!(deltas[5..].iter().all(|d| d.get("reasoning_content").is_none()));
+        let usage = &events.last().unwrap()["usage"];
+        assert_eq!(usage["completion_tokens_details"]["reasoning_tokens"], 8);
+        assert_eq!(usage["completion_tokens"], 16);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_reasoning_effort_is_refused() {
+        let (status, answer) = create(request(Some("extreme"))).await;
+        assert_eq!(status, 400);
+        assert_eq!(answer["error"]["param"], "reasoning_effort");
+        assert_eq!(answer["error"]["code"], "invalid_value");
+        let mut body = request(None);
+        body["reasoning_effort"] = json!(3);
+        assert_eq!(create(body).await.1["error"]["code"], "invalid_type");
+    }
 }

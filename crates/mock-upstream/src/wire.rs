@@ -34,6 +34,64 @@ pub fn text(words: usize) -> String {
     (0..words.max(1)).map(word).collect()
 }
 
+/// The pieces of the canned reasoning (Anthropic's `thinking`, OpenAI-style `reasoning_content`,
+/// Gemini's thought parts), in the order they stream: one piece a delta or event.
+pub const THOUGHT: [&str; 4] = ["Let me think", " about what", " the user", " asks."];
+
+/// The canned reasoning whole: `Let me think about what the user asks.`
+pub fn thought() -> String {
+    THOUGHT.concat()
+}
+
+/// What the canned reasoning counts as in usage: one token a word.
+pub fn thought_tokens() -> usize {
+    thought().split_whitespace().count()
+}
+
+/// An opaque, base64-looking signature of `thinking` (as Anthropic signs its thinking blocks):
+/// always the same for the same text, 64 characters of standard base64.
+pub fn signature(thinking: &str) -> String {
+    use base64::Engine;
+    let mut state: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in thinking.bytes() {
+        state ^= u64::from(byte);
+        state = state.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut bytes = vec![0x12u8, 0xa0];
+    while bytes.len() < 48 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.push((state >> 24) as u8);
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `pieces` cut where the earliest of `stops` first occurs in their concatenation (the stop
+/// sequence itself left out, as vendors do), with the stop sequence that matched; `pieces`
+/// unchanged and `None` when none occurs. Empty pieces are dropped from a cut answer.
+pub fn cut_at_stop(pieces: Vec<String>, stops: &[&str]) -> (Vec<String>, Option<String>) {
+    let whole = pieces.concat();
+    let found = stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| whole.find(s).map(|at| (at, *s)))
+        .min_by_key(|(at, _)| *at);
+    let Some((at, stop)) = found else { return (pieces, None) };
+    let mut kept = Vec::new();
+    let mut start = 0;
+    for piece in pieces {
+        if start >= at {
+            break;
+        }
+        let take = (at - start).min(piece.len());
+        kept.push(piece[..take].to_owned());
+        start += piece.len();
+    }
+    kept.retain(|p| !p.is_empty());
+    (kept, Some(stop.to_owned()))
+}
+
 /// A value that satisfies a (simple) JSON schema, for mock tool arguments and JSON output.
 pub fn example(schema: &Value) -> Value {
     if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
@@ -132,4 +190,46 @@ pub fn vector(text: &str, dimensions: usize) -> Vec<f32> {
     let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::EPSILON);
     values.iter_mut().for_each(|v| *v /= norm);
     values
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(words: usize) -> Vec<String> {
+        (0..words).map(word).collect()
+    }
+
+    #[test]
+    fn a_stop_sequence_cuts_the_pieces_before_it() {
+        let (cut, stop) = cut_at_stop(pieces(8), &["vendor"]);
+        assert_eq!(cut, ["Hello", " from", " mock-upstream,", " the", " "]);
+        assert_eq!(stop.as_deref(), Some("vendor"));
+        // Inside a piece, and the earliest of several wins whatever their order.
+        let (cut, stop) = cut_at_stop(pieces(8), &["Switchyard", "upstream"]);
+        assert_eq!(cut.concat(), "Hello from mock-");
+        assert_eq!(stop.as_deref(), Some("upstream"));
+        // At the very start: nothing is left.
+        let (cut, stop) = cut_at_stop(pieces(8), &["Hello"]);
+        assert!(cut.is_empty());
+        assert_eq!(stop.as_deref(), Some("Hello"));
+    }
+
+    #[test]
+    fn pieces_without_a_stop_sequence_are_unchanged() {
+        assert_eq!(cut_at_stop(pieces(8), &["END", ""]), (pieces(8), None));
+        assert_eq!(cut_at_stop(pieces(8), &[]), (pieces(8), None));
+    }
+
+    #[test]
+    fn the_signature_is_opaque_base64_and_stable() {
+        use base64::Engine;
+        let signature = signature(&thought());
+        assert_eq!(signature, super::signature(&thought()));
+        assert_ne!(signature, super::signature("other thoughts"));
+        assert_eq!(signature.len(), 64);
+        assert!(base64::engine::general_purpose::STANDARD.decode(&signature).is_ok());
+        assert_eq!(thought(), "Let me think about what the user asks.");
+        assert_eq!(thought_tokens(), 8);
+    }
 }
