@@ -248,3 +248,65 @@ test("GET /v1/models answers in Anthropic's shape to Anthropic's SDK", async () 
   const openai = await (await call(gateway, "/v1/models", { method: "GET" })).json();
   assert.equal(openai.object, "list");
 });
+
+const THINK = { type: "enabled", budget_tokens: 2048 };
+
+test("anthropic: thinking with its signature, streamed and not, and sent back in a tool loop", async () => {
+  const ask = { model: "claude-sonnet", max_tokens: 4096, thinking: THINK, tools: [weather], messages: [{ role: "user", content: "Weather in Paris?" }] };
+  const first = await client.messages.create(ask);
+  assert.deepEqual(first.content.map((b) => b.type), ["thinking", "tool_use"]);
+  assert.ok(first.content[0].signature.length > 0);
+  const streamed = await client.messages.stream(ask).finalMessage();
+  assert.deepEqual(streamed.content.map((b) => b.type), ["thinking", "tool_use"]);
+  assert.equal(streamed.content[0].signature, first.content[0].signature, "the signature_delta arrived whole");
+  const raw = await rawStream(ask, {}, false);
+  assert.ok(raw.events.some((e) => e.json?.delta?.type === "signature_delta"));
+  // Claude Code's pattern: the thinking block goes back, signed, before the tool result.
+  const use = first.content[1];
+  const second = await client.messages.create({
+    ...ask,
+    messages: [
+      ...ask.messages,
+      { role: "assistant", content: first.content },
+      { role: "user", content: [{ type: "tool_result", tool_use_id: use.id, content: "18 degrees" }] },
+    ],
+  });
+  assert.equal(second.stop_reason, "end_turn", JSON.stringify(second));
+  const [, sent] = (await mock.requests()).filter((r) => r.path === "/v1/messages").slice(-2);
+  assert.equal(sent.json.messages[1].content[0].signature, first.content[0].signature);
+});
+
+for (const { model, vendor } of TARGETS.filter((t) => t.vendor === "openai" || t.vendor === "gemini")) {
+  test(`${vendor}: thinking asked in Anthropic's terms comes back as thinking blocks`, async () => {
+    const ask = { model, max_tokens: 4096, thinking: THINK, messages: [{ role: "user", content: "Think first" }] };
+    const message = await client.messages.create(ask);
+    assert.equal(message.content[0].type, "thinking", JSON.stringify(message.content));
+    assert.match(message.content[0].thinking, /think/);
+    assert.equal(message.content.at(-1).type, "text");
+    const { message: streamed, events } = await rawStream(ask);
+    assert.equal(streamed.content[0].type, "thinking");
+    assert.ok(events.some((e) => e.json?.delta?.type === "thinking_delta"));
+    const final = await client.messages.stream(ask).finalMessage();
+    assert.deepEqual(final.content.map((b) => b.type), ["thinking", "text"]);
+    const sent = (await mock.requests()).at(-1).json;
+    if (vendor === "openai") assert.equal(sent.reasoning_effort, "medium");
+    else assert.deepEqual(sent.generationConfig.thinkingConfig, { thinkingBudget: 2048, includeThoughts: true });
+    // A thinking block from another vendor (no signature) can go back: it is left out.
+    const again = await client.messages.create({
+      ...ask,
+      messages: [...ask.messages, { role: "assistant", content: message.content }, { role: "user", content: "And?" }],
+    });
+    assert.equal(again.type, "message");
+  });
+}
+
+test("count_tokens: Anthropic's own count for an Anthropic target", async () => {
+  const counted = await client.messages.countTokens({ model: "claude-sonnet", system: "Be brief.", messages: [{ role: "user", content: "Hello" }] });
+  assert.ok(Number.isInteger(counted.input_tokens) && counted.input_tokens > 0);
+  const res = await call(gateway, "/v1/messages/count_tokens", { body: { model: "claude-sonnet", messages: [{ role: "user", content: "Hi" }] } });
+  assert.equal(res.status, 200, await res.clone().text());
+  assert.equal(res.headers.get("x-switchyard-token-count"), "exact");
+  const [sent] = (await mock.requests()).filter((r) => r.path.endsWith("/count_tokens")).slice(-1);
+  assert.equal(sent.json.max_tokens, undefined);
+  assert.equal(sent.json.model, "claude-sonnet-4-5");
+});

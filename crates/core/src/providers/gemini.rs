@@ -126,6 +126,9 @@ impl GenerationConfig {
 #[serde(rename_all = "camelCase")]
 struct ThinkingConfig {
     thinking_budget: u32,
+    /// Gemini returns the thoughts' text only when asked: the client asked for reasoning.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    include_thoughts: bool,
 }
 
 /// The `thinkingBudget` the request asks of Gemini (0 turns thinking off): its own budget, or
@@ -460,7 +463,7 @@ pub fn chat_request(
         OutputFormat::Text => {}
     }
     generation_config.thinking_config =
-        thinking_budget(request)?.map(|thinking_budget| ThinkingConfig { thinking_budget });
+        thinking_budget(request)?.map(|thinking_budget| ThinkingConfig { thinking_budget, include_thoughts: thinking_budget > 0 });
     for name in request.extra.keys() {
         match name.as_str() {
             "presence_penalty" => generation_config.presence_penalty = request.extra[name].as_f64(),
