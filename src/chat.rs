@@ -8,10 +8,12 @@ use crate::metering::{self, Admission, Estimate, Metered, StreamEnd};
 use crate::{health_view, http, upstream};
 use futures::channel::oneshot;
 use futures::StreamExt;
+use std::cell::RefCell;
+use std::rc::Rc;
 use switchyard_core::canonical::{Dialect, Egress, Request};
 use switchyard_core::catalog::{ModelInfo, Needs};
 use switchyard_core::config::{Config, Model, Provider, ProviderKind, Target};
-use switchyard_core::ingress::{anthropic_messages, openai_chat};
+use switchyard_core::ingress::{anthropic_messages, openai_chat, openai_responses};
 use switchyard_core::keys::KeyRecord;
 use switchyard_core::providers::{self, mock, ParamReport, StreamTranslator};
 use switchyard_core::route::{self, Strategy, Tier};
@@ -21,11 +23,49 @@ use worker::{ByteStream, Date, Env, Response};
 /// How the client asked: `strict` (its `x-switchyard-strict`) that parameters a target cannot
 /// honour be refused rather than dropped; `tier` (its `x-switchyard-tier`) a cascade's tier;
 /// `fallbacks` its own list of models to try after the first (OpenAI Chat's `models`).
+/// `responses`: what a Responses API answer is made of beyond the canonical one.
 #[derive(Default)]
 pub struct Asked {
     pub strict: bool,
     pub tier: Option<Tier>,
     pub fallbacks: Option<Vec<String>>,
+    pub responses: Option<Rc<ResponsesReply>>,
+}
+
+/// A Responses API call's own: its parameters, the id and time the gateway gave it, and the
+/// Response object once its answer is whole (for the store).
+pub struct ResponsesReply {
+    pub params: openai_responses::Params,
+    pub id: String,
+    pub created_at: u64,
+    pub kept: RefCell<Option<serde_json::Value>>,
+}
+
+/// The Responses stream encoder, keeping the final Response object as the stream ends.
+struct Keeping {
+    inner: openai_responses::Stream,
+    reply: Rc<ResponsesReply>,
+}
+
+impl Keeping {
+    fn keep(&self) {
+        *self.reply.kept.borrow_mut() = self.inner.response().cloned();
+    }
+}
+
+impl Egress for Keeping {
+    fn event(&mut self, event: switchyard_core::canonical::Event<'_>, out: &mut Vec<u8>) {
+        self.inner.event(event, out);
+    }
+
+    fn complete(&mut self, out: &mut Vec<u8>) {
+        self.inner.complete(out);
+        self.keep();
+    }
+
+    fn fail(&mut self, error: &GatewayError, out: &mut Vec<u8>) {
+        self.inner.fail(error, out);
+    }
 }
 
 pub async fn complete(
@@ -53,12 +93,14 @@ pub async fn complete(
     let dialect = request.source.dialect;
     let selection = Selection { needs: Some(needs), tier, tokens: needs.prompt_tokens + needs.max_output, dialect };
     let request = &request;
+    let reply = asked.responses.as_ref();
     // The holds are renewed should the attempts outlast them (a stream's, after, by `settle`).
     let dispatched = admission.dispatch_flag();
     let completed = admission
         .keep_while(attempts::run(config, env, model, &selection, |provider, target, budget| {
             dispatched.set(true);
-            attempt(provider, target, model, request, env, strict, budget, config.model_info(&target.model))
+            let info = config.model_info(&target.model);
+            attempt(provider, target, model, request, reply, env, strict, budget, info)
         }))
         .await;
     Ok((completed, admission))
@@ -103,22 +145,41 @@ fn client_fallbacks(config: &Config, first: &Model, list: &[String]) -> Result<M
 }
 
 /// The encoder of canonical stream events in the client's dialect.
-fn egress(request: &Request, created: u64) -> Box<dyn Egress> {
-    match request.source.dialect {
-        Dialect::AnthropicMessages => Box::new(anthropic_messages::Stream::with_seed(&http::request_id())),
-        Dialect::OpenaiChat | Dialect::OpenaiResponses => {
+fn egress(request: &Request, reply: Option<&Rc<ResponsesReply>>, created: u64) -> Box<dyn Egress> {
+    match (request.source.dialect, reply) {
+        (Dialect::AnthropicMessages, _) => Box::new(anthropic_messages::Stream::with_seed(&http::request_id())),
+        (Dialect::OpenaiResponses, Some(reply)) => Box::new(Keeping {
+            inner: openai_responses::Stream::new(request, &reply.params, reply.id.clone(), reply.created_at),
+            reply: reply.clone(),
+        }),
+        (Dialect::OpenaiChat | Dialect::OpenaiResponses, _) => {
             Box::new(openai_chat::Stream::new(created, request.include_usage))
         }
     }
 }
 
 /// A canonical answer in the client's dialect.
-fn encode(request: &Request, answer: &switchyard_core::canonical::Answer, created: u64) -> Response {
-    match request.source.dialect {
-        Dialect::AnthropicMessages => {
+fn encode(
+    request: &Request,
+    reply: Option<&Rc<ResponsesReply>>,
+    answer: &switchyard_core::canonical::Answer,
+    created: u64,
+) -> Response {
+    match (request.source.dialect, reply) {
+        (Dialect::AnthropicMessages, _) => {
             http::bytes_response(200, "application/json", anthropic_messages::encode_answer(answer))
         }
-        Dialect::OpenaiChat | Dialect::OpenaiResponses => http::json(200, &openai_chat::encode_answer(answer, created)),
+        (Dialect::OpenaiResponses, Some(reply)) => {
+            let mut response =
+                openai_responses::encode_answer(answer, request, &reply.params, &reply.id, reply.created_at);
+            response["completed_at"] = (Date::now().as_millis() / 1000).into();
+            let sent = http::json(200, &response);
+            *reply.kept.borrow_mut() = Some(response);
+            sent
+        }
+        (Dialect::OpenaiChat | Dialect::OpenaiResponses, _) => {
+            http::json(200, &openai_chat::encode_answer(answer, created))
+        }
     }
 }
 
@@ -128,6 +189,7 @@ async fn attempt(
     target: &Target,
     model: &Model,
     request: &Request,
+    reply: Option<&Rc<ResponsesReply>>,
     env: &Env,
     strict: bool,
     budget: Budget,
@@ -135,7 +197,7 @@ async fn attempt(
 ) -> Result<Answer, Failed> {
     let created = Date::now().as_millis() / 1000;
     if provider.kind == ProviderKind::Mock {
-        return Ok(mock_answer(request, &target.model, created));
+        return Ok(mock_answer(request, reply, &target.model, created));
     }
     let key = vendor_key(provider, env)?;
     let withheld = request.withheld(&model.allow_params, provider.forward_store, strict).map_err(Failed::final_)?;
@@ -157,13 +219,13 @@ async fn attempt(
     let name = format!("{}/{}", provider.name, target.model);
     let answer = if prepared.plan.stream {
         let translator =
-            providers::chat_stream(provider, prepared.plan.clone(), key.as_deref(), egress(request, created));
+            providers::chat_stream(provider, prepared.plan.clone(), key.as_deref(), egress(request, reply, created));
         translate_stream(provider, name, response, translator, budget, info).await?
     } else {
         let content_type = response.headers().get("content-type").ok().flatten();
         let body = read_answer(provider, &name, &mut response, budget).await?;
         let (response, usage) = match providers::decode_chat(provider, &body, &prepared.plan) {
-            Ok(Some(answer)) => (encode(request, &answer, created), answer.usage),
+            Ok(Some(answer)) => (encode(request, reply, &answer, created), answer.usage),
             // Answers in the client's own dialect go back byte for byte, with the vendor's
             // content type.
             Ok(None) => {
@@ -351,19 +413,19 @@ fn report_params(response: Response, report: &ParamReport) -> Response {
     response
 }
 
-fn mock_answer(request: &Request, vendor_model: &str, created: u64) -> Answer {
+fn mock_answer(request: &Request, reply: Option<&Rc<ResponsesReply>>, vendor_model: &str, created: u64) -> Answer {
     let id = match request.source.dialect {
         Dialect::AnthropicMessages => format!("msg_{}", &http::request_id()[4..]),
         Dialect::OpenaiChat | Dialect::OpenaiResponses => format!("chatcmpl-{}", &http::request_id()[4..]),
     };
     if request.stream {
-        let body = mock::stream(request, vendor_model, id, egress(request, created));
+        let body = mock::stream(request, vendor_model, id, egress(request, reply, created));
         let response = http::bytes_response(200, "text/event-stream", body);
         let _ = response.headers().set("cache-control", "no-cache");
         Answer::new(response, Metered::Now(None))
     } else {
         let answer = mock::answer(request, vendor_model, id);
-        Answer::new(encode(request, &answer, created), Metered::Now(answer.usage))
+        Answer::new(encode(request, reply, &answer, created), Metered::Now(answer.usage))
     }
 }
 

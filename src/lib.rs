@@ -19,10 +19,13 @@ mod ledger;
 mod metering;
 mod outbox;
 mod provider_health;
+mod response_store;
+mod responses;
 mod upstream;
 
 pub use ledger::Ledger;
 pub use provider_health::ProviderHealth;
+pub use response_store::ResponseStore;
 
 use http::Rejection;
 use metering::Admission;
@@ -140,6 +143,24 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, R
             let (completed, admission) = embeddings::complete(&config, env, &key, &body).await?;
             Ok(record(completed, admission, key, config, env, ctx))
         }
+        Endpoint::CreateResponse => {
+            let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
+            let created = responses::create(&config, env, &key, body, asked(&req)).await?;
+            let keep = created.store.map(|pending| {
+                let env = env.clone();
+                Box::pin(async move { pending.keep(&env).await })
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
+            });
+            Ok(record_then(created.completed, created.admission, key, config, env, ctx, keep))
+        }
+        Endpoint::Response(id) => match req.method() {
+            worker::Method::Delete => Ok(responses::delete(env, &key, &id).await?),
+            _ => Ok(responses::retrieve(env, &key, &id).await?),
+        },
+        Endpoint::ResponseInputItems(id) => {
+            let query = req.url().map(|u| u.query().unwrap_or_default().to_owned()).unwrap_or_default();
+            Ok(responses::input_items(env, &key, &id, &query).await?)
+        }
         Endpoint::Health
         | Endpoint::Preflight
         | Endpoint::AdminHealth
@@ -172,6 +193,7 @@ fn asked(req: &Request) -> chat::Asked {
             _ => None,
         },
         fallbacks: None,
+        responses: None,
     }
 }
 
@@ -187,6 +209,19 @@ fn record(
     env: &Env,
     ctx: &Context,
 ) -> Response {
+    record_then(completed, admission, key, config, env, ctx, None)
+}
+
+/// `record`, and `then` once the answer is whole (a stream's, at its end).
+fn record_then(
+    completed: attempts::Completed,
+    admission: Admission,
+    key: KeyRecord,
+    config: Rc<Config>,
+    env: &Env,
+    ctx: &Context,
+    then: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>>,
+) -> Response {
     let response = http::with_headers(completed.response, &admission.headers);
     let mut report = completed.report;
     report.completions = health_view::take_completions();
@@ -201,6 +236,9 @@ fn record(
             match answered {
                 Some(answered) => metering::settle(&config, &key, admission, answered).await,
                 None => metering::release(admission),
+            }
+            if let Some(then) = then {
+                then.await;
             }
             outbox::deliver(&env).await;
         };

@@ -88,6 +88,7 @@ export async function startGateway({ config, secrets = {}, persistDir, miniflare
     durableObjects: {
       HEALTH: { className: "ProviderHealth", useSQLite: true },
       LEDGER: { className: "Ledger", useSQLite: true },
+      RESPONSES: { className: "ResponseStore", useSQLite: true },
     },
     kvPersist: join(stateDir, "kv"),
     durableObjectsPersist: join(stateDir, "do"),

@@ -18,6 +18,12 @@ pub enum Endpoint {
     Messages,
     /// `POST /v1/messages/count_tokens`
     CountTokens,
+    /// `POST /v1/responses`: OpenAI's Responses API.
+    CreateResponse,
+    /// `GET|DELETE /v1/responses/{id}`
+    Response(String),
+    /// `GET /v1/responses/{id}/input_items`
+    ResponseInputItems(String),
     /// `GET /admin/health`: every target's health record (admin token).
     AdminHealth,
     /// `GET|POST /admin/keys`: the gateway keys, a new one (admin token).
@@ -41,11 +47,19 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, GatewayError> {
         "/v1/embeddings" => (Endpoint::Embeddings, "POST"),
         "/v1/messages" => (Endpoint::Messages, "POST"),
         "/v1/messages/count_tokens" => (Endpoint::CountTokens, "POST"),
+        "/v1/responses" => (Endpoint::CreateResponse, "POST"),
         "/admin/health" => (Endpoint::AdminHealth, "GET"),
         "/admin/keys" => (Endpoint::AdminKeys, "GET, POST"),
         "/admin/usage" => (Endpoint::AdminUsage, "GET"),
         _ => match (path.strip_prefix("/v1/models/"), path.strip_prefix("/admin/keys/")) {
             (Some(id), _) if !id.is_empty() => (Endpoint::RetrieveModel(percent_decode(id)), "GET"),
+            _ if path.starts_with("/v1/responses/") => match path["/v1/responses/".len()..].split_once('/') {
+                None if path.len() > "/v1/responses/".len() => {
+                    (Endpoint::Response(path["/v1/responses/".len()..].to_owned()), "GET, DELETE")
+                }
+                Some((id, "input_items")) if !id.is_empty() => (Endpoint::ResponseInputItems(id.to_owned()), "GET"),
+                _ => return Err(GatewayError::unknown_url(method, path)),
+            },
             (_, Some(id)) if !id.is_empty() && !id.contains('/') => {
                 (Endpoint::AdminKey(id.to_owned()), "GET, PATCH, POST, DELETE")
             }
@@ -67,8 +81,14 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, GatewayError> {
 /// The methods an endpoint answers, for the `Allow` header of a 405 and of a preflight.
 pub fn allowed_methods(path: &str) -> &'static str {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
-    if path.starts_with("/v1/chat/") || path.starts_with("/v1/embeddings") || path.starts_with("/v1/messages") {
+    if path.starts_with("/v1/chat/")
+        || path.starts_with("/v1/embeddings")
+        || path.starts_with("/v1/messages")
+        || path == "/v1/responses"
+    {
         "POST, OPTIONS"
+    } else if path.starts_with("/v1/responses/") && !path.ends_with("/input_items") {
+        "GET, HEAD, DELETE, OPTIONS"
     } else if path == "/admin/keys" {
         "GET, HEAD, POST, OPTIONS"
     } else if path.starts_with("/admin/keys/") {
@@ -132,6 +152,19 @@ mod tests {
             Ok(Endpoint::RetrieveModel("meta-llama/Llama-3".into()))
         );
         assert_eq!(resolve("OPTIONS", "/v1/chat/completions"), Ok(Endpoint::Preflight));
+        assert_eq!(resolve("POST", "/v1/messages"), Ok(Endpoint::Messages));
+        assert_eq!(resolve("POST", "/v1/messages/count_tokens"), Ok(Endpoint::CountTokens));
+        assert_eq!(resolve("POST", "/v1/responses"), Ok(Endpoint::CreateResponse));
+        assert_eq!(resolve("GET", "/v1/responses/resp_1"), Ok(Endpoint::Response("resp_1".into())));
+        assert_eq!(resolve("DELETE", "/v1/responses/resp_1"), Ok(Endpoint::Response("resp_1".into())));
+        assert_eq!(
+            resolve("GET", "/v1/responses/resp_1/input_items"),
+            Ok(Endpoint::ResponseInputItems("resp_1".into()))
+        );
+        assert_eq!(resolve("POST", "/v1/responses/resp_1").unwrap_err().status, 405);
+        assert_eq!(resolve("GET", "/v1/responses/resp_1/other").unwrap_err().status, 404);
+        assert_eq!(dialect("/v1/messages"), crate::canonical::Dialect::AnthropicMessages);
+        assert_eq!(dialect("/v1/responses/x"), crate::canonical::Dialect::OpenaiResponses);
     }
 
     #[test]

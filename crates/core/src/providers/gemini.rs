@@ -462,8 +462,8 @@ pub fn chat_request(
         }
         OutputFormat::Text => {}
     }
-    generation_config.thinking_config =
-        thinking_budget(request)?.map(|thinking_budget| ThinkingConfig { thinking_budget, include_thoughts: thinking_budget > 0 });
+    generation_config.thinking_config = thinking_budget(request)?
+        .map(|thinking_budget| ThinkingConfig { thinking_budget, include_thoughts: thinking_budget > 0 });
     for name in request.extra.keys() {
         match name.as_str() {
             "presence_penalty" => generation_config.presence_penalty = request.extra[name].as_f64(),

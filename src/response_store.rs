@@ -1,0 +1,166 @@
+//! The `ResponseStore` Durable Object: one instance a stored response (named by its id), so
+//! that stored responses spread over as many objects as there are responses, and a chain read
+//! right after it was written reads what was written (a response's `previous_response_id` is
+//! often the one just made, from the same client).
+//!
+//! - `PUT /` with a `StoredResponse`: keeps it until its `expires_at_ms` (an alarm deletes it);
+//! - `GET /`: the record, or 404;
+//! - `DELETE /`: forgets it.
+//!
+//! The record is kept as JSON in SQLite, cut into rows below the row size limit.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorage, State};
+
+pub const BINDING: &str = "RESPONSES";
+
+/// How long a stored response is kept (OpenAI keeps them 30 days).
+pub const TTL_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+
+/// The most a record may hold (its conversation included): a longer chain is answered, but not
+/// stored, and said so in the log.
+pub const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
+
+/// SQLite rows hold at most 2 MB: the record is cut into parts of this many bytes.
+const PART_BYTES: usize = 1024 * 1024;
+
+/// A response as the gateway keeps it.
+#[derive(Serialize, Deserialize)]
+pub struct StoredResponse {
+    /// The gateway key that made it: no other key sees it.
+    pub owner: String,
+    pub expires_at_ms: u64,
+    /// The Response object as the client got it.
+    pub response: Value,
+    /// Its own input, as input items (`GET /v1/responses/{id}/input_items`).
+    pub input_items: Vec<Value>,
+    /// The whole conversation up to and including this response's output, as items: what a
+    /// response that continues it (`previous_response_id`) is sent before its own input.
+    pub history: Vec<Value>,
+}
+
+#[durable_object]
+pub struct ResponseStore {
+    state: State,
+    sql: SqlStorage,
+}
+
+#[derive(Deserialize)]
+struct Part {
+    part: String,
+}
+
+impl DurableObject for ResponseStore {
+    fn new(state: State, _env: Env) -> Self {
+        let sql = state.storage().sql();
+        if let Err(e) = sql.exec("CREATE TABLE IF NOT EXISTS parts (n INTEGER PRIMARY KEY, part TEXT NOT NULL)", None) {
+            worker::console_error!("response store: cannot create its table: {e}");
+        }
+        Self { state, sql }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        match req.method() {
+            Method::Put => {
+                let text = req.text().await?;
+                let record: StoredResponse = serde_json::from_str(&text)?;
+                self.sql.exec("DELETE FROM parts", None)?;
+                for (n, part) in parts(&text).enumerate() {
+                    self.sql.exec("INSERT INTO parts (n, part) VALUES (?, ?)", vec![(n as i64).into(), part.into()])?;
+                }
+                let left = record.expires_at_ms.saturating_sub(worker::Date::now().as_millis());
+                self.state.storage().set_alarm(left.min(i64::MAX as u64) as i64).await?;
+                Response::empty()
+            }
+            Method::Get => {
+                let parts: Vec<Part> = self.sql.exec("SELECT part FROM parts ORDER BY n", None)?.to_array()?;
+                if parts.is_empty() {
+                    return Response::error("not found", 404);
+                }
+                let text: String = parts.into_iter().map(|p| p.part).collect();
+                let record: StoredResponse = serde_json::from_str(&text)?;
+                if record.expires_at_ms <= worker::Date::now().as_millis() {
+                    return Response::error("not found", 404);
+                }
+                Response::ok(text)
+            }
+            Method::Delete => {
+                let parts: Vec<Part> = self.sql.exec("SELECT part FROM parts LIMIT 1", None)?.to_array()?;
+                self.forget().await?;
+                if parts.is_empty() {
+                    return Response::error("not found", 404);
+                }
+                Response::empty()
+            }
+            _ => Response::error("method not allowed", 405),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.forget().await?;
+        Response::empty()
+    }
+}
+
+impl ResponseStore {
+    /// Drops the record (the table stays, for a later request to this instance).
+    async fn forget(&self) -> Result<()> {
+        self.sql.exec("DELETE FROM parts", None)?;
+        self.state.storage().delete_alarm().await
+    }
+}
+
+/// `text` cut into parts of at most `PART_BYTES`, at character boundaries.
+fn parts(text: &str) -> impl Iterator<Item = String> + '_ {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = rest.len().min(PART_BYTES);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (part, tail) = rest.split_at(end);
+        rest = tail;
+        Some(part.to_owned())
+    })
+}
+
+fn stub(env: &Env, id: &str) -> Result<worker::Stub> {
+    env.durable_object(BINDING)?.id_from_name(id)?.get_stub()
+}
+
+/// The stored response `id`, if there is one.
+pub async fn get(env: &Env, id: &str) -> Result<Option<StoredResponse>> {
+    let mut response = stub(env, id)?.fetch_with_str("https://responses/").await?;
+    if response.status_code() == 404 {
+        return Ok(None);
+    }
+    Ok(Some(response.json().await?))
+}
+
+/// Keeps `record` as the response `id`.
+pub async fn put(env: &Env, id: &str, record: &StoredResponse) -> Result<()> {
+    let body = serde_json::to_string(record)?;
+    if body.len() > MAX_RECORD_BYTES {
+        worker::console_error!("response store: {id} is {} bytes, over {MAX_RECORD_BYTES}: not stored", body.len());
+        return Ok(());
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Put).with_body(Some(body.into()));
+    let response = stub(env, id)?.fetch_with_request(Request::new_with_init("https://responses/", &init)?).await?;
+    if response.status_code() >= 300 {
+        worker::console_error!("response store: storing {id} failed with {}", response.status_code());
+    }
+    Ok(())
+}
+
+/// Forgets the response `id`; whether there was one.
+pub async fn delete(env: &Env, id: &str) -> Result<bool> {
+    let mut init = RequestInit::new();
+    init.with_method(Method::Delete);
+    let response = stub(env, id)?.fetch_with_request(Request::new_with_init("https://responses/", &init)?).await?;
+    Ok(response.status_code() < 300)
+}

@@ -1,0 +1,184 @@
+//! OpenAI's Responses API (`/v1/responses`): a chat like any other (the same routing, keys,
+//! budgets and failover), answered as a Response object or its event stream, and kept, when
+//! `store` is true, in the `ResponseStore` so that `previous_response_id` continues it and
+//! `GET` / `DELETE` / `input_items` find it. A stored response belongs to the key that made
+//! it: any other key is told it does not exist.
+
+use crate::chat::{self, Asked, ResponsesReply};
+use crate::http::{self, Rejection};
+use crate::response_store::{self, StoredResponse};
+use crate::{attempts, metering};
+use std::cell::RefCell;
+use std::rc::Rc;
+use switchyard_core::config::Config;
+use switchyard_core::ingress::openai_responses;
+use switchyard_core::keys::KeyRecord;
+use switchyard_core::GatewayError;
+use worker::{Date, Env, Response};
+
+/// A call made, and what is left to do once its answer is whole: keep it.
+pub struct Created {
+    pub completed: attempts::Completed,
+    pub admission: metering::Admission,
+    pub store: Option<Pending>,
+}
+
+/// A response to keep once its stream (if it streams) has ended.
+pub struct Pending {
+    reply: Rc<ResponsesReply>,
+    owner: String,
+    history: Vec<serde_json::Value>,
+}
+
+impl Pending {
+    /// Keeps the response, if its answer came whole (a failed call keeps nothing).
+    pub async fn keep(self, env: &Env) {
+        let Some(mut response) = self.reply.kept.borrow_mut().take() else { return };
+        if response["completed_at"].is_null() && response["status"] != "in_progress" {
+            response["completed_at"] = (Date::now().as_millis() / 1000).into();
+        }
+        let input_items = self.reply.params.input_items.clone();
+        let mut history = self.history;
+        history.extend(input_items.iter().cloned());
+        history.extend(openai_responses::output_items(&response));
+        let record = StoredResponse {
+            owner: self.owner,
+            expires_at_ms: Date::now().as_millis().saturating_add(response_store::TTL_MS),
+            response,
+            input_items,
+            history,
+        };
+        if let Err(e) = response_store::put(env, &self.reply.id, &record).await {
+            worker::console_error!("response store: keeping {} failed: {e}", self.reply.id);
+        }
+    }
+}
+
+/// 16 random bytes, for the ids the gateway gives.
+fn entropy() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes[..8].copy_from_slice(&Date::now().as_millis().to_le_bytes());
+    }
+    bytes
+}
+
+fn not_found(id: &str) -> GatewayError {
+    GatewayError::new(404, "invalid_request_error", "not_found", format!("No response found with id '{id}'."))
+}
+
+/// The stored response `id` if `key` made it.
+async fn owned(env: &Env, key: &KeyRecord, id: &str) -> Result<StoredResponse, Rejection> {
+    let stored = response_store::get(env, id).await.map_err(|e| {
+        worker::console_error!("response store: reading {id} failed: {e}");
+        GatewayError::new(503, "server_error", "store_unavailable", "The response store did not answer; try again.")
+    })?;
+    match stored {
+        Some(record) if record.owner == key.id => Ok(record),
+        _ => Err(not_found(id).into()),
+    }
+}
+
+/// `POST /v1/responses`.
+pub async fn create(
+    config: &Config,
+    env: &Env,
+    key: &KeyRecord,
+    body: Vec<u8>,
+    asked: Asked,
+) -> Result<Created, Rejection> {
+    #[derive(serde::Deserialize)]
+    struct Chained {
+        #[serde(default)]
+        previous_response_id: Option<serde_json::Value>,
+    }
+    // The conversation it continues, read first: the decoder takes it as the turns before.
+    let previous = switchyard_core::error::parse_body::<Chained>(&body)?.previous_response_id;
+    let history = match previous.as_ref().and_then(serde_json::Value::as_str) {
+        Some(id) => match owned(env, key, id).await {
+            Ok(record) => record.history,
+            Err(rejection) if rejection.error.status == 404 => {
+                let error = GatewayError::new(
+                    404,
+                    "invalid_request_error",
+                    "previous_response_not_found",
+                    format!("Previous response with id '{id}' not found."),
+                )
+                .with_param("previous_response_id");
+                return Err(error.into());
+            }
+            Err(rejection) => return Err(rejection),
+        },
+        None => Vec::new(),
+    };
+    let (request, mut params) = openai_responses::decode(body, &history)?;
+    params.assign_ids(&entropy());
+    let id = openai_responses::new_id("resp", &entropy());
+    let store = params.store;
+    let reply =
+        Rc::new(ResponsesReply { params, id, created_at: Date::now().as_millis() / 1000, kept: RefCell::new(None) });
+    let asked = Asked { responses: Some(reply.clone()), ..asked };
+    let (completed, admission) = chat::complete(config, env, key, request, asked).await?;
+    let store = store.then(|| Pending { reply, owner: key.id.clone(), history });
+    Ok(Created { completed, admission, store })
+}
+
+/// `GET /v1/responses/{id}`.
+pub async fn retrieve(env: &Env, key: &KeyRecord, id: &str) -> Result<Response, Rejection> {
+    Ok(http::json(200, &owned(env, key, id).await?.response))
+}
+
+/// `DELETE /v1/responses/{id}`.
+pub async fn delete(env: &Env, key: &KeyRecord, id: &str) -> Result<Response, Rejection> {
+    owned(env, key, id).await?;
+    response_store::delete(env, id).await.map_err(|e| {
+        worker::console_error!("response store: deleting {id} failed: {e}");
+        Rejection::from(GatewayError::new(
+            503,
+            "server_error",
+            "store_unavailable",
+            "The response store did not answer.",
+        ))
+    })?;
+    Ok(http::json(200, &serde_json::json!({"id": id, "object": "response", "deleted": true})))
+}
+
+/// `GET /v1/responses/{id}/input_items`: the response's input, newest first unless
+/// `order=asc`, `limit` (1 to 100, 20 by default) a page, after the item `after`.
+pub async fn input_items(env: &Env, key: &KeyRecord, id: &str, query: &str) -> Result<Response, Rejection> {
+    let record = owned(env, key, id).await?;
+    let mut order_asc = false;
+    let mut limit = 20usize;
+    let mut after: Option<String> = None;
+    for (name, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
+        match name {
+            "order" if value == "asc" || value == "desc" => order_asc = value == "asc",
+            "limit" => match value.parse::<usize>() {
+                Ok(n) if (1..=100).contains(&n) => limit = n,
+                _ => {
+                    return Err(GatewayError::invalid_request("limit", "'limit' is between 1 and 100.").into());
+                }
+            },
+            "after" => after = Some(value.to_owned()),
+            "order" => return Err(GatewayError::invalid_request("order", "'order' is asc or desc.").into()),
+            _ => {}
+        }
+    }
+    let mut items = record.input_items;
+    if !order_asc {
+        items.reverse();
+    }
+    if let Some(after) = after {
+        if let Some(at) = items.iter().position(|item| item["id"].as_str() == Some(after.as_str())) {
+            items.drain(..=at);
+        }
+    }
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    let first_id = items.first().and_then(|i| i["id"].as_str()).map(str::to_owned);
+    let last_id = items.last().and_then(|i| i["id"].as_str()).map(str::to_owned);
+    Ok(http::json(
+        200,
+        &serde_json::json!({"object": "list", "data": items, "first_id": first_id, "last_id": last_id, "has_more": has_more}),
+    ))
+}
