@@ -18,12 +18,17 @@ const QUESTION =
   "dashboards to move. Please summarise the decisions, the open questions and the next steps, and " +
   "tell me which risk to look at first and why.";
 
-/** The scenarios, in report order. `wire`: what the upstream speaks; the client always speaks OpenAI to a gateway. */
+/**
+ * The scenarios, in report order. `wire`: what the upstream speaks; `client`: what the client
+ * speaks to a gateway (OpenAI's Chat Completions unless it says `anthropic`, the Messages API).
+ */
 export const SCENARIOS = [
   { id: "chat", wire: "openai", stream: false, title: "non-streamed chat, 1 KB prompt, passed through (OpenAI in, OpenAI out)" },
   { id: "stream", wire: "openai", stream: true, title: `streamed chat, ${STREAM_CHUNKS} chunks, passed through (OpenAI in, OpenAI out)` },
   { id: "translated", wire: "anthropic", stream: false, title: "non-streamed chat, 1 KB prompt, translated (OpenAI in, Anthropic out)" },
   { id: "translated-stream", wire: "anthropic", stream: true, title: `streamed chat, ${STREAM_CHUNKS} chunks, translated (OpenAI in, Anthropic out)` },
+  { id: "messages-stream", client: "anthropic", wire: "anthropic", stream: true, title: `streamed chat, ${STREAM_CHUNKS} chunks, passed through (Anthropic in, Anthropic out)` },
+  { id: "messages-translated-stream", client: "anthropic", wire: "openai", stream: true, title: `streamed chat, ${STREAM_CHUNKS} chunks, translated (Anthropic in, OpenAI out)` },
 ];
 
 /** An OpenAI Chat Completions request (about 1 KB) for `model`. */

@@ -41,14 +41,18 @@ function upstreamRequest(base, scenario) {
     : { url: `${base}/v1/messages`, headers: anthropicHeaders, body: anthropicBody(ANTHROPIC_MODEL, scenario.stream) };
 }
 
-/** What a client sends a gateway: always OpenAI's format; the model picks the provider. */
+/** What a client sends a gateway: OpenAI's format, or Anthropic's where the scenario says; the model picks the provider. */
 function gatewayRequest(base, scenario, headers, translatedModel = TRANSLATED_MODEL) {
   const model = scenario.wire === "openai" ? PASS_MODEL : translatedModel;
+  if (scenario.client === "anthropic") {
+    const anthropic = { ...jsonHeaders, "anthropic-version": "2023-06-01", ...headers };
+    return { url: `${base}/v1/messages`, headers: anthropic, body: anthropicBody(model, scenario.stream) };
+  }
   return { url: `${base}/v1/chat/completions`, headers: { ...jsonHeaders, ...headers }, body: openaiBody(model, scenario.stream) };
 }
 
-/** The wire format of a system's answers: the baseline and the floor answer in the upstream's. */
-export const answerWire = (system, scenario) => (system.speaksUpstream ? scenario.wire : "openai");
+/** The wire format of a system's answers: the baseline and the floor answer in the upstream's, a gateway in its client's. */
+export const answerWire = (system, scenario) => (system.speaksUpstream ? scenario.wire : (scenario.client ?? "openai"));
 
 // Switchyard's configuration: one OpenAI-format provider and one Anthropic provider on the
 // mock, auth on (a key listed by its sha256), health on (it always is: the HEALTH Durable
