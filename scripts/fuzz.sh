@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The fuzz stage (`make fuzz`, part of `make test`): schemathesis generates requests from OpenAI's
-# published OpenAPI document for the four operations the gateway serves (POST /chat/completions,
-# POST /embeddings, GET /models, GET /models/{model}) and sends them to the built worker in
+# published OpenAPI document for the operations the gateway serves (POST /chat/completions,
+# POST /embeddings, GET /models, GET /models/{model}, POST /responses, GET and DELETE
+# /responses/{response_id}) and sends them to the built worker in
 # workerd, with mock-upstream behind it (tests/fuzz/serve.mjs). It fails on a 5xx of the
 # gateway's own making, an error body not in OpenAI's shape, or a body that is not JSON where
 # JSON is promised (the rules: tests/fuzz/hooks.py), and when the workerd process holds more
@@ -61,7 +62,7 @@ rm -rf "$out"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
-# 2. The document, cut down to the four operations (a few seconds; never committed).
+# 2. The document, cut down to those operations (a few seconds; never committed).
 "$venv/bin/python" tests/fuzz/filter_spec.py "$spec" "$out/openapi.json"
 
 # 3. The gateway: serve.mjs prints one JSON line when it answers, then takes commands on stdin.

@@ -2,7 +2,8 @@
 
 Usage: filter_spec.py SPEC.yaml OUT.json
 
-Keeps POST /chat/completions, POST /embeddings, GET /models and GET /models/{model}, the
+Keeps POST /chat/completions, POST /embeddings, GET /models, GET /models/{model}, POST
+/responses and GET and DELETE /responses/{response_id}, the
 components they reference (transitively) and the security schemes; everything else is dropped,
 so that schemathesis loads a few hundred KB instead of 3 MB. The document declares OpenAPI 3.1
 but still marks fields with 3.0's `nullable: true`, which 3.1 ignores: each becomes an explicit
@@ -25,6 +26,8 @@ OPERATIONS = {
     "/embeddings": ["post"],
     "/models": ["get"],
     "/models/{model}": ["get"],
+    "/responses": ["post"],
+    "/responses/{response_id}": ["get", "delete"],
 }
 PREFIX = "#/components/"
 

@@ -79,6 +79,16 @@ def map_case(context, case):
             # A chat model now and then: the embeddings path must refuse it cleanly.
             names = EMBEDDINGS * 3 + CHAT[:2]
             case.body = {**case.body, "model": names[(h // 4) % len(names)]}
+    elif op == "POST /responses" and isinstance(case.body, dict):
+        h = digest(case.body)
+        if h % 4:
+            case.body = {**case.body, "model": CHAT[(h // 4) % len(CHAT)]}
+            if (h >> 16) % 3 == 0:
+                case.body["stream"] = True
+            # A continuation of a response that does not exist is a 404 before anything else.
+            if (h >> 8) % 4:
+                case.body.pop("previous_response_id", None)
+                case.body.pop("conversation", None)
     elif op == "GET /models/{model}" and isinstance(case.path_parameters, dict):
         h = digest(case.path_parameters)
         if h % 2:
@@ -180,6 +190,27 @@ def json_where_promised(ctx, response, case):
                 raise AssertionError(f"stream event {i} is not JSON ({e}): {data[:300]!r}") from None
         if not response.stream_cut_short and (not events or events[-1] != "[DONE]"):
             raise AssertionError(f"the stream does not end with [DONE]: {text[-300:]!r}")
+        return None
+    if operation(case) == "POST /responses" and response.status_code == 200 and wants_stream(case):
+        if not content_type.startswith("text/event-stream"):
+            raise AssertionError(f"a streamed response answered with content-type {content_type!r}")
+        text = response.content.decode("utf-8", errors="strict")
+        types = []
+        for block in text.replace("\r\n", "\n").split("\n\n"):
+            data = "\n".join(line[5:].lstrip() for line in block.split("\n") if line.startswith("data:"))
+            if not data:
+                continue
+            try:
+                event = json.loads(data)
+            except ValueError as e:
+                raise AssertionError(f"stream event {len(types)} is not JSON ({e}): {data[:300]!r}") from None
+            if event.get("sequence_number") != len(types):
+                raise AssertionError(f"event {len(types)} has sequence_number {event.get('sequence_number')!r}")
+            types.append(event.get("type"))
+        terminal = {"response.completed", "response.incomplete", "response.failed"}
+        ends = [t for t in types if t in terminal]
+        if not response.stream_cut_short and (len(ends) != 1 or types[-1] not in terminal | {"error"}):
+            raise AssertionError(f"the stream does not end with one terminal event: {types[-4:]}")
         return None
     if not content_type.startswith("application/json"):
         raise AssertionError(
