@@ -879,6 +879,184 @@ fn any_vendor_event() -> BoxedStrategy<Value> {
     prop_oneof![anthropic_event(), openai_event(), gemini_event()].boxed()
 }
 
+// ---- What the answer said ----
+
+/// What choice 0 of an answer said, as a client of any dialect reads it: its text (a forced
+/// JSON tool's input included), its thinking, its tool calls (name, arguments).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Said {
+    text: String,
+    thinking: String,
+    calls: Vec<(String, String)>,
+}
+
+/// The data of SSE events that are JSON (`[DONE]` and the rest left out).
+fn json_events(bytes: &[u8]) -> Vec<Value> {
+    let mut events = Vec::new();
+    let _ = SseParser::new().push(bytes, &mut |_, data| {
+        if let Ok(event) = serde_json::from_slice(data) {
+            events.push(event);
+        }
+    });
+    events
+}
+
+/// What OpenAI chunks say (a vendor's, or the gateway's to its client).
+fn said_openai(events: &[Value]) -> Said {
+    let mut said = Said::default();
+    let mut calls: Vec<(u64, String, String)> = Vec::new();
+    for event in events {
+        let choices = event["choices"].as_array().map(Vec::as_slice).unwrap_or_default();
+        for choice in choices.iter().filter(|c| c["index"].as_u64().unwrap_or(0) == 0) {
+            let delta = &choice["delta"];
+            for field in ["content", "refusal"] {
+                said.text.push_str(delta[field].as_str().unwrap_or_default());
+            }
+            said.thinking.push_str(delta["reasoning_content"].as_str().unwrap_or_default());
+            for call in delta["tool_calls"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                let index = call["index"].as_u64().unwrap_or(0);
+                let arguments = call["function"]["arguments"].as_str().unwrap_or_default();
+                match calls.iter_mut().find(|(i, ..)| *i == index) {
+                    Some((_, _, joined)) => joined.push_str(arguments),
+                    None => {
+                        let name = call["function"]["name"].as_str().unwrap_or_default().to_owned();
+                        calls.push((index, name, arguments.to_owned()));
+                    }
+                }
+            }
+        }
+    }
+    said.calls = calls.into_iter().map(|(_, name, arguments)| (name, arguments)).collect();
+    said
+}
+
+/// What Anthropic's events say (a vendor's, or the gateway's to its client): the blocks of
+/// `json_tool` are text, server tools' blocks nothing.
+fn said_anthropic(events: &[Value], json_tool: Option<&str>) -> Said {
+    #[derive(PartialEq)]
+    enum Block {
+        Text,
+        Thinking,
+        Tool,
+        Other,
+    }
+    let mut said = Said::default();
+    let mut block = Block::Other;
+    for event in events {
+        match event["type"].as_str().unwrap_or_default() {
+            "content_block_start" => {
+                let start = &event["content_block"];
+                block = match start["type"].as_str().unwrap_or_default() {
+                    "text" => {
+                        said.text.push_str(start["text"].as_str().unwrap_or_default());
+                        Block::Text
+                    }
+                    "thinking" => {
+                        said.thinking.push_str(start["thinking"].as_str().unwrap_or_default());
+                        Block::Thinking
+                    }
+                    "tool_use" if start["name"].as_str() == json_tool => Block::Text,
+                    "tool_use" => {
+                        said.calls.push((start["name"].as_str().unwrap_or_default().to_owned(), String::new()));
+                        Block::Tool
+                    }
+                    _ => Block::Other,
+                };
+            }
+            "content_block_delta" => {
+                let delta = &event["delta"];
+                let piece = |field: &str| delta[field].as_str().unwrap_or_default();
+                match (&block, delta["type"].as_str().unwrap_or_default()) {
+                    (Block::Text, "text_delta") => said.text.push_str(piece("text")),
+                    (Block::Text, "input_json_delta") => said.text.push_str(piece("partial_json")),
+                    (Block::Thinking, "thinking_delta") => said.thinking.push_str(piece("thinking")),
+                    (Block::Tool, "input_json_delta") => {
+                        if let Some((_, arguments)) = said.calls.last_mut() {
+                            arguments.push_str(piece("partial_json"));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    said
+}
+
+/// What Gemini's events say: candidate 0's parts.
+fn said_gemini(events: &[Value]) -> Said {
+    let mut said = Said::default();
+    for event in events {
+        let candidates = event["candidates"].as_array().map(Vec::as_slice).unwrap_or_default();
+        for candidate in candidates.iter().filter(|c| c["index"].as_u64().unwrap_or(0) == 0) {
+            for part in candidate["content"]["parts"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                if let Some(text) = part["text"].as_str() {
+                    let thought = part["thought"].as_bool().unwrap_or(false);
+                    (if thought { &mut said.thinking } else { &mut said.text }).push_str(text);
+                } else if let Some(call) = part.get("functionCall") {
+                    let args = if call["args"].is_null() { "{}".to_owned() } else { call["args"].to_string() };
+                    said.calls.push((call["name"].as_str().unwrap_or_default().to_owned(), args));
+                }
+            }
+        }
+    }
+    said
+}
+
+/// What a Responses stream's terminal response says.
+fn said_responses(out: &[u8]) -> Said {
+    let mut said = Said::default();
+    let events = json_events(out);
+    let Some(terminal) = events.iter().rev().find(|e| e["response"]["status"] != "in_progress") else { return said };
+    for item in terminal["response"]["output"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let texts = |member: &str| -> String {
+            let parts = item[member].as_array().map(Vec::as_slice).unwrap_or_default();
+            parts.iter().filter_map(|p| p["text"].as_str()).collect()
+        };
+        match item["type"].as_str().unwrap_or_default() {
+            "message" => said.text.push_str(&texts("content")),
+            "reasoning" => said.thinking.push_str(&texts("summary")),
+            "function_call" => said.calls.push((
+                item["name"].as_str().unwrap_or_default().to_owned(),
+                item["arguments"].as_str().unwrap_or_default().to_owned(),
+            )),
+            _ => {}
+        }
+    }
+    said
+}
+
+/// For a vendor's stream that ends well: every client of every dialect is told what the vendor
+/// said (the pass-through of Anthropic's stream aside, which shows its server tools' blocks).
+fn check_said(kinds: &[ProviderKind], plan: &ChatPlan, frames: &[Frame]) {
+    let bytes = wire(frames);
+    let events = json_events(&bytes);
+    for &kind in kinds {
+        let vendor = match kind {
+            ProviderKind::Anthropic => said_anthropic(&events, plan.json_tool.as_deref()),
+            ProviderKind::Gemini => said_gemini(&events),
+            _ => said_openai(&events),
+        };
+        for dialect in DIALECTS {
+            let plan = ChatPlan { dialect, ..plan.clone() };
+            if kind == ProviderKind::Anthropic && dialect == Dialect::AnthropicMessages {
+                continue;
+            }
+            let outcome = run(kind, &plan, &[&bytes], false);
+            if outcome.error.is_some() {
+                continue; // a member of the wrong type, which the grammar checks cover
+            }
+            let client = match dialect {
+                Dialect::OpenaiChat => said_openai(&json_events(&outcome.out)),
+                Dialect::AnthropicMessages => said_anthropic(&json_events(&outcome.out), None),
+                Dialect::OpenaiResponses => said_responses(&outcome.out),
+            };
+            assert_eq!(client, vendor, "{kind:?} → {dialect:?}: what the vendor said: {}", lossy(&outcome.out));
+        }
+    }
+}
+
 // ---- Running a translator ----
 
 /// The request a Responses client's stream answers, decoded once.
@@ -972,7 +1150,7 @@ fn run_and_check(kind: ProviderKind, plan: &ChatPlan, pieces: &[&[u8]], broke: b
     // bytes have such events, so that the fuzzing goes on finding the rest.
     let joined = passes && plan.dialect == Dialect::AnthropicMessages && lone_cr_joins_events(&pieces.concat());
     let checked = match (plan.dialect, passes) {
-        (Dialect::OpenaiChat, _) => check_openai(&outcome.out),
+        (Dialect::OpenaiChat, passes) => check_openai(&outcome.out, !passes),
         (Dialect::AnthropicMessages, true) => check_anthropic_passthrough(&outcome.out, joined),
         (Dialect::AnthropicMessages, false) => check_anthropic(&outcome.out),
         (Dialect::OpenaiResponses, _) => check_responses(&outcome.out),
@@ -998,6 +1176,12 @@ fn run_and_check(kind: ProviderKind, plan: &ChatPlan, pieces: &[&[u8]], broke: b
     );
     if !passes && outcome.error.is_none() {
         check_usage(&context, plan, &outcome, &client);
+    }
+    if passes && plan.dialect == Dialect::AnthropicMessages && outcome.error.is_none() && !joined {
+        // What the client is told it used is what the gateway counts.
+        let told = client.usage.as_ref().and_then(|u| u["output_tokens"].as_u64()).unwrap_or(0);
+        let counted = outcome.usage.map(|u| u.completion_tokens);
+        assert_eq!(Some(told), counted, "{context}: the output tokens: {}", lossy(&outcome.out));
     }
     outcome
 }
@@ -1033,7 +1217,7 @@ struct Client {
     /// The error event the stream ended with.
     error: Option<Value>,
     /// The usage the stream ended with (OpenAI's usage chunk, Anthropic's `message_delta`, the
-    /// terminal response's).
+    /// terminal response's; of a pass-through of Anthropic's stream, the last output tokens).
     usage: Option<Value>,
 }
 
@@ -1068,8 +1252,11 @@ fn named_events(out: &[u8]) -> Result<Vec<(String, Value)>, String> {
 }
 
 /// OpenAI's chunks: all JSON, at most one error event (without the key), just before the one
-/// `[DONE]` that ends the stream.
-fn check_openai(out: &[u8]) -> Result<Client, String> {
+/// `[DONE]` that ends the stream. The gateway's own (`encoded`, not a vendor's passed through)
+/// are also chunks as its types define them, of one id, `created` and model, each choice
+/// beginning with its role chunk, each tool call with its id, type and name, its index the
+/// choice's next, the usage chunk (no choices) last.
+fn check_openai(out: &[u8], encoded: bool) -> Result<Client, String> {
     if !out.ends_with(DONE) {
         return Err("the client's stream does not end with [DONE]".into());
     }
@@ -1103,7 +1290,70 @@ fn check_openai(out: &[u8]) -> Result<Client, String> {
             client.usage = event.get("usage").cloned();
         }
     }
+    if encoded {
+        let chunks: Vec<Value> = events[..last]
+            .iter()
+            .filter_map(|data| serde_json::from_slice::<Value>(data).ok())
+            .filter(|event| event.get("error").is_none())
+            .collect();
+        check_chunks(&chunks)?;
+    }
     Ok(client)
+}
+
+fn check_chunks(chunks: &[Value]) -> Result<(), String> {
+    let Some(first) = chunks.first() else { return Ok(()) };
+    // Per choice: its tool calls so far.
+    let mut choices: Vec<Option<u64>> = Vec::new();
+    for (n, chunk) in chunks.iter().enumerate() {
+        let fail = |why: &str| Err(format!("chunk {n}: {why}: {chunk}"));
+        if let Err(e) = serde_json::from_value::<switchyard_core::chat::ChatChunk>(chunk.clone()) {
+            return fail(&format!("not a chat.completion.chunk ({e})"));
+        }
+        if chunk["object"] != "chat.completion.chunk"
+            || chunk["id"] != first["id"]
+            || chunk["created"] != first["created"]
+            || chunk["model"] != first["model"]
+        {
+            return fail("not the stream's id, created and model");
+        }
+        let list = chunk["choices"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if list.is_empty() && (n + 1 != chunks.len() || chunk["usage"].is_null()) {
+            return fail("a chunk without choices that is not the usage chunk, last");
+        }
+        for choice in list {
+            let index = choice["index"].as_u64().unwrap_or(u64::MAX) as usize;
+            if choices.len() <= index {
+                choices.resize(index + 1, None);
+            }
+            let delta = &choice["delta"];
+            let Some(calls) = &mut choices[index] else {
+                if delta != &json!({"role": "assistant", "content": ""}) || !choice["finish_reason"].is_null() {
+                    return fail("a choice that does not begin with its role chunk");
+                }
+                choices[index] = Some(0);
+                continue;
+            };
+            for call in delta["tool_calls"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                let Some(i) = call["index"].as_u64() else { return fail("a tool call without its index") };
+                if i == *calls {
+                    // KNOWN GAP (`an_openai_client_gets_no_empty_tool_call_id`, ignored): a vendor's
+                    // empty id goes out empty; only its being a string is checked here.
+                    let starts =
+                        call["id"].is_string() && call["type"] == "function" && call["function"]["name"].is_string();
+                    if !starts {
+                        return fail("a tool call's first chunk without its id, type and name");
+                    }
+                    *calls += 1;
+                } else if i > *calls {
+                    return fail("a tool call's index is not the next");
+                } else if call.get("id").is_some() || call["function"].get("name").is_some() {
+                    return fail("a tool call started again");
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Anthropic's grammar, as the gateway's encoder writes it: pings anywhere before the end, one
@@ -1276,6 +1526,15 @@ fn check_anthropic_passthrough(out: &[u8], unchecked_after_the_end: bool) -> Res
         }
         let Ok(event) = serde_json::from_str::<Value>(text) else { return fail("not JSON") };
         let Some(kind) = event["type"].as_str() else { return fail("no type") };
+        // The output tokens Anthropic counted so far (each count replacing the one before).
+        let usage = match kind {
+            "message_start" => &event["message"]["usage"],
+            "message_delta" => &event["usage"],
+            _ => &Value::Null,
+        };
+        if let Some(output_tokens) = usage["output_tokens"].as_u64() {
+            client.usage = Some(json!({"output_tokens": output_tokens}));
+        }
         match kind {
             "ping" => {}
             // KNOWN BUG (`a_pass_through_that_fails_after_message_start_starts_no_second_message`,
@@ -1714,6 +1973,9 @@ proptest! {
         plan in plan(),
         broke in prop::bool::weighted(0.1),
     ) {
+        if mutations.is_empty() && !broke {
+            check_said(&[ProviderKind::Anthropic], &plan, &frames);
+        }
         let frames = mutate(frames, &mutations);
         let frames = if clean { key_only_in_errors(frames, is_anthropic_error) } else { frames };
         translate_all(&[ProviderKind::Anthropic], &plan, &wire(&frames), &cuts, broke, clean);
@@ -1729,6 +1991,9 @@ proptest! {
         plan in plan(),
         broke in prop::bool::weighted(0.1),
     ) {
+        if mutations.is_empty() && !broke {
+            check_said(&[ProviderKind::Gemini], &plan, &frames);
+        }
         let frames = mutate(frames, &mutations);
         let frames = if clean { key_only_in_errors(frames, has_error_member) } else { frames };
         translate_all(&[ProviderKind::Gemini], &plan, &wire(&frames), &cuts, broke, clean);
@@ -1744,6 +2009,9 @@ proptest! {
         plan in plan(),
         broke in prop::bool::weighted(0.1),
     ) {
+        if mutations.is_empty() && !broke {
+            check_said(&OPENAI_FORMAT, &plan, &frames);
+        }
         let frames = mutate(frames, &mutations);
         let frames = if clean { key_only_in_errors(frames, has_error_member) } else { frames };
         translate_all(&OPENAI_FORMAT, &plan, &wire(&frames), &cuts, broke, clean);
@@ -1786,7 +2054,7 @@ proptest! {
             let plan = ChatPlan { stream: true, include_usage, json_tool: None, dialect };
             let out = providers::mock::stream(&request, "echo-1", "mock-1".into(), egress(&plan));
             let checked = match dialect {
-                Dialect::OpenaiChat => check_openai(&out),
+                Dialect::OpenaiChat => check_openai(&out, true),
                 Dialect::AnthropicMessages => check_anthropic(&out),
                 Dialect::OpenaiResponses => check_responses(&out),
             };
@@ -1878,6 +2146,9 @@ fn the_recorded_streams_keep_every_dialects_grammar() {
                     recorded.case,
                     whole.error
                 );
+                if !fails {
+                    check_said(&[kind], &plan, &recorded.frames);
+                }
                 for size in 1..=16 {
                     let pieces: Vec<&[u8]> = bytes.chunks(size).collect();
                     let split = run_and_check(kind, &plan, &pieces, false, false);
@@ -1959,8 +2230,8 @@ fn the_checkers_refuse_what_breaks_the_grammars() {
 
     let chunk = b"data: {\"choices\":[]}\n\n";
     let error = b"data: {\"error\":{\"message\":\"broke\"}}\n\n";
-    assert!(check_openai(&[&chunk[..], DONE].concat()).is_ok());
-    assert!(check_openai(&[&chunk[..], error, DONE].concat()).is_ok_and(|c| c.error.is_some()));
+    assert!(check_openai(&[&chunk[..], DONE].concat(), false).is_ok());
+    assert!(check_openai(&[&chunk[..], error, DONE].concat(), false).is_ok_and(|c| c.error.is_some()));
     for broken in [
         [&chunk[..], DONE, DONE].concat(),
         [&chunk[..], DONE, chunk].concat(),
@@ -1969,7 +2240,7 @@ fn the_checkers_refuse_what_breaks_the_grammars() {
         [&error[..], error, DONE].concat(),
         chunk.to_vec(),
     ] {
-        assert!(check_openai(&broken).is_err(), "{}", lossy(&broken));
+        assert!(check_openai(&broken, false).is_err(), "{}", lossy(&broken));
     }
 }
 
@@ -2035,4 +2306,26 @@ fn an_openai_pass_through_loses_no_chunk_before_done() {
     let outcome = run(ProviderKind::Openai, &plan, &[&bytes], false);
     let events = client_events(&outcome.out);
     assert!(events.iter().any(|e| e["choices"][0]["delta"]["content"] == "hi"), "{}", lossy(&outcome.out));
+}
+
+/// A tool call whose vendor id is empty (an Anthropic `tool_use` with `"id": ""`, or an
+/// OpenAI-format chunk's): the Anthropic and Responses encoders and the Gemini decoder make an
+/// id for it, but an OpenAI Chat client gets `"id": ""`, and cannot tell its calls' results
+/// apart. Low stakes (the vendors send ids), but the one dialect left out.
+#[test]
+#[ignore = "gap: the OpenAI Chat encoder writes a vendor's empty tool call id as it is"]
+fn an_openai_client_gets_no_empty_tool_call_id() {
+    let plan = ChatPlan { stream: true, ..ChatPlan::default() };
+    let mut bytes = ANTHROPIC_START.to_vec();
+    bytes.extend_from_slice(b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"\",\"name\":\"get_weather\",\"input\":{}}}\n\n");
+    bytes.extend_from_slice(b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n");
+    bytes.extend_from_slice(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+    let outcome = run(ProviderKind::Anthropic, &plan, &[&bytes], false);
+    assert!(outcome.error.is_none(), "{}", lossy(&outcome.out));
+    let ids: Vec<Value> = client_events(&outcome.out)
+        .iter()
+        .flat_map(|e| e["choices"][0]["delta"]["tool_calls"].as_array().cloned().unwrap_or_default())
+        .filter_map(|call| call.get("id").cloned())
+        .collect();
+    assert!(!ids.is_empty() && ids.iter().all(|id| id.as_str().is_some_and(|id| !id.is_empty())), "{ids:?}");
 }
