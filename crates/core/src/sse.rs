@@ -21,18 +21,23 @@ pub enum EventTooLarge {
 
 /// Splits a byte stream into whole SSE events (each with the blank line that ends it), for a
 /// stream that passes through event by event: a vendor that breaks off leaves no half event
-/// for the client to choke on.
+/// for the client to choke on. Lines end as SSE says, at CRLF, LF or a lone CR.
 #[derive(Debug)]
 pub struct EventSplitter {
     /// Bytes of the event not yet complete.
     pending: Vec<u8>,
-    /// The last byte scanned (CRs aside) ended a line.
+    /// The line being read has nothing in it yet.
     at_line_start: bool,
+    /// The last byte scanned was a CR: an LF right after it belongs to it.
+    after_cr: bool,
+    /// `pending` is a whole event that ended at a CR, the last byte so far: it goes once the
+    /// next byte shows whether an LF (of a CRLF) belongs to it.
+    held: bool,
 }
 
 impl Default for EventSplitter {
     fn default() -> Self {
-        Self { pending: Vec::new(), at_line_start: true }
+        Self { pending: Vec::new(), at_line_start: true, after_cr: false, held: false }
     }
 }
 
@@ -41,6 +46,11 @@ impl Default for EventSplitter {
 const MAX_PENDING_BYTES: usize = 2 * MAX_EVENT_BYTES;
 
 impl EventSplitter {
+    /// The stream ended: the event held for the byte after its CR, if one is.
+    pub fn take_held(&mut self) -> Option<Vec<u8>> {
+        std::mem::take(&mut self.held).then(|| std::mem::take(&mut self.pending))
+    }
+
     /// The bytes held of an event not yet complete.
     pub fn pending_len(&self) -> usize {
         self.pending.len()
@@ -49,35 +59,74 @@ impl EventSplitter {
     /// Feeds bytes; calls `on_event` with each event as it completes, until it returns false.
     /// An event that grows past the bound is an error (and what it held is let go).
     pub fn push(&mut self, bytes: &[u8], mut on_event: impl FnMut(&[u8]) -> bool) -> Result<(), EventTooLarge> {
-        // An event ends at an LF that starts its line (CRs aside): each goes as it completes,
-        // after what `pending` holds of its beginning.
+        // An event ends at the line end of an empty line: each goes as it completes, after what
+        // `pending` holds of its beginning (an LF that completes a CRLF goes with it).
         let mut start = 0;
         let mut line_start = 0;
-        let mut at_line_start = self.at_line_start;
-        for lf in memchr::memchr_iter(b'\n', bytes) {
-            let only_crs = bytes.get(line_start..lf).unwrap_or_default().iter().all(|&b| b == b'\r');
-            if at_line_start && only_crs {
-                let event = bytes.get(start..=lf).unwrap_or_default();
-                let go_on = if self.pending.is_empty() {
-                    on_event(event)
-                } else {
-                    let mut joined = std::mem::take(&mut self.pending);
-                    joined.extend_from_slice(event);
-                    let go_on = on_event(&joined);
-                    joined.clear();
-                    self.pending = joined;
-                    go_on
-                };
-                if !go_on {
-                    return Ok(());
-                }
-                start = lf + 1;
+        if self.held && !bytes.is_empty() {
+            self.held = false;
+            if bytes[0] == b'\n' {
+                self.pending.push(b'\n');
+                self.after_cr = false;
+                start = 1;
+                line_start = 1;
             }
-            at_line_start = true;
-            line_start = lf + 1;
+            let event = std::mem::take(&mut self.pending);
+            let go_on = on_event(&event);
+            self.pending = event;
+            self.pending.clear();
+            if !go_on {
+                return Ok(());
+            }
+        }
+        for end in memchr::memchr2_iter(b'\n', b'\r', bytes) {
+            if end < start {
+                continue;
+            }
+            let lf_of_crlf = bytes[end] == b'\n' && self.after_cr && end == line_start;
+            self.after_cr = bytes[end] == b'\r';
+            if lf_of_crlf {
+                line_start = end + 1;
+                // The CR ended the event already: its LF goes with the next.
+                continue;
+            }
+            let empty = self.at_line_start && end == line_start;
+            self.at_line_start = true;
+            line_start = end + 1;
+            if !empty {
+                continue;
+            }
+            // Take the LF of a CRLF along when it is here already; wait for the next byte when
+            // the CR is the last one.
+            let mut last = end;
+            if bytes[end] == b'\r' && bytes.get(end + 1) == Some(&b'\n') {
+                last = end + 1;
+            } else if bytes[end] == b'\r' && end + 1 == bytes.len() {
+                self.pending.extend_from_slice(&bytes[start..]);
+                self.held = true;
+                return Ok(());
+            }
+            let event = bytes.get(start..=last).unwrap_or_default();
+            let go_on = if self.pending.is_empty() {
+                on_event(event)
+            } else {
+                let mut joined = std::mem::take(&mut self.pending);
+                joined.extend_from_slice(event);
+                let go_on = on_event(&joined);
+                joined.clear();
+                self.pending = joined;
+                go_on
+            };
+            start = last + 1;
+            if !go_on {
+                return Ok(());
+            }
         }
         let rest = bytes.get(start..).unwrap_or_default();
-        self.at_line_start = at_line_start && bytes.get(line_start..).unwrap_or_default().iter().all(|&b| b == b'\r');
+        if line_start < bytes.len() {
+            self.at_line_start = false;
+            self.after_cr = false;
+        }
         if self.pending.len() + rest.len() > MAX_PENDING_BYTES {
             self.pending = Vec::new();
             return Err(EventTooLarge::Data);

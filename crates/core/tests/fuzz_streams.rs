@@ -27,8 +27,7 @@
 //! nothing at all when the vendor put it only in its error events. A well-formed stream's text,
 //! thinking and tool calls reach the client of every dialect as the vendor sent them.
 //!
-//! Bugs found and not yet fixed are the ignored tests at the end, each tolerated in the
-//! properties only where it shows (marked KNOWN BUG / KNOWN GAP). Runs are bounded (256 cases a
+//! The bugs it found are pinned by the tests at the end. Runs are bounded (256 cases a
 //! property, a few seconds in debug); `FUZZ_CASES` runs more, `PROPTEST_RNG_SEED` replays a run.
 
 use proptest::prelude::*;
@@ -1150,19 +1149,14 @@ fn run_and_check(kind: ProviderKind, plan: &ChatPlan, pieces: &[&[u8]], broke: b
     let outcome = run(kind, plan, pieces, broke);
     let passes = providers::passes_through(&provider(kind), plan.dialect);
     let context = format!("{kind:?} → {:?}{}", plan.dialect, if passes { " (pass-through)" } else { "" });
-    // KNOWN BUG (`an_anthropic_pass_through_forwards_nothing_after_message_stop`, ignored): events
-    // that a lone CR ends are one event to the pass-through, which forwards them whole, those
-    // after its end included. Tolerated (nothing checked past the end) only where the vendor's
-    // bytes have such events, so that the fuzzing goes on finding the rest.
-    let joined = passes && plan.dialect == Dialect::AnthropicMessages && lone_cr_joins_events(&pieces.concat());
     let checked = match (plan.dialect, passes) {
         (Dialect::OpenaiChat, passes) => check_openai(&outcome.out, !passes),
-        (Dialect::AnthropicMessages, true) => check_anthropic_passthrough(&outcome.out, joined),
+        (Dialect::AnthropicMessages, true) => check_anthropic_passthrough(&outcome.out),
         (Dialect::AnthropicMessages, false) => check_anthropic(&outcome.out),
         (Dialect::OpenaiResponses, _) => check_responses(&outcome.out),
     };
     let client = checked.unwrap_or_else(|why| panic!("{context}: {why}\n{}", lossy(&outcome.out)));
-    if clean && !joined {
+    if clean {
         // What an SSE client reads: the events' names and data. (A pass-through forwards the
         // vendor's lines that are no field, comments and the like, as they are: no client reads
         // them.)
@@ -1183,7 +1177,7 @@ fn run_and_check(kind: ProviderKind, plan: &ChatPlan, pieces: &[&[u8]], broke: b
     if !passes && outcome.error.is_none() {
         check_usage(&context, plan, &outcome, &client);
     }
-    if passes && plan.dialect == Dialect::AnthropicMessages && outcome.error.is_none() && !joined {
+    if passes && plan.dialect == Dialect::AnthropicMessages && outcome.error.is_none() {
         // What the client is told it used is what the gateway counts.
         let told = client.usage.as_ref().and_then(|u| u["output_tokens"].as_u64()).unwrap_or(0);
         let counted = outcome.usage.map(|u| u.completion_tokens);
@@ -1343,10 +1337,9 @@ fn check_chunks(chunks: &[Value]) -> Result<(), String> {
             for call in delta["tool_calls"].as_array().map(Vec::as_slice).unwrap_or_default() {
                 let Some(i) = call["index"].as_u64() else { return fail("a tool call without its index") };
                 if i == *calls {
-                    // KNOWN GAP (`an_openai_client_gets_no_empty_tool_call_id`, ignored): a vendor's
-                    // empty id goes out empty; only its being a string is checked here.
-                    let starts =
-                        call["id"].is_string() && call["type"] == "function" && call["function"]["name"].is_string();
+                    let starts = call["id"].as_str().is_some_and(|id| !id.is_empty())
+                        && call["type"] == "function"
+                        && call["function"]["name"].is_string();
                     if !starts {
                         return fail("a tool call's first chunk without its id, type and name");
                     }
@@ -1509,9 +1502,11 @@ fn check_anthropic_error(event: &Value) -> Result<(), String> {
 /// gateway's encoder never writes: an empty `partial_json`, event names of its own): whole
 /// events, all data JSON with a `type`, pings and then one `message_start` before anything
 /// else, ending with `message_stop` or an `error` event (without the key).
-fn check_anthropic_passthrough(out: &[u8], unchecked_after_the_end: bool) -> Result<Client, String> {
+fn check_anthropic_passthrough(out: &[u8]) -> Result<Client, String> {
     let mut splitter = EventSplitter::default();
     splitter.push(out, |_| true).map_err(|e| format!("the client's events: {e}"))?;
+    // An event that ends at a CR, the last byte, is whole.
+    let _ = splitter.take_held();
     if splitter.pending_len() != 0 {
         return Err("the stream ends inside an event".into());
     }
@@ -1524,9 +1519,6 @@ fn check_anthropic_passthrough(out: &[u8], unchecked_after_the_end: bool) -> Res
     for (i, data) in events.iter().enumerate() {
         let text = std::str::from_utf8(data).map_err(|e| format!("event {i}: not UTF-8 ({e})"))?;
         let fail = |why: &str| Err(format!("event {i}: {why}: {text}"));
-        if ended && unchecked_after_the_end {
-            break;
-        }
         if ended {
             return fail("after the end");
         }
@@ -1543,15 +1535,11 @@ fn check_anthropic_passthrough(out: &[u8], unchecked_after_the_end: bool) -> Res
         }
         match kind {
             "ping" => {}
-            // KNOWN BUG (`a_pass_through_that_fails_after_message_start_starts_no_second_message`,
-            // ignored): the gateway's error after the vendor's message_start comes with a
-            // message_start of its own. Tolerated here only as the gateway writes it, right
-            // before its ping and error event, so that the fuzzing goes on finding the rest.
-            "message_start" if started && gateways_error_follows(&events[i + 1..]) => {}
             "message_start" if started => return fail("a second message_start"),
             "message_start" => started = true,
-            _ if !started => return fail("before message_start"),
-            "message_stop" => ended = true,
+            // The vendor's own error, or the gateway's in its place (bare: the vendor's
+            // message_start, if any, went out already; before it, the client sees nothing
+            // else, and the SDKs raise it).
             "error" => {
                 if let Err(why) = check_anthropic_error(&event) {
                     return fail(&why);
@@ -1559,6 +1547,8 @@ fn check_anthropic_passthrough(out: &[u8], unchecked_after_the_end: bool) -> Res
                 client.error = Some(event);
                 ended = true;
             }
+            _ if !started => return fail("before message_start"),
+            "message_stop" => ended = true,
             _ => {}
         }
     }
@@ -1566,27 +1556,6 @@ fn check_anthropic_passthrough(out: &[u8], unchecked_after_the_end: bool) -> Res
         return Err("the stream ends with neither message_stop nor an error event".into());
     }
     Ok(client)
-}
-
-/// Whether the bytes have events that the pass-through's splitter takes for one: events ended
-/// by a lone CR, which the SSE parser ends there.
-fn lone_cr_joins_events(bytes: &[u8]) -> bool {
-    let mut joined = false;
-    let mut splitter = EventSplitter::default();
-    let _ = splitter.push(bytes, |event| {
-        let mut events = 0;
-        let _ = SseParser::new().push(event, &mut |_, _| events += 1);
-        joined |= events > 1;
-        true
-    });
-    joined
-}
-
-/// Whether `events` are the gateway's ping and error event, and nothing more.
-fn gateways_error_follows(events: &[Vec<u8>]) -> bool {
-    let [ping, error] = events else { return false };
-    let error: Value = serde_json::from_slice(error).unwrap_or_default();
-    ping.as_slice() == br#"{"type":"ping"}"# && error["type"] == "error"
 }
 
 /// An output item open in a Responses stream.
@@ -2187,7 +2156,7 @@ fn the_checkers_refuse_what_breaks_the_grammars() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ingress");
     let anthropic = std::fs::read(fixtures.join("anthropic/stream-thinking-tool.sse")).expect("the golden stream");
     check_anthropic(&anthropic).expect("the golden stream keeps the grammar");
-    check_anthropic_passthrough(&anthropic, false).expect("the golden stream passes through");
+    check_anthropic_passthrough(&anthropic).expect("the golden stream passes through");
     let events = named_events(&anthropic).expect("the golden stream's events");
     for i in 0..events.len() {
         let mut fewer = events.clone();
@@ -2198,7 +2167,7 @@ fn the_checkers_refuse_what_breaks_the_grammars() {
         let mut after = events.clone();
         after.push(events[i].clone());
         assert!(check_anthropic(&rewrite(&after, false)).is_err(), "event {i} ({name}) again after the end");
-        assert!(check_anthropic_passthrough(&rewrite(&after, false), false).is_err(), "event {i} ({name}) at the end");
+        assert!(check_anthropic_passthrough(&rewrite(&after, false)).is_err(), "event {i} ({name}) at the end");
         let mut changed = events.clone();
         let data = &mut changed[i].1;
         match name.as_str() {
@@ -2271,7 +2240,7 @@ const ANTHROPIC_START: &[u8] = b"event: message_start\ndata: {\"type\":\"message
 /// SDK's `MessageStream` throws on a `message_start` before `message_stop` ("Unexpected event
 /// order"), so its client gets that instead of the vendor's error.
 #[test]
-#[ignore = "bug: anthropic::Passthrough writes a second message_start before its error event"]
+
 fn a_pass_through_that_fails_after_message_start_starts_no_second_message() {
     let plan = ChatPlan { stream: true, dialect: Dialect::AnthropicMessages, ..ChatPlan::default() };
     let outcome = run(ProviderKind::Anthropic, &plan, &[ANTHROPIC_START], false);
@@ -2287,7 +2256,7 @@ fn a_pass_through_that_fails_after_message_start_starts_no_second_message() {
 /// `content_block_start`: the client's stream goes on after its end; an `error` event there
 /// would reach the client unredacted).
 #[test]
-#[ignore = "bug: pass-throughs take events ended by lone CRs for one (Anthropic: events after message_stop)"]
+
 fn an_anthropic_pass_through_forwards_nothing_after_message_stop() {
     let plan = ChatPlan { stream: true, dialect: Dialect::AnthropicMessages, ..ChatPlan::default() };
     let mut bytes = ANTHROPIC_START.to_vec();
@@ -2304,7 +2273,7 @@ fn an_anthropic_pass_through_forwards_nothing_after_message_stop() {
 /// event, whose verdict is `[DONE]`'s, and the chunk is dropped: the client gets neither its
 /// text nor its finish reason, only `data: [DONE]`.
 #[test]
-#[ignore = "bug: pass-throughs take events ended by lone CRs for one (OpenAI: the chunk before [DONE] is lost)"]
+
 fn an_openai_pass_through_loses_no_chunk_before_done() {
     let plan = ChatPlan { stream: true, ..ChatPlan::default() };
     let chunk = br#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}"#;
@@ -2319,7 +2288,7 @@ fn an_openai_pass_through_loses_no_chunk_before_done() {
 /// id for it, but an OpenAI Chat client gets `"id": ""`, and cannot tell its calls' results
 /// apart. Low stakes (the vendors send ids), but the one dialect left out.
 #[test]
-#[ignore = "gap: the OpenAI Chat encoder writes a vendor's empty tool call id as it is"]
+
 fn an_openai_client_gets_no_empty_tool_call_id() {
     let plan = ChatPlan { stream: true, ..ChatPlan::default() };
     let mut bytes = ANTHROPIC_START.to_vec();

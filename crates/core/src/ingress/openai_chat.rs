@@ -324,6 +324,7 @@ impl Egress for Stream {
             }
             Event::Usage(usage) => self.usage = Some(usage),
             Event::BlockStart { choice, block, kind } => {
+                let created = self.created;
                 let Some((writer, state)) = self.choice(choice, out) else { return };
                 let i = block as usize;
                 if state.tool_of_block.len() <= i {
@@ -334,7 +335,9 @@ impl Egress for Stream {
                     let index = state.tool_calls;
                     state.tool_calls = state.tool_calls.saturating_add(1);
                     state.tool_of_block[i] = index;
-                    state.pending = Some((block, index, id.to_owned(), name.to_owned()));
+                    // A vendor that sent no id: one the answer's later turns can name.
+                    let id = if id.is_empty() { format!("call_{created}_{choice}_{index}") } else { id.to_owned() };
+                    state.pending = Some((block, index, id, name.to_owned()));
                 }
             }
             Event::Delta { choice, block, delta } => {

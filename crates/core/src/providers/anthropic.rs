@@ -956,24 +956,38 @@ pub struct Passthrough {
     reader: Stream,
 }
 
-/// The client's encoder, as a pass-through's reader writes to it: only the error event the
-/// client gets when the vendor's stream fails.
-struct ErrorsOnly(Box<dyn Egress>);
+/// What a pass-through's reader writes: nothing but the error event the client gets when the
+/// vendor's stream fails (bare: the vendor's own `message_start` went out already, when any
+/// event did).
+struct ErrorsOnly;
 
 impl Egress for ErrorsOnly {
     fn event(&mut self, _: Event<'_>, _: &mut Vec<u8>) {}
     fn complete(&mut self, _: &mut Vec<u8>) {}
     fn fail(&mut self, error: &GatewayError, out: &mut Vec<u8>) {
-        self.0.fail(error, out);
+        let (_, body) = crate::ingress::anthropic_messages::error_body(error);
+        out.extend_from_slice(b"event: error\ndata: ");
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"\n\n");
     }
 }
 
 impl Passthrough {
-    pub fn new(provider: &str, api_key: Option<&str>, egress: Box<dyn Egress>) -> Self {
+    pub fn new(provider: &str, api_key: Option<&str>) -> Self {
         Self {
             splitter: crate::sse::EventSplitter::default(),
-            reader: Stream::new(provider, ChatPlan::default(), api_key, Box::new(ErrorsOnly(egress))),
+            reader: Stream::new(provider, ChatPlan::default(), api_key, Box::new(ErrorsOnly)),
         }
+    }
+}
+
+impl Passthrough {
+    /// One whole event, read, and forwarded as it came (or, if the reader failed on it, the
+    /// gateway's error event instead).
+    fn forward(&mut self, event: &[u8], out: &mut Vec<u8>) {
+        let mut error = Vec::new();
+        self.reader.push(event, &mut error);
+        out.extend_from_slice(if self.reader.error().is_some() { &error } else { event });
     }
 }
 
@@ -995,13 +1009,9 @@ impl StreamTranslator for Passthrough {
             return;
         }
         let mut splitter = std::mem::take(&mut self.splitter);
-        let reader = &mut self.reader;
         let split = splitter.push(bytes, |event| {
-            let mut error = Vec::new();
-            reader.push(event, &mut error);
-            // An event the reader failed on is replaced by the gateway's error event.
-            out.extend_from_slice(if reader.error().is_some() { &error } else { event });
-            !reader.done()
+            self.forward(event, out);
+            !self.reader.done()
         });
         self.splitter = splitter;
         if let Err(too_large) = split {
@@ -1011,6 +1021,9 @@ impl StreamTranslator for Passthrough {
     }
 
     fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
+        if let Some(event) = self.splitter.take_held().filter(|_| !self.reader.done()) {
+            self.forward(&event, out);
+        }
         self.reader.finish(error, out);
     }
 }

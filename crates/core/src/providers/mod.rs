@@ -270,7 +270,7 @@ pub fn chat_stream(
         ProviderKind::Openai | ProviderKind::Azure if passes => {
             Box::new(openai::Stream::new(&provider.name, plan.include_usage, api_key))
         }
-        ProviderKind::Anthropic if passes => Box::new(anthropic::Passthrough::new(&provider.name, api_key, egress)),
+        ProviderKind::Anthropic if passes => Box::new(anthropic::Passthrough::new(&provider.name, api_key)),
         ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Mock => {
             Box::new(openai::ChunkDecoder::new(&provider.name, api_key, egress))
         }

@@ -784,6 +784,9 @@ impl super::StreamTranslator for Stream {
     }
 
     fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
+        if let Some(event) = self.splitter.take_held().filter(|_| !self.ended) {
+            self.forward_event(&event, out);
+        }
         self.parser.finish();
         if !self.ended {
             let cause = error.unwrap_or("the stream ended before [DONE]");
