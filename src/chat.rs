@@ -66,6 +66,10 @@ impl Egress for Keeping {
     fn fail(&mut self, error: &GatewayError, out: &mut Vec<u8>) {
         self.inner.fail(error, out);
     }
+
+    fn keepalive(&mut self, out: &mut Vec<u8>) {
+        self.inner.keepalive(out);
+    }
 }
 
 pub async fn complete(
@@ -92,15 +96,21 @@ pub async fn complete(
         .then(|| route::classify(&needs, request.effort(), asked.tier, model.max_simple_tokens));
     let dialect = request.source.dialect;
     let selection = Selection { needs: Some(needs), tier, tokens: needs.prompt_tokens + needs.max_output, dialect };
-    let request = &request;
-    let reply = asked.responses.as_ref();
+    let call = Call {
+        model,
+        request: &request,
+        reply: asked.responses.as_ref(),
+        env,
+        strict,
+        keepalive_ms: config.limits.stream_keepalive_ms,
+    };
+    let call = &call;
     // The holds are renewed should the attempts outlast them (a stream's, after, by `settle`).
     let dispatched = admission.dispatch_flag();
     let completed = admission
         .keep_while(attempts::run(config, env, model, &selection, |provider, target, budget| {
             dispatched.set(true);
-            let info = config.model_info(&target.model);
-            attempt(provider, target, model, request, reply, env, strict, budget, info)
+            attempt(call, provider, target, budget, config.model_info(&target.model))
         }))
         .await;
     Ok((completed, admission))
@@ -183,18 +193,24 @@ fn encode(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every attempt of one call shares.
+struct Call<'a> {
+    model: &'a Model,
+    request: &'a Request,
+    reply: Option<&'a Rc<ResponsesReply>>,
+    env: &'a Env,
+    strict: bool,
+    keepalive_ms: u64,
+}
+
 async fn attempt(
+    call: &Call<'_>,
     provider: &Provider,
     target: &Target,
-    model: &Model,
-    request: &Request,
-    reply: Option<&Rc<ResponsesReply>>,
-    env: &Env,
-    strict: bool,
     budget: Budget,
     info: ModelInfo,
 ) -> Result<Answer, Failed> {
+    let Call { model, request, reply, env, strict, keepalive_ms } = *call;
     let created = Date::now().as_millis() / 1000;
     if provider.kind == ProviderKind::Mock {
         return Ok(mock_answer(request, reply, &target.model, created));
@@ -220,7 +236,7 @@ async fn attempt(
     let answer = if prepared.plan.stream {
         let translator =
             providers::chat_stream(provider, prepared.plan.clone(), key.as_deref(), egress(request, reply, created));
-        translate_stream(provider, name, response, translator, budget, info).await?
+        translate_stream(provider, name, response, translator, budget, info, keepalive_ms).await?
     } else {
         let content_type = response.headers().get("content-type").ok().flatten();
         let body = read_answer(provider, &name, &mut response, budget).await?;
@@ -259,6 +275,7 @@ async fn translate_stream(
     translator: Box<dyn StreamTranslator>,
     budget: Budget,
     info: ModelInfo,
+    keepalive_ms: u64,
 ) -> Result<Answer, Failed> {
     let timeout_ms = budget.first_byte_ms.min(remaining_ms(budget.total_until_ms));
     let broken = |cause: String| {
@@ -271,7 +288,16 @@ async fn translate_stream(
     };
     let upstream = response.stream().map_err(|e| broken(e.to_string()))?;
     let (meter, metered) = oneshot::channel();
-    let mut pump = Pump { upstream, translator, name, started_ms: budget.started_ms, meter: Some(meter), info };
+    let mut pump = Pump {
+        upstream,
+        translator,
+        name,
+        started_ms: budget.started_ms,
+        meter: Some(meter),
+        info,
+        keepalive_ms,
+        quiet: None,
+    };
     let mut first = Vec::new();
     let mut ended = false;
     // One timer for the first event, however many bytes arrive before it (keep-alive comments
@@ -307,14 +333,24 @@ async fn translate_stream(
             let mut out = Vec::new();
             // A timer only when the route sets a total timeout: one per chunk costs otherwise.
             let next = match total_until_ms {
-                Some(_) => match upstream::within(remaining_ms(total_until_ms), pump.upstream.next()).await {
+                Some(_) => match upstream::within(remaining_ms(total_until_ms), pump.next()).await {
                     Some(next) => next,
                     None => {
                         pump.end(Some("the answer took longer than the route's total timeout"), &mut out);
                         return Some((Ok(out), None));
                     }
                 },
-                None => pump.upstream.next().await,
+                None => pump.next().await,
+            };
+            let next = match next {
+                Next::Chunk(next) => next,
+                Next::Quiet => {
+                    pump.translator.keepalive(&mut out);
+                    if !out.is_empty() {
+                        return Some((Ok(out), Some(pump)));
+                    }
+                    continue;
+                }
             };
             match next {
                 Some(Ok(bytes)) => {
@@ -358,9 +394,36 @@ struct Pump {
     /// Where the usage goes when the stream ends (or the client goes away).
     meter: Option<oneshot::Sender<StreamEnd>>,
     info: ModelInfo,
+    /// How often a translated stream the vendor is silent on gets the client dialect's
+    /// keep-alive (Anthropic's `ping`, else an SSE comment), so that proxies do not close it
+    /// while a model thinks (`limits.stream_keepalive_ms`).
+    keepalive_ms: u64,
+    /// The keep-alive's timer: one a `keepalive_ms`, however many chunks come meanwhile.
+    quiet: Option<std::pin::Pin<Box<worker::Delay>>>,
+}
+
+/// What the vendor's stream gave next: a chunk (or its end), or a keep-alive's worth of quiet.
+enum Next {
+    Chunk(Option<Result<Vec<u8>, worker::Error>>),
+    Quiet,
 }
 
 impl Pump {
+    /// The vendor's next chunk, or `Quiet` when the keep-alive's timer rings first (the
+    /// pending read stays with the stream, for the next call).
+    async fn next(&mut self) -> Next {
+        let quiet = self
+            .quiet
+            .get_or_insert_with(|| Box::pin(worker::Delay::from(std::time::Duration::from_millis(self.keepalive_ms))));
+        match futures::future::select(self.upstream.next(), quiet.as_mut()).await {
+            futures::future::Either::Left((next, _)) => Next::Chunk(next),
+            futures::future::Either::Right(((), _)) => {
+                self.quiet = None;
+                Next::Quiet
+            }
+        }
+    }
+
     /// The vendor's stream ended (with `error` if it broke): the client's stream is ended, its
     /// cost written before `[DONE]`, the total time and the usage reported.
     fn end(&mut self, error: Option<&str>, out: &mut Vec<u8>) {

@@ -310,3 +310,37 @@ test("count_tokens: Anthropic's own count for an Anthropic target", async () => 
   assert.equal(sent.json.max_tokens, undefined);
   assert.equal(sent.json.model, "claude-sonnet-4-5");
 });
+
+test("a translated stream the vendor is silent on gets keep-alives: Anthropic's ping, an SSE comment elsewhere", async () => {
+  const quiet = await startGateway({
+    config: { ...testConfig(mock, await closedPort()), limits: { stream_keepalive_ms: 150 } },
+    secrets: { UPSTREAM_KEY: VENDOR_KEY, ANTHROPIC_KEY },
+  });
+  try {
+    await mock.fault({ match: { model: "vendor-gpt" }, chunk_delay_ms: 400, stream_chunks: 3 });
+    const res = await call(quiet, "/v1/messages", {
+      body: { model: "gpt-test", max_tokens: 50, stream: true, messages: [{ role: "user", content: "Hi" }] },
+    });
+    const text = await res.text();
+    const { events } = checkAnthropicStream(text, { strict: true });
+    const pings = events.filter((e) => e.event === "ping").length;
+    assert.ok(pings >= 3, `pings while the vendor was silent: ${pings}\n${text}`);
+    // An OpenAI client's translated stream: SSE comments, which its SDK skips.
+    await mock.fault({ match: { model: "claude-sonnet-4-5" }, chunk_delay_ms: 400, stream_chunks: 3 });
+    const chat = await call(quiet, "/v1/chat/completions", {
+      body: { model: "claude-sonnet", stream: true, messages: [{ role: "user", content: "Hi" }] },
+    });
+    assert.equal(chat.status, 200);
+    const chatText = await chat.text();
+    assert.match(chatText, /\n: keep-alive\n\n/);
+    assert.ok(chatText.endsWith("data: [DONE]\n\n"));
+    // An OpenAI client's pass-through gets the vendor's bytes only.
+    await mock.fault({ match: { model: "vendor-gpt" }, chunk_delay_ms: 400, stream_chunks: 3 });
+    const passed = await call(quiet, "/v1/chat/completions", {
+      body: { model: "gpt-test", stream: true, messages: [{ role: "user", content: "Hi" }] },
+    });
+    assert.ok(!(await passed.text()).includes(": keep-alive"));
+  } finally {
+    await quiet.stop();
+  }
+});

@@ -9,6 +9,9 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
+/// Default for `limits.stream_keepalive_ms`.
+pub const DEFAULT_STREAM_KEEPALIVE_MS: u64 = 15_000;
+
 /// Default for `limits.max_body_bytes`: large enough for a chat with a few base64 images.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 /// Default `api_version` of an Azure OpenAI provider (the current GA version).
@@ -169,6 +172,9 @@ pub struct GatewayKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// How long a translated stream may be silent before the client gets a keep-alive
+    /// (`limits.stream_keepalive_ms`, 15 s by default).
+    pub stream_keepalive_ms: u64,
 }
 
 /// How target health is judged (`health` in the document).
@@ -313,6 +319,8 @@ struct KeyDoc {
 struct LimitsDoc {
     #[serde(default)]
     max_body_bytes: Option<usize>,
+    #[serde(default)]
+    stream_keepalive_ms: Option<u64>,
 }
 
 impl Config {
@@ -521,6 +529,10 @@ impl Config {
         if max_body_bytes < 1024 {
             return Err(ConfigError::at("limits.max_body_bytes", "must be at least 1024"));
         }
+        let stream_keepalive_ms = doc.limits.stream_keepalive_ms.unwrap_or(DEFAULT_STREAM_KEEPALIVE_MS);
+        if !(100..=600_000).contains(&stream_keepalive_ms) {
+            return Err(ConfigError::at("limits.stream_keepalive_ms", "must be between 100 and 600000"));
+        }
 
         let b = &doc.health.breaker;
         let breaker_problem = if b.consecutive_failures == 0 {
@@ -552,7 +564,7 @@ impl Config {
             models,
             keys,
             budgets: gateway_budgets.budgets,
-            limits: Limits { max_body_bytes },
+            limits: Limits { max_body_bytes, stream_keepalive_ms },
             health: doc.health,
             catalog: doc.catalog,
             unpriced: doc.pricing.unpriced,

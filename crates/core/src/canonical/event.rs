@@ -65,4 +65,9 @@ pub trait Egress {
     /// The vendor's stream broke (or said it failed) after the client's had begun: the
     /// dialect's error event and the end of the stream.
     fn fail(&mut self, error: &GatewayError, out: &mut Vec<u8>);
+    /// The vendor has been silent a while: something that keeps the client's connection alive
+    /// and means nothing to it (an SSE comment, unless the dialect has its own keep-alive).
+    fn keepalive(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b": keep-alive\n\n");
+    }
 }

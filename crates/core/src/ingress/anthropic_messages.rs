@@ -1252,6 +1252,11 @@ fn write_delta(out: &mut Vec<u8>, index: u32, kind: &str, field: &str, value: &s
 }
 
 impl Egress for Stream {
+    /// Anthropic's own keep-alive, valid anywhere in its stream.
+    fn keepalive(&mut self, out: &mut Vec<u8>) {
+        self.ping(out);
+    }
+
     fn event(&mut self, event: Event<'_>, out: &mut Vec<u8>) {
         if self.done {
             return;

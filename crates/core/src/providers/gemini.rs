@@ -949,6 +949,10 @@ impl Stream {
 }
 
 impl StreamTranslator for Stream {
+    fn keepalive(&mut self, out: &mut Vec<u8>) {
+        self.end.keepalive(out);
+    }
+
     fn error(&self) -> Option<&GatewayError> {
         self.end.error()
     }

@@ -127,6 +127,9 @@ pub trait StreamTranslator {
     /// The vendor's stream has said all it will (its end event came): `finish` may be called
     /// without waiting for the vendor to close the connection.
     fn done(&self) -> bool;
+    /// The vendor has been silent a while: appends the client dialect's keep-alive, if the
+    /// stream is translated (a pass-through sends the vendor's own bytes only).
+    fn keepalive(&mut self, _out: &mut Vec<u8>) {}
 }
 
 /// The vendor request for a chat, by the provider's wire format.
@@ -503,6 +506,13 @@ impl StreamEnd {
     pub fn emit(&mut self, event: Event<'_>, out: &mut Vec<u8>) {
         if !self.done {
             self.egress.event(event, out);
+        }
+    }
+
+    /// The client dialect's keep-alive, while the stream runs.
+    pub fn keepalive(&mut self, out: &mut Vec<u8>) {
+        if !self.done {
+            self.egress.keepalive(out);
         }
     }
 

@@ -1021,6 +1021,10 @@ impl ChunkDecoder {
 }
 
 impl StreamTranslator for ChunkDecoder {
+    fn keepalive(&mut self, out: &mut Vec<u8>) {
+        self.end.keepalive(out);
+    }
+
     fn error(&self) -> Option<&GatewayError> {
         self.end.error()
     }
