@@ -9,7 +9,7 @@ use std::future::Future;
 use switchyard_core::breaker::{Admission, BreakerPolicy};
 use switchyard_core::canonical::Dialect;
 use switchyard_core::catalog::Needs;
-use switchyard_core::config::{Config, Model, Provider, ProviderKind, Target};
+use switchyard_core::config::{Config, Model, Provider, Target};
 use switchyard_core::health::{retry_after_until, Outcome, Report};
 use switchyard_core::providers::{self, OutboundRequest};
 use switchyard_core::route::Tier;
@@ -114,17 +114,11 @@ where
     let deadline = model.deadline_ms.map(|ms| now + ms);
     let names: Vec<String> = model.targets.iter().map(|t| describe(config, t)).collect();
     // The targets able to serve the request (the catalog's capabilities and context window),
-    // and under a cascade the decided tier's, a simple request's tier followed by the complex.
-    let mut eligible: Vec<usize> = (0..model.targets.len())
-        .filter(|&i| {
-            selection.needs.is_none_or(|needs| config.model_info(&model.targets[i].model).unmet(&needs).is_none())
-        })
-        .collect();
-    match selection.tier {
-        Some((Tier::Complex, _)) => eligible.retain(|&i| model.targets[i].tier == Some(Tier::Complex)),
-        Some((Tier::Simple, _)) => eligible.sort_by_key(|&i| model.targets[i].tier != Some(Tier::Simple)),
-        None => {}
-    }
+    // and under a cascade the decided tier's.
+    let serves = |i: usize| {
+        selection.needs.is_none_or(|needs| config.model_info(&model.targets[i].model).unmet(&needs).is_none())
+    };
+    let eligible = route::eligible(&model.targets, serves, selection.tier.map(|(tier, _)| tier));
     if eligible.is_empty() {
         let what = selection
             .needs
@@ -163,9 +157,7 @@ where
         &candidates,
         |k| health_view::peek(&names[eligible[k]], policy, now),
         random_unit(),
-        model
-            .max_attempts
-            .min(eligible.len().max(model.max_attempts.saturating_sub(model.targets.len() - eligible.len()))),
+        route::attempt_count(model.max_attempts, model.targets.len(), eligible.len()),
     )
     .into_iter()
     .map(|k| eligible[k])
@@ -525,7 +517,7 @@ impl<'c> Tally<'c> {
         result: Result<Answer, Failed>,
     ) -> bool {
         let target = &model.targets[i];
-        if config.provider(target).kind != ProviderKind::Mock {
+        if !providers::answers_in_worker(config.provider(target)) {
             let mut outcome = outcome(&names[i], &result, started);
             if outcome.ok && result.is_ok() && model.slow_ms.is_some_and(|slow| outcome.latency_ms > slow as f64) {
                 outcome.ok = false;

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use switchyard_core::canonical::{Dialect, Egress, Request};
 use switchyard_core::catalog::{ModelInfo, Needs};
-use switchyard_core::config::{Config, Model, Provider, ProviderKind, Target};
+use switchyard_core::config::{Config, Model, Provider, Target};
 use switchyard_core::ingress::{anthropic_messages, openai_chat, openai_responses};
 use switchyard_core::keys::KeyRecord;
 use switchyard_core::providers::{self, mock, ParamReport, StreamTranslator};
@@ -212,7 +212,7 @@ async fn attempt(
 ) -> Result<Answer, Failed> {
     let Call { model, request, reply, env, strict, keepalive_ms } = *call;
     let created = Date::now().as_millis() / 1000;
-    if provider.kind == ProviderKind::Mock {
+    if providers::answers_in_worker(provider) {
         return Ok(mock_answer(request, reply, &target.model, created));
     }
     let key = vendor_key(provider, env)?;
@@ -502,9 +502,9 @@ pub async fn count_tokens(
     request: Request,
 ) -> Result<Response, Rejection> {
     let model = config.model(&request.model).ok_or_else(|| GatewayError::model_not_found(&request.model))?;
-    if !key.policy.allows(config, &request.model) {
-        return Err(GatewayError::model_not_found(&request.model).into());
-    }
+    // The key's own record decides (a revocation holds at once), as for a call.
+    crate::keys::confirm(env, config, key).await?;
+    key.check(config, &[&request.model], Date::now().as_millis())?;
     let estimate = || {
         let body = format!("{{\"input_tokens\":{}}}", request.needs().prompt_tokens);
         let response = http::bytes_response(200, "application/json", body.into_bytes());
@@ -513,13 +513,10 @@ pub async fn count_tokens(
     };
     let Some(target) = model.targets.first() else { return Ok(estimate()) };
     let provider = config.provider(target);
-    if provider.kind != ProviderKind::Anthropic {
-        return Ok(estimate());
-    }
     let Ok(api_key) = vendor_key(provider, env) else { return Ok(estimate()) };
-    let mut outbound =
-        providers::anthropic::count_tokens_request(provider, &target.model, &request, api_key.as_deref());
-    outbound.headers.extend(request.source.headers.iter().cloned());
+    let Some(outbound) = providers::count_tokens_request(provider, &target.model, &request, api_key.as_deref()) else {
+        return Ok(estimate());
+    };
     let now = Date::now().as_millis();
     let budget =
         Budget { started_ms: now, first_byte_ms: provider.timeout_ms, total_until_ms: Some(now + provider.timeout_ms) };

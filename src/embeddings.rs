@@ -4,7 +4,7 @@
 use crate::attempts::{self, call_vendor, read_answer, vendor_key, Answer, Budget, Completed, Failed, Selection};
 use crate::http::{self, Rejection};
 use crate::metering::{self, Admission, Estimate, Metered};
-use switchyard_core::config::{Config, Provider, ProviderKind, Target};
+use switchyard_core::config::{Config, Provider, Target};
 use switchyard_core::embeddings::EmbeddingRequest;
 use switchyard_core::keys::KeyRecord;
 use switchyard_core::providers;
@@ -50,18 +50,17 @@ async fn attempt(
     let mut response = call_vendor(provider, &outbound, key.as_deref(), budget).await?;
     let content_type = response.headers().get("content-type").ok().flatten();
     let body = read_answer(provider, &format!("{}/{}", provider.name, target.model), &mut response, budget).await?;
-    if matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure) {
-        // OpenAI-format vendors answer in OpenAI's shape: it goes back byte for byte.
-        let usage = providers::openai::usage_of(&body);
-        let response = http::bytes_response(200, content_type.as_deref().unwrap_or("application/json"), body);
-        return Ok(Answer::new(response, Metered::Now(usage)));
-    }
     match providers::decode_embeddings(provider, &body, request, &target.model) {
         Ok(Some(list)) => {
             let usage = list.usage_as_chat();
             Ok(Answer::new(http::json(200, &list), Metered::Now(usage)))
         }
-        Ok(None) => Ok(Answer::new(http::bytes_response(200, "application/json", body), Metered::Now(None))),
+        // OpenAI-format vendors answer in OpenAI's shape: it goes back byte for byte.
+        Ok(None) => {
+            let usage = providers::usage_of(provider, &body);
+            let response = http::bytes_response(200, content_type.as_deref().unwrap_or("application/json"), body);
+            Ok(Answer::new(response, Metered::Now(usage)))
+        }
         Err(e) => Err(Failed::retryable(e)),
     }
 }

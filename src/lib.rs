@@ -90,9 +90,12 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, R
     let x_api_key = headers.get("x-api-key").ok().flatten();
     let presented = auth::presented_key(authorization.as_deref(), x_api_key.as_deref());
     let key = keys::authenticate(env, &config, presented).await?;
-    if matches!(endpoint, Endpoint::ListModels | Endpoint::RetrieveModel(_)) {
-        // Calls to models consult the key's ledger when they are admitted; listing them asks it
-        // too, so that a revocation holds here at once as well.
+    if matches!(
+        endpoint,
+        Endpoint::ListModels | Endpoint::RetrieveModel(_) | Endpoint::Response(_) | Endpoint::ResponseInputItems(_)
+    ) {
+        // Calls to models consult the key's ledger when they are admitted; listing them, and
+        // reading stored responses, asks it too, so that a revocation holds here at once as well.
         keys::confirm(env, &config, &key).await?;
     }
 

@@ -45,6 +45,27 @@ pub struct Candidate {
     pub cost: f64,
 }
 
+/// The targets of a model that may serve a request, by index: those that `serves` (the
+/// catalog's capabilities and context window), and under a cascade the decided tier's: a
+/// complex request only the `complex` tier, a simple one the `simple` tier first, then the
+/// complex one as its fallback.
+pub fn eligible(targets: &[crate::config::Target], serves: impl Fn(usize) -> bool, tier: Option<Tier>) -> Vec<usize> {
+    let mut eligible: Vec<usize> = (0..targets.len()).filter(|&i| serves(i)).collect();
+    match tier {
+        Some(Tier::Complex) => eligible.retain(|&i| targets[i].tier == Some(Tier::Complex)),
+        // Stable: each tier keeps its configured order.
+        Some(Tier::Simple) => eligible.sort_by_key(|&i| targets[i].tier != Some(Tier::Simple)),
+        None => {}
+    }
+    eligible
+}
+
+/// How many attempts a request gets: the model's `max_attempts`, less the attempts its
+/// ineligible targets would have had, but at least one an eligible target.
+pub fn attempt_count(max_attempts: usize, targets: usize, eligible: usize) -> usize {
+    max_attempts.min(eligible.max(max_attempts.saturating_sub(targets - eligible.min(targets))))
+}
+
 /// The order of attempts: the healthy targets (see [`plan`]) arranged by `strategy`, then
 /// repeated in turn up to `max_attempts`. `random` is uniform in [0, 1).
 pub fn order(
@@ -155,6 +176,43 @@ pub fn plan(targets: usize, admission: impl Fn(usize) -> Admission) -> Vec<usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tiered(tiers: &[Option<Tier>]) -> Vec<crate::config::Target> {
+        tiers
+            .iter()
+            .enumerate()
+            .map(|(i, &tier)| crate::config::Target {
+                provider: 0,
+                model: format!("m{i}"),
+                weight: 1,
+                tier,
+                limits: Default::default(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn eligibility_keeps_what_serves_and_the_cascades_tier() {
+        let targets = tiered(&[Some(Tier::Complex), Some(Tier::Simple), Some(Tier::Complex), Some(Tier::Simple)]);
+        assert_eq!(eligible(&targets, |_| true, None), [0, 1, 2, 3]);
+        assert_eq!(eligible(&targets, |i| i != 2, None), [0, 1, 3]);
+        assert_eq!(eligible(&targets, |_| true, Some(Tier::Complex)), [0, 2]);
+        assert_eq!(eligible(&targets, |_| true, Some(Tier::Simple)), [1, 3, 0, 2]);
+        assert_eq!(eligible(&targets, |i| i != 1, Some(Tier::Simple)), [3, 0, 2]);
+        assert!(eligible(&targets, |_| false, None).is_empty());
+    }
+
+    #[test]
+    fn attempts_shrink_with_the_targets_left_out() {
+        // Three targets, one attempt each: one left out, two attempts.
+        assert_eq!(attempt_count(3, 3, 2), 2);
+        // Retries of a single target are kept.
+        assert_eq!(attempt_count(3, 1, 1), 3);
+        // Never fewer than the eligible targets, never more than the model allows.
+        assert_eq!(attempt_count(2, 4, 3), 2);
+        assert_eq!(attempt_count(5, 4, 1), 2);
+        assert_eq!(attempt_count(4, 4, 0), 0);
+    }
 
     #[test]
     fn admitted_targets_keep_their_order_and_rejected_ones_are_skipped() {

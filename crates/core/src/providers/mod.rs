@@ -223,6 +223,31 @@ pub fn native_dialect(provider: &Provider) -> Option<Dialect> {
     }
 }
 
+/// Whether the provider answers inside the worker (the built-in mock), with no vendor call.
+pub fn answers_in_worker(provider: &Provider) -> bool {
+    provider.kind == ProviderKind::Mock
+}
+
+/// The vendor request that counts a request's prompt tokens, for a vendor that has a counter
+/// (Anthropic's `count_tokens`); `None` for the others, whose count is estimated.
+pub fn count_tokens_request(
+    provider: &Provider,
+    vendor_model: &str,
+    request: &Request,
+    api_key: Option<&str>,
+) -> Option<OutboundRequest> {
+    match provider.kind {
+        ProviderKind::Anthropic => {
+            let mut outbound = anthropic::count_tokens_request(provider, vendor_model, request, api_key);
+            if passes_through(provider, request.source.dialect) {
+                outbound.headers.extend(request.source.headers.iter().cloned());
+            }
+            Some(outbound)
+        }
+        _ => None,
+    }
+}
+
 /// Whether the target passes the client's request and answer through: it speaks the dialect.
 pub fn passes_through(provider: &Provider, dialect: Dialect) -> bool {
     native_dialect(provider) == Some(dialect)
