@@ -2,10 +2,23 @@
 //! between the client, the vendors and the runtime's state, and asks `switchyard-core` for every
 //! decision.
 //!
-//! The pipeline of one request, in order: endpoint -> configuration -> auth (key record) -> body
-//! (size limit) -> parse and validate -> admission (key policy, rate limits, budget holds) ->
-//! route (model -> targets) -> attempts -> response with `x-switchyard-*` headers -> after the
-//! response: settlement of the real cost, usage, health.
+//! The pipeline of one request, in order, the same for every endpoint and dialect:
+//! 1. endpoint (`endpoint::resolve`, and the client's dialect from the path, which its errors
+//!    are written in from here on);
+//! 2. configuration; auth (the key record);
+//! 3. body (size limit), then the dialect's decoder into the canonical request
+//!    (`ingress::{openai_chat, anthropic_messages, openai_responses}`; a Responses
+//!    continuation first reads its stored conversation);
+//! 4. admission (`metering::admit`: key policy, rate limits, budget holds);
+//! 5. plan (`route::eligible`, `route::attempt_count`, `route::order`) and attempts
+//!    (`attempts::run`: each target's adapter builds the vendor request, the answer or stream
+//!    is decoded into canonical terms and encoded in the client's dialect, or passed through);
+//! 6. the response, with `x-switchyard-*` headers;
+//! 7. record, after the response (`record`, with `ctx.wait_until`): settlement of the real
+//!    cost, usage, health, and for the Responses API the stored answer.
+//!
+//! `chat::complete` runs steps 4 and 5 for every chat dialect; `embeddings::complete` for
+//! embeddings.
 
 mod admin;
 mod attempts;
