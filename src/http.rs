@@ -184,6 +184,8 @@ pub fn config_invalid(error: &ConfigError) -> GatewayError {
 pub fn finish(response: Response, request_id: &str) -> Response {
     let headers = response.headers();
     set(headers, "x-request-id", request_id);
+    // Anthropic's SDKs read the request id from `request-id`.
+    set(headers, "request-id", request_id);
     set(headers, "access-control-allow-origin", "*");
     set(headers, "access-control-expose-headers", EXPOSED);
     response

@@ -76,7 +76,7 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, R
     let endpoint = match endpoint::resolve(method.as_ref(), &path) {
         Ok(endpoint) => endpoint,
         Err(e) if e.status == 405 => {
-            return Ok(http::with_allow(http::error_response(&e), endpoint::allowed_methods(&path)))
+            return Ok(http::with_allow(http::error_in(endpoint::dialect(&path), &e), endpoint::allowed_methods(&path)))
         }
         Err(e) => return Err(e.into()),
     };

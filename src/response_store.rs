@@ -53,11 +53,8 @@ struct Part {
 
 impl DurableObject for ResponseStore {
     fn new(state: State, _env: Env) -> Self {
-        let sql = state.storage().sql();
-        if let Err(e) = sql.exec("CREATE TABLE IF NOT EXISTS parts (n INTEGER PRIMARY KEY, part TEXT NOT NULL)", None) {
-            worker::console_error!("response store: cannot create its table: {e}");
-        }
-        Self { state, sql }
+        // The table is made by the first write: a read of an id never written stores nothing.
+        Self { sql: state.storage().sql(), state }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -65,6 +62,7 @@ impl DurableObject for ResponseStore {
             Method::Put => {
                 let text = req.text().await?;
                 let record: StoredResponse = serde_json::from_str(&text)?;
+                self.sql.exec("CREATE TABLE IF NOT EXISTS parts (n INTEGER PRIMARY KEY, part TEXT NOT NULL)", None)?;
                 self.sql.exec("DELETE FROM parts", None)?;
                 for (n, part) in parts(&text).enumerate() {
                     self.sql.exec("INSERT INTO parts (n, part) VALUES (?, ?)", vec![(n as i64).into(), part.into()])?;
@@ -74,7 +72,7 @@ impl DurableObject for ResponseStore {
                 Response::empty()
             }
             Method::Get => {
-                let parts: Vec<Part> = self.sql.exec("SELECT part FROM parts ORDER BY n", None)?.to_array()?;
+                let parts = self.parts("SELECT part FROM parts ORDER BY n");
                 if parts.is_empty() {
                     return Response::error("not found", 404);
                 }
@@ -86,11 +84,10 @@ impl DurableObject for ResponseStore {
                 Response::ok(text)
             }
             Method::Delete => {
-                let parts: Vec<Part> = self.sql.exec("SELECT part FROM parts LIMIT 1", None)?.to_array()?;
-                self.forget().await?;
-                if parts.is_empty() {
+                if self.parts("SELECT part FROM parts LIMIT 1").is_empty() {
                     return Response::error("not found", 404);
                 }
+                self.forget().await?;
                 Response::empty()
             }
             _ => Response::error("method not allowed", 405),
@@ -104,6 +101,11 @@ impl DurableObject for ResponseStore {
 }
 
 impl ResponseStore {
+    /// The rows a query finds; none when nothing was ever written here (no table).
+    fn parts(&self, query: &str) -> Vec<Part> {
+        self.sql.exec(query, None).and_then(|cursor| cursor.to_array()).unwrap_or_default()
+    }
+
     /// Drops the record (the table stays, for a later request to this instance).
     async fn forget(&self) -> Result<()> {
         self.sql.exec("DELETE FROM parts", None)?;

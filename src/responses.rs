@@ -67,16 +67,39 @@ fn not_found(id: &str) -> GatewayError {
     GatewayError::new(404, "invalid_request_error", "not_found", format!("No response found with id '{id}'."))
 }
 
-/// The stored response `id` if `key` made it.
+/// Whether `id` is one the gateway gives (`resp_` and 48 hex digits): anything else names no
+/// stored response, and is not looked up (a lookup would make a Durable Object of any string).
+fn is_response_id(id: &str) -> bool {
+    id.strip_prefix("resp_").is_some_and(|hex| hex.len() == 48 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The stored response `id` if `key` made it. A response kept just before may still be on
+/// its way to the store (it is written after its answer went out): a miss is asked again,
+/// twice, a moment apart.
 async fn owned(env: &Env, key: &KeyRecord, id: &str) -> Result<StoredResponse, Rejection> {
-    let stored = response_store::get(env, id).await.map_err(|e| {
+    if !is_response_id(id) {
+        return Err(not_found(&id.chars().take(64).collect::<String>()).into());
+    }
+    for wait_ms in [0, 100, 250] {
+        if wait_ms > 0 {
+            worker::Delay::from(std::time::Duration::from_millis(wait_ms)).await;
+        }
+        if let Some(record) = stored(env, id).await? {
+            return match record.owner == key.id {
+                true => Ok(record),
+                false => Err(not_found(id).into()),
+            };
+        }
+    }
+    Err(not_found(id).into())
+}
+
+async fn stored(env: &Env, id: &str) -> Result<Option<StoredResponse>, Rejection> {
+    response_store::get(env, id).await.map_err(|e| {
         worker::console_error!("response store: reading {id} failed: {e}");
         GatewayError::new(503, "server_error", "store_unavailable", "The response store did not answer; try again.")
-    })?;
-    match stored {
-        Some(record) if record.owner == key.id => Ok(record),
-        _ => Err(not_found(id).into()),
-    }
+            .into()
+    })
 }
 
 /// `POST /v1/responses`.
@@ -102,7 +125,7 @@ pub async fn create(
                     404,
                     "invalid_request_error",
                     "previous_response_not_found",
-                    format!("Previous response with id '{id}' not found."),
+                    format!("Previous response with id '{}' not found.", id.chars().take(64).collect::<String>()),
                 )
                 .with_param("previous_response_id");
                 return Err(error.into());

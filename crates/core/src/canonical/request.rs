@@ -45,6 +45,11 @@ pub struct Request {
     pub source: Source,
 }
 
+/// Anthropic beta features (by prefix) that bill beyond the catalog's token prices: a
+/// long-context premium, MCP servers, code execution containers. Withheld unless the model's
+/// `allow_params` lists `anthropic-beta`.
+pub const BILLED_BETAS: &[&str] = &["context-1m", "mcp-client", "code-execution"];
+
 /// The client's own request, kept for a pass-through to a vendor of the same dialect.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Source {
@@ -257,7 +262,9 @@ impl Request {
     }
 
     /// What the request needs of the model that serves it: images, tools, JSON output, and its
-    /// size in tokens (estimated: four characters a token, a flat 1,000 an image or file).
+    /// size in tokens (estimated: four characters a token; an image a flat 1,000, a document or
+    /// audio by the length of its data, at least 1,000). A continued conversation's history is
+    /// in the turns, and counts.
     pub fn needs(&self) -> crate::catalog::Needs {
         let mut needs = crate::catalog::Needs {
             tools: !self.tools.is_empty(),
@@ -291,6 +298,49 @@ impl Request {
         forward_store: bool,
         strict: bool,
     ) -> Result<Option<(Request, Vec<String>)>, GatewayError> {
+        let allowed = |name: &str| allow.iter().any(|a| a == name);
+        // Vendor-hosted tools bill per use (a web search, a container's hours), beyond the
+        // tokens the catalog prices: only where the operator allows them. A tool cannot be
+        // dropped from a request that passes through, so it is refused, strict or not.
+        if let Some(tool) = self.server_tools.first().filter(|_| !allowed("server_tools")) {
+            return Err(GatewayError::new(
+                400,
+                "invalid_request_error",
+                "unsupported_tool",
+                format!(
+                    "The tool or item type '{tool}' runs on its vendor's servers and is billed per use; it is not \
+                     enabled for the model `{}` on this gateway (allow_params: [\"server_tools\"]).",
+                    self.model
+                ),
+            )
+            .with_param("tools"));
+        }
+        // Anthropic's beta features that bill beyond the catalog's prices.
+        let mut betas_withheld = Vec::new();
+        let mut headers = Vec::with_capacity(self.source.headers.len());
+        for (name, value) in &self.source.headers {
+            if name != "anthropic-beta" || allowed("anthropic-beta") {
+                headers.push((name.clone(), value.clone()));
+                continue;
+            }
+            let (billed, kept): (Vec<&str>, Vec<&str>) = value
+                .split(',')
+                .map(str::trim)
+                .filter(|b| !b.is_empty())
+                .partition(|b| BILLED_BETAS.iter().any(|prefix| b.starts_with(prefix)));
+            betas_withheld.extend(billed.iter().map(|b| format!("anthropic-beta: {b}")));
+            if !kept.is_empty() {
+                headers.push((name.clone(), kept.join(",")));
+            }
+        }
+        if let (true, Some(first)) = (strict, betas_withheld.first()) {
+            return Err(GatewayError::new(
+                400,
+                "invalid_request_error",
+                "unsupported_parameter",
+                format!("'{first}' is not enabled for the model `{}` on this gateway (strict mode).", self.model),
+            ));
+        }
         let withheld: Vec<String> = self
             .extra
             .keys()
@@ -301,7 +351,12 @@ impl Request {
             .cloned()
             .collect();
         let Some(first) = withheld.first() else {
-            return Ok(None);
+            if betas_withheld.is_empty() {
+                return Ok(None);
+            }
+            let mut kept = self.clone();
+            kept.source.headers = headers;
+            return Ok(Some((kept, betas_withheld)));
         };
         if strict {
             return Err(GatewayError::new(
@@ -335,6 +390,9 @@ impl Request {
                 (start, start + value.get().len())
             })
             .ok_or_else(refused)?;
+        kept.source.headers = headers;
+        let mut withheld = withheld;
+        withheld.extend(betas_withheld);
         Ok(Some((kept, withheld)))
     }
 
@@ -354,7 +412,11 @@ fn part_chars(part: &Part, needs: &mut crate::catalog::Needs) -> usize {
             needs.vision = true;
             4_000
         }
-        Part::Document { .. } | Part::Audio { .. } => 4_000,
+        // A document costs by its size (a PDF's pages): its base64 or text length, at least a
+        // flat 4,000 (a file by URL or id, whose size the gateway does not see).
+        Part::Document { media: Media::Base64 { data, .. } | Media::Text(data), .. } => data.len().max(4_000),
+        Part::Audio { data, .. } => data.len().max(4_000),
+        Part::Document { .. } => 4_000,
         Part::ToolCall { name, arguments, .. } => name.len() + arguments.len(),
         Part::ToolResult { content, .. } => content.iter().map(|p| part_chars(p, needs)).sum::<usize>() + 16,
         Part::Thinking { text, .. } => text.len(),
@@ -399,5 +461,23 @@ mod tests {
         // Strict mode refuses instead.
         let e = request.withheld(&allow, false, true).unwrap_err();
         assert_eq!((e.status, e.param.as_deref()), (400, Some("store")));
+    }
+
+    #[test]
+    fn server_tools_and_billed_betas_go_only_where_allowed() {
+        let body = br#"{"model":"m","max_tokens":10,"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":50}],"messages":[{"role":"user","content":"x"}]}"#;
+        let mut request = crate::ingress::anthropic_messages::decode(body.to_vec()).unwrap();
+        let e = request.withheld(&[], false, false).unwrap_err();
+        assert_eq!((e.status, e.code.as_deref()), (400, Some("unsupported_tool")));
+        assert!(e.message.contains("web_search_20250305"), "{e}");
+        assert!(request.withheld(&["server_tools".to_owned()], false, false).unwrap().is_none());
+        request.server_tools.clear();
+        request.source.headers =
+            vec![("anthropic-beta".to_owned(), "interleaved-thinking-2025-05-14, context-1m-2025-08-07".to_owned())];
+        let (kept, names) = request.withheld(&[], false, false).unwrap().unwrap();
+        assert_eq!(names, ["anthropic-beta: context-1m-2025-08-07"]);
+        assert_eq!(kept.source.headers, [("anthropic-beta".to_owned(), "interleaved-thinking-2025-05-14".to_owned())]);
+        assert!(request.withheld(&[], false, true).is_err(), "strict mode refuses");
+        assert!(request.withheld(&["anthropic-beta".to_owned()], false, false).unwrap().is_none());
     }
 }

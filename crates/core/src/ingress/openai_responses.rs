@@ -334,11 +334,28 @@ pub fn decode(body: Vec<u8>, history: &[Value]) -> Result<(Request, Params), Gat
             input_items.push(assign(&item, 0, &mut generated_ids));
         }
         Some(Input::Items(items)) => {
+            // Each item may be named by one reference at most: references copy what they name,
+            // and must not make a small request a large one.
+            let mut referenced: std::collections::HashSet<String> = std::collections::HashSet::new();
+            // Where each id is: in the history (true) or this input (false), at which index.
+            let mut ids: std::collections::HashMap<String, (bool, usize)> = history
+                .iter()
+                .enumerate()
+                .filter_map(|(n, v)| v["id"].as_str().map(|id| (id.to_owned(), (true, n))))
+                .collect();
             for (i, item) in items.iter().enumerate() {
                 let path = format!("input[{i}]");
                 let normalized = match reference(item, &path)? {
                     Some(id) => {
-                        let Some(target) = history.iter().chain(input_items.iter()).find(|v| v["id"] == id) else {
+                        if !referenced.insert(id.to_string()) {
+                            return Err(GatewayError::invalid_request(
+                                format!("{path}.id"),
+                                format!("Invalid value for '{path}.id': the item '{id}' is referenced more than once."),
+                            ));
+                        }
+                        let found =
+                            ids.get(id).and_then(|&(past, n)| if past { history.get(n) } else { input_items.get(n) });
+                        let Some(target) = found else {
                             return Err(GatewayError::invalid_request(
                                 format!("{path}.id"),
                                 format!(
@@ -357,6 +374,9 @@ pub fn decode(body: Vec<u8>, history: &[Value]) -> Result<(Request, Params), Gat
                         assign(item, i, &mut generated_ids)
                     }
                 };
+                if let Some(id) = normalized["id"].as_str() {
+                    ids.entry(id.to_owned()).or_insert((false, input_items.len()));
+                }
                 input_items.push(normalized);
             }
         }
@@ -2075,11 +2095,14 @@ mod tests {
         let history = vec![
             json!({"type": "message", "id": "msg_1", "role": "user", "status": "completed", "content": [{"type": "input_text", "text": "old"}]}),
         ];
-        let body = br#"{"model":"m","input":[{"type":"item_reference","id":"msg_1"},{"id":"msg_1"},{"role":"user","content":"new"}]}"#;
+        let body = br#"{"model":"m","input":[{"type":"item_reference","id":"msg_1"},{"role":"user","content":"new"}]}"#;
         let (r, p) = decode(body.to_vec(), &history).unwrap();
-        assert_eq!(texts_of(&r.turns[0].parts), ["old", "old", "old", "new"]);
+        assert_eq!(texts_of(&r.turns[0].parts), ["old", "old", "new"]);
         assert_eq!(p.input_items[0], history[0]);
-        assert_eq!(p.input_items[1], history[0]);
+        // An item named twice would be copied twice: a small request must stay small.
+        let twice = br#"{"model":"m","input":[{"type":"item_reference","id":"msg_1"},{"id":"msg_1"}]}"#;
+        let e = decode(twice.to_vec(), &history).unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("input[1].id")));
         let e = decode(br#"{"model":"m","input":[{"type":"item_reference","id":"msg_9"}]}"#.to_vec(), &history)
             .unwrap_err();
         assert_eq!((e.status, e.param.as_deref()), (400, Some("input[0].id")));

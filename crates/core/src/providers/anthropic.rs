@@ -25,7 +25,7 @@ pub const API_VERSION: &str = "2023-06-01";
 pub const JSON_TOOL: &str = "json_response";
 /// The most content blocks a streamed answer may have (tool calls among them). Blocks start in
 /// order, so an index is at most the count so far: a vendor's index never sizes memory.
-pub const MAX_CONTENT_BLOCKS: usize = 256;
+pub const MAX_CONTENT_BLOCKS: usize = 4_096;
 
 /// Output tokens when the client sets no limit: the model's documented maximum output.
 pub fn default_max_tokens(model: &str) -> u32 {
@@ -278,7 +278,7 @@ pub fn chat_request(
     if request.source.dialect == Dialect::AnthropicMessages {
         let body = request.source.with_model(vendor_model);
         let mut headers = headers(provider, api_key);
-        headers.extend(request.source.headers.iter().cloned());
+        merge_headers(&mut headers, &request.source.headers);
         let outbound = OutboundRequest { url: format!("{}/messages", provider.base_url), headers, body };
         return Ok(Prepared { outbound, report: super::ParamReport::default(), plan: ChatPlan::of(request) });
     }
@@ -441,6 +441,20 @@ pub fn count_tokens_request(
         url: format!("{}/messages/count_tokens", provider.base_url),
         headers: headers(provider, api_key),
         body,
+    }
+}
+
+/// Adds the client's headers (its `anthropic-beta`) to the vendor request's: a list the
+/// operator set on the provider too is joined with the client's, not replaced by it.
+pub fn merge_headers(headers: &mut Vec<(String, String)>, client: &[(String, String)]) {
+    for (name, value) in client {
+        match headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some((_, existing)) => {
+                existing.push(',');
+                existing.push_str(value);
+            }
+            None => headers.push((name.clone(), value.clone())),
+        }
     }
 }
 
@@ -1097,10 +1111,10 @@ mod tests {
         assert_invalid(&text, error, "block 2 after 1");
         let many: String = (0..=MAX_CONTENT_BLOCKS as u64).map(block_start).collect();
         let (text, error) = run(&format!("{START}{many}"));
-        assert_invalid(&text, error, "more than 256 content blocks");
+        assert_invalid(&text, error, &format!("more than {MAX_CONTENT_BLOCKS} content blocks"));
         let tool = "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"f\"}}\n\n";
         let (text, error) = run(&format!("{START}{}", tool.repeat(MAX_CONTENT_BLOCKS + 1)));
-        assert_invalid(&text, error, "more than 256 content blocks");
+        assert_invalid(&text, error, &format!("more than {MAX_CONTENT_BLOCKS} content blocks"));
     }
 
     #[test]

@@ -240,7 +240,7 @@ pub fn count_tokens_request(
         ProviderKind::Anthropic => {
             let mut outbound = anthropic::count_tokens_request(provider, vendor_model, request, api_key);
             if passes_through(provider, request.source.dialect) {
-                outbound.headers.extend(request.source.headers.iter().cloned());
+                anthropic::merge_headers(&mut outbound.headers, &request.source.headers);
             }
             Some(outbound)
         }
