@@ -344,3 +344,21 @@ test("a translated stream the vendor is silent on gets keep-alives: Anthropic's 
     await quiet.stop();
   }
 });
+
+test("review: a server tool is billed per use: refused on an Anthropic target unless the model allows it", async () => {
+  const res = await call(gateway, "/v1/messages", {
+    body: { model: "claude-sonnet", max_tokens: 50, tools: [{ type: "web_search_20250305", name: "web_search", max_uses: 50 }], messages: [{ role: "user", content: "Search" }] },
+  });
+  assert.equal(res.status, 400, await res.clone().text());
+  assert.match((await res.json()).error.message, /allow_params/);
+  assert.equal((await mock.requests()).length, 0);
+});
+
+test("review: a 405 is in Anthropic's shape; answers carry request-id", async () => {
+  const res = await call(gateway, "/v1/messages", { method: "GET" });
+  assert.equal(res.status, 405);
+  assert.equal((await res.json()).type, "error");
+  const ok = await call(gateway, "/v1/messages", { body: { model: "echo", max_tokens: 10, messages: [{ role: "user", content: "Hi" }] } });
+  assert.match(ok.headers.get("request-id") ?? "", /^req_/);
+  await ok.text();
+});

@@ -202,3 +202,16 @@ test("a vendor stream broken after the commit ends with response.failed and an e
   await mock.fault({ match: { model: "vendor-gpt" }, cut_after: 3 });
   await assert.rejects(client.responses.stream({ model: "gpt-test", input: "Hi" }).finalResponse());
 });
+
+test("review: ids that are not the gateway's are not looked up; an item is referenced once at most", async () => {
+  for (const id of ["resp_nope", "../x", "resp_" + "z".repeat(48), "x".repeat(5000)]) {
+    const res = await call(gateway, `/v1/responses/${encodeURIComponent(id)}`, { method: "GET" });
+    assert.equal(res.status, 404, id);
+    assert.ok((await res.text()).length < 400);
+  }
+  const twice = await call(gateway, "/v1/responses", {
+    body: { model: "echo", input: [{ type: "message", role: "user", id: "a", content: "x" }, { type: "item_reference", id: "a" }, { type: "item_reference", id: "a" }] },
+  });
+  assert.equal(twice.status, 400);
+  assert.equal((await twice.json()).error.param, "input[2].id");
+});
