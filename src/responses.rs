@@ -110,14 +110,9 @@ pub async fn create(
     body: Vec<u8>,
     asked: Asked,
 ) -> Result<Created, Rejection> {
-    #[derive(serde::Deserialize)]
-    struct Chained {
-        #[serde(default)]
-        previous_response_id: Option<serde_json::Value>,
-    }
     // The conversation it continues, read first: the decoder takes it as the turns before.
-    let previous = switchyard_core::error::parse_body::<Chained>(&body)?.previous_response_id;
-    let history = match previous.as_ref().and_then(serde_json::Value::as_str) {
+    let previous = openai_responses::previous_response_id(&body)?;
+    let history = match previous.as_deref() {
         Some(id) => match owned(env, key, id).await {
             Ok(record) => record.history,
             Err(rejection) if rejection.error.status == 404 => {

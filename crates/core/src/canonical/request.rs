@@ -64,6 +64,10 @@ pub struct Source {
     /// Headers of the dialect that go to a vendor of the same dialect (Anthropic's
     /// `anthropic-beta`), lower-case names.
     pub headers: Vec<(String, String)>,
+    /// The most output tokens the client's own bytes let a vendor produce, when that differs
+    /// from `Request::max_output_tokens` (OpenAI Chat sends both of its limits through, and a
+    /// vendor that reads only `max_tokens` may take the larger).
+    pub max_output_tokens: Option<u32>,
 }
 
 /// Whether a pass-through asks the vendor for the stream's usage beyond what the client asked.

@@ -131,6 +131,7 @@ pub fn from_chat(request: ChatRequest) -> Request {
             model_span: raw.model_span,
             gateway_members: if models.is_some() { vec!["models"] } else { vec![] },
             headers: vec![],
+            max_output_tokens: max_tokens.max(max_completion_tokens),
         },
     }
 }

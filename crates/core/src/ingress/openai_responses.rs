@@ -281,6 +281,22 @@ impl<'de> Deserialize<'de> for Input {
     }
 }
 
+/// The `previous_response_id` a request continues, read before it is decoded (the decoder
+/// needs the stored conversation); a body that does not name one is not parsed here. A value
+/// that is not a string is left for the decoder to refuse.
+pub fn previous_response_id(body: &[u8]) -> Result<Option<String>, GatewayError> {
+    #[derive(Deserialize)]
+    struct Chained {
+        #[serde(default)]
+        previous_response_id: Option<Value>,
+    }
+    if memchr::memmem::find(body, b"previous_response_id").is_none() {
+        return Ok(None);
+    }
+    let chained: Chained = crate::error::parse_body(body)?;
+    Ok(chained.previous_response_id.and_then(|v| v.as_str().map(str::to_owned)))
+}
+
 /// Parses, validates and maps a Responses request. `history` is the stored input and output
 /// items of the `previous_response_id` chain, oldest first (empty without one): they become
 /// the first turns, decoded as the request's own items are.

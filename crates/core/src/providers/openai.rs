@@ -74,19 +74,10 @@ pub fn chat_request(
 /// The most output tokens the vendor request lets an answer have (each choice's): both of the
 /// client's limits pass through, and a vendor that reads only `max_tokens` may take the larger.
 pub fn max_output_tokens(request: &Request) -> Option<u32> {
-    if request.source.dialect == Dialect::OpenaiChat {
-        #[derive(Deserialize)]
-        struct Limits {
-            #[serde(default)]
-            max_tokens: Option<u32>,
-            #[serde(default)]
-            max_completion_tokens: Option<u32>,
-        }
-        if let Ok(limits) = serde_json::from_slice::<Limits>(&request.source.bytes) {
-            return limits.max_tokens.max(limits.max_completion_tokens);
-        }
+    match request.source.dialect {
+        Dialect::OpenaiChat => request.source.max_output_tokens,
+        _ => request.max_output_tokens,
     }
-    request.max_output_tokens
 }
 
 // ---- The canonical request in Chat Completions' terms ----
