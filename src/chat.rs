@@ -32,13 +32,28 @@ pub struct Asked {
     pub responses: Option<Rc<ResponsesReply>>,
 }
 
-/// A Responses API call's own: its parameters, the id and time the gateway gave it, and the
-/// Response object once its answer is whole (for the store).
+/// A Responses API call's own: its parameters, the id and time the gateway gave it, the
+/// conversation it continues, and the Response object once its answer is whole (for the store).
 pub struct ResponsesReply {
     pub params: openai_responses::Params,
     pub id: String,
     pub created_at: u64,
-    pub kept: RefCell<Option<serde_json::Value>>,
+    /// The stored conversation of `previous_response_id`, oldest first.
+    pub history: Vec<serde_json::Value>,
+    /// The provider whose vendor keeps the previous response itself (a pass-through to a
+    /// provider that forwards `store`): a request to it continues by id, any other is sent
+    /// `history`.
+    pub held_by: Option<String>,
+    pub kept: RefCell<Option<Kept>>,
+    /// The provider whose vendor keeps this response itself, when it does.
+    pub vendor_holds: RefCell<Option<String>>,
+}
+
+/// The Response object of an answer, as the gateway made it or as the vendor sent it (a
+/// pass-through, read only when it is stored, after the client has it).
+pub enum Kept {
+    Made(serde_json::Value),
+    Sent(Vec<u8>),
 }
 
 /// The Responses stream encoder, keeping the final Response object as the stream ends.
@@ -49,7 +64,7 @@ struct Keeping {
 
 impl Keeping {
     fn keep(&self) {
-        *self.reply.kept.borrow_mut() = self.inner.response().cloned();
+        *self.reply.kept.borrow_mut() = self.inner.response().cloned().map(Kept::Made);
     }
 }
 
@@ -184,7 +199,7 @@ fn encode(
                 openai_responses::encode_answer(answer, request, &reply.params, &reply.id, reply.created_at);
             response["completed_at"] = (Date::now().as_millis() / 1000).into();
             let sent = http::json(200, &response);
-            *reply.kept.borrow_mut() = Some(response);
+            *reply.kept.borrow_mut() = Some(Kept::Made(response));
             sent
         }
         (Dialect::OpenaiChat | Dialect::OpenaiResponses, _) => {
@@ -221,10 +236,16 @@ async fn attempt(
         Some((request, names)) => (request, names.as_slice()),
         None => (request, &[][..]),
     };
+    let passes = providers::passes_through(provider, request.source.dialect);
+    let continued = match reply.filter(|_| passes) {
+        Some(reply) => continued(provider, request, reply).map_err(Failed::final_)?,
+        None => None,
+    };
+    let request = continued.as_ref().unwrap_or(request);
     let mut prepared =
         providers::prepare_chat(provider, &target.model, request, key.as_deref(), strict).map_err(Failed::final_)?;
     prepared.report.dropped.splice(0..0, withheld.iter().cloned());
-    if !providers::passes_through(provider, request.source.dialect) {
+    if !passes {
         // The dialect's own headers (Anthropic's beta features) mean nothing to another vendor:
         // the features they name that change the request are refused by its checks.
         for (name, value) in &request.source.headers {
@@ -236,7 +257,9 @@ async fn attempt(
     let answer = if prepared.plan.stream {
         let translator =
             providers::chat_stream(provider, prepared.plan.clone(), key.as_deref(), egress(request, reply, created));
-        translate_stream(provider, name, response, translator, budget, info, keepalive_ms).await?
+        let keep = reply.filter(|_| passes).cloned();
+        let stream = StreamOf { name, info, keepalive_ms, keep };
+        translate_stream(provider, stream, response, translator, budget).await?
     } else {
         let content_type = response.headers().get("content-type").ok().flatten();
         let body = read_answer(provider, &name, &mut response, budget).await?;
@@ -245,7 +268,10 @@ async fn attempt(
             // Answers in the client's own dialect go back byte for byte, with the vendor's
             // content type.
             Ok(None) => {
-                let usage = providers::usage_of(provider, &body);
+                let usage = providers::usage_of(provider, request.source.dialect, &body);
+                if let Some(reply) = reply {
+                    *reply.kept.borrow_mut() = Some(Kept::Sent(body.clone()));
+                }
                 (http::bytes_response(200, content_type.as_deref().unwrap_or("application/json"), body), usage)
             }
             Err(e) => return Err(Failed::retryable(e)),
@@ -256,7 +282,26 @@ async fn attempt(
         }
         Answer::new(response, Metered::Now(usage))
     };
+    if let Some(reply) = reply.filter(|reply| passes && provider.forward_store && reply.params.store) {
+        *reply.vendor_holds.borrow_mut() = Some(provider.name.clone());
+    }
     Ok(Answer { response: report_params(answer.response, &prepared.report), ..answer })
+}
+
+/// A Responses request as a provider that serves the Responses API is to get it: told not to
+/// store unless the provider forwards `store`, and sent the stored conversation unless its
+/// vendor holds the previous response itself. `None`: the client's bytes as they are.
+fn continued(provider: &Provider, request: &Request, reply: &ResponsesReply) -> Result<Option<Request>, GatewayError> {
+    use providers::openai_responses::{for_vendor, Chain};
+    let params = &reply.params;
+    let chain = match params.previous_response_id {
+        Some(_) if reply.held_by.as_deref() != Some(provider.name.as_str()) => {
+            Chain::Replay { history: &reply.history, input: &params.input_items }
+        }
+        _ => Chain::AsSent,
+    };
+    let source = for_vendor(&request.source, params.store, provider.forward_store, chain)?;
+    Ok(source.map(|source| Request { source, ..request.clone() }))
 }
 
 /// The vendor's event stream through `translator`, chunk by chunk as it arrives.
@@ -270,13 +315,12 @@ async fn attempt(
 /// (`: x-switchyard-cost-usd=...`, which SSE readers skip).
 async fn translate_stream(
     provider: &Provider,
-    name: String,
+    stream: StreamOf,
     mut response: Response,
     translator: Box<dyn StreamTranslator>,
     budget: Budget,
-    info: ModelInfo,
-    keepalive_ms: u64,
 ) -> Result<Answer, Failed> {
+    let StreamOf { name, info, keepalive_ms, keep } = stream;
     let timeout_ms = budget.first_byte_ms.min(remaining_ms(budget.total_until_ms));
     let broken = |cause: String| {
         Failed::retryable(GatewayError::new(
@@ -297,6 +341,7 @@ async fn translate_stream(
         info,
         keepalive_ms,
         quiet: None,
+        keep,
     };
     let mut first = Vec::new();
     let mut ended = false;
@@ -384,6 +429,16 @@ async fn translate_stream(
     Ok(Answer::new(response, Metered::AtEnd(metered)))
 }
 
+/// What a stream's pump is told of its call: the target's name (for its total time in the
+/// health view), its prices, the keep-alive interval, and a passed-through Responses call to
+/// keep the vendor's final Response for.
+struct StreamOf {
+    name: String,
+    info: ModelInfo,
+    keepalive_ms: u64,
+    keep: Option<Rc<ResponsesReply>>,
+}
+
 /// A vendor stream being translated for the client, and what its end reports.
 struct Pump {
     upstream: ByteStream,
@@ -400,6 +455,8 @@ struct Pump {
     keepalive_ms: u64,
     /// The keep-alive's timer: one a `keepalive_ms`, however many chunks come meanwhile.
     quiet: Option<std::pin::Pin<Box<worker::Delay>>>,
+    /// A passed-through Responses stream's call, which keeps the vendor's final Response.
+    keep: Option<Rc<ResponsesReply>>,
 }
 
 /// What the vendor's stream gave next: a chunk (or its end), or a keep-alive's worth of quiet.
@@ -431,6 +488,9 @@ impl Pump {
         // The stream's total time is known only now, after the response has gone: it is kept in
         // this isolate's health view and sent along with the next report.
         health_view::complete(&self.name, Date::now().as_millis().saturating_sub(self.started_ms) as f64);
+        if let (Some(reply), Some(response)) = (&self.keep, self.translator.final_answer()) {
+            *reply.kept.borrow_mut() = Some(Kept::Sent(response.to_vec()));
+        }
         let usage = self.translator.usage();
         if let Some(usage) = &usage {
             let comment = format!(": x-switchyard-cost-usd={:.8}\n\n", self.info.cost(usage));

@@ -57,7 +57,7 @@ async fn attempt(
         }
         // OpenAI-format vendors answer in OpenAI's shape: it goes back byte for byte.
         Ok(None) => {
-            let usage = providers::usage_of(provider, &body);
+            let usage = providers::usage_of(provider, switchyard_core::canonical::Dialect::OpenaiChat, &body);
             let response = http::bytes_response(200, content_type.as_deref().unwrap_or("application/json"), body);
             Ok(Answer::new(response, Metered::Now(usage)))
         }

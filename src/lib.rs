@@ -170,7 +170,7 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, R
             Ok(record_then(created.completed, created.admission, key, config, env, ctx, keep))
         }
         Endpoint::Response(id) => match req.method() {
-            worker::Method::Delete => Ok(responses::delete(env, &key, &id).await?),
+            worker::Method::Delete => Ok(responses::delete(&config, env, &key, &id).await?),
             _ => Ok(responses::retrieve(env, &key, &id).await?),
         },
         Endpoint::ResponseInputItems(id) => {

@@ -38,6 +38,10 @@ pub struct StoredResponse {
     /// The whole conversation up to and including this response's output, as items: what a
     /// response that continues it (`previous_response_id`) is sent before its own input.
     pub history: Vec<Value>,
+    /// The provider whose vendor keeps this response too (a pass-through with `store`
+    /// forwarded): a continuation sent there names it by id, and its deletion goes there too.
+    #[serde(default)]
+    pub held_by: Option<String>,
 }
 
 #[durable_object]

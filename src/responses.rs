@@ -4,15 +4,16 @@
 //! `GET` / `DELETE` / `input_items` find it. A stored response belongs to the key that made
 //! it: any other key is told it does not exist.
 
-use crate::chat::{self, Asked, ResponsesReply};
+use crate::chat::{self, Asked, Kept, ResponsesReply};
 use crate::http::{self, Rejection};
 use crate::response_store::{self, StoredResponse};
-use crate::{attempts, metering};
+use crate::{attempts, metering, upstream};
 use std::cell::RefCell;
 use std::rc::Rc;
 use switchyard_core::config::Config;
 use switchyard_core::ingress::openai_responses;
 use switchyard_core::keys::KeyRecord;
+use switchyard_core::providers;
 use switchyard_core::GatewayError;
 use worker::{Date, Env, Response};
 
@@ -27,18 +28,34 @@ pub struct Created {
 pub struct Pending {
     reply: Rc<ResponsesReply>,
     owner: String,
-    history: Vec<serde_json::Value>,
 }
 
 impl Pending {
-    /// Keeps the response, if its answer came whole (a failed call keeps nothing).
+    /// Keeps the response, if its answer came whole (a failed call keeps nothing), under its
+    /// id: the gateway's, or the vendor's for an answer passed through.
     pub async fn keep(self, env: &Env) {
-        let Some(mut response) = self.reply.kept.borrow_mut().take() else { return };
+        let kept = self.reply.kept.borrow_mut().take();
+        let mut response = match kept {
+            None => return,
+            Some(Kept::Made(response)) => response,
+            Some(Kept::Sent(bytes)) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(response) if response.is_object() => response,
+                _ => {
+                    worker::console_error!("response store: the vendor's Response object is not JSON; not kept");
+                    return;
+                }
+            },
+        };
+        let Some(id) = response["id"].as_str().filter(|id| is_response_id(id)).map(str::to_owned) else {
+            worker::console_error!("response store: the Response object has no id of the API's shape; not kept");
+            return;
+        };
         if response["completed_at"].is_null() && response["status"] != "in_progress" {
             response["completed_at"] = (Date::now().as_millis() / 1000).into();
         }
-        let input_items = self.reply.params.input_items.clone();
-        let mut history = self.history;
+        let reply = &self.reply;
+        let input_items = reply.params.input_items.clone();
+        let mut history = reply.history.clone();
         history.extend(input_items.iter().cloned());
         history.extend(openai_responses::output_items(&response));
         let record = StoredResponse {
@@ -47,9 +64,10 @@ impl Pending {
             response,
             input_items,
             history,
+            held_by: reply.vendor_holds.borrow_mut().take(),
         };
-        if let Err(e) = response_store::put(env, &self.reply.id, &record).await {
-            worker::console_error!("response store: keeping {} failed: {e}", self.reply.id);
+        if let Err(e) = response_store::put(env, &id, &record).await {
+            worker::console_error!("response store: keeping {id} failed: {e}");
         }
     }
 }
@@ -67,10 +85,13 @@ fn not_found(id: &str) -> GatewayError {
     GatewayError::new(404, "invalid_request_error", "not_found", format!("No response found with id '{id}'."))
 }
 
-/// Whether `id` is one the gateway gives (`resp_` and 48 hex digits): anything else names no
-/// stored response, and is not looked up (a lookup would make a Durable Object of any string).
+/// Whether `id` has a response id's shape: `resp_` and 16 to 96 letters and digits, as the
+/// gateway gives them (48 hex digits) and as OpenAI does (an answer passed through keeps the
+/// vendor's id). Anything else names no stored response, and is not looked up (a lookup would
+/// make a Durable Object of any string).
 fn is_response_id(id: &str) -> bool {
-    id.strip_prefix("resp_").is_some_and(|hex| hex.len() == 48 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    id.strip_prefix("resp_")
+        .is_some_and(|rest| (16..=96).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// The stored response `id` if `key` made it. A response kept just before may still be on
@@ -112,9 +133,9 @@ pub async fn create(
 ) -> Result<Created, Rejection> {
     // The conversation it continues, read first: the decoder takes it as the turns before.
     let previous = openai_responses::previous_response_id(&body)?;
-    let history = match previous.as_deref() {
+    let (history, held_by) = match previous.as_deref() {
         Some(id) => match owned(env, key, id).await {
-            Ok(record) => record.history,
+            Ok(record) => (record.history, record.held_by),
             Err(rejection) if rejection.error.status == 404 => {
                 let error = GatewayError::new(
                     404,
@@ -127,17 +148,24 @@ pub async fn create(
             }
             Err(rejection) => return Err(rejection),
         },
-        None => Vec::new(),
+        None => (Vec::new(), None),
     };
     let (request, mut params) = openai_responses::decode(body, &history)?;
     params.assign_ids(&entropy());
     let id = openai_responses::new_id("resp", &entropy());
     let store = params.store;
-    let reply =
-        Rc::new(ResponsesReply { params, id, created_at: Date::now().as_millis() / 1000, kept: RefCell::new(None) });
+    let reply = Rc::new(ResponsesReply {
+        params,
+        id,
+        created_at: Date::now().as_millis() / 1000,
+        history,
+        held_by,
+        kept: RefCell::new(None),
+        vendor_holds: RefCell::new(None),
+    });
     let asked = Asked { responses: Some(reply.clone()), ..asked };
     let (completed, admission) = chat::complete(config, env, key, request, asked).await?;
-    let store = store.then(|| Pending { reply, owner: key.id.clone(), history });
+    let store = store.then(|| Pending { reply, owner: key.id.clone() });
     Ok(Created { completed, admission, store })
 }
 
@@ -146,9 +174,25 @@ pub async fn retrieve(env: &Env, key: &KeyRecord, id: &str) -> Result<Response, 
     Ok(http::json(200, &owned(env, key, id).await?.response))
 }
 
-/// `DELETE /v1/responses/{id}`.
-pub async fn delete(env: &Env, key: &KeyRecord, id: &str) -> Result<Response, Rejection> {
-    owned(env, key, id).await?;
+/// `DELETE /v1/responses/{id}`: the gateway's record, and the vendor's own copy where the
+/// vendor keeps one (asked once, within the provider's timeout; a failure there is logged:
+/// the vendor's copy expires on its own terms).
+pub async fn delete(config: &Config, env: &Env, key: &KeyRecord, id: &str) -> Result<Response, Rejection> {
+    let record = owned(env, key, id).await?;
+    if let Some(provider) = record.held_by.as_deref().and_then(|name| config.providers.iter().find(|p| p.name == name))
+    {
+        let api_key = attempts::vendor_key(provider, env).ok().flatten();
+        let outbound = providers::openai_responses::delete_request(provider, id, api_key.as_deref());
+        match upstream::send_as(worker::Method::Delete, &outbound, provider.timeout_ms).await {
+            Ok(response) if (200..300).contains(&response.status_code()) || response.status_code() == 404 => {
+                upstream::discard(response)
+            }
+            Ok(response) => {
+                worker::console_error!("response store: {} kept {id}: HTTP {}", provider.name, response.status_code())
+            }
+            Err(_) => worker::console_error!("response store: {} could not be asked to delete {id}", provider.name),
+        }
+    }
     response_store::delete(env, id).await.map_err(|e| {
         worker::console_error!("response store: deleting {id} failed: {e}");
         Rejection::from(GatewayError::new(

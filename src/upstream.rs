@@ -28,7 +28,13 @@ pub enum Failure {
 
 /// Sends `outbound` and returns the vendor's response once its headers arrive, or the failure.
 pub async fn send(outbound: &OutboundRequest, timeout_ms: u64) -> Result<Response, Failure> {
-    let request = build(outbound).map_err(|e| Failure::Unreachable(format!("cannot build the request: {e}")))?;
+    send_as(Method::Post, outbound, timeout_ms).await
+}
+
+/// [`send`] with another method than POST (a body only with POST).
+pub async fn send_as(method: Method, outbound: &OutboundRequest, timeout_ms: u64) -> Result<Response, Failure> {
+    let request =
+        build(method, outbound).map_err(|e| Failure::Unreachable(format!("cannot build the request: {e}")))?;
     let mut guard = AbortOnDrop(Some(AbortController::default()));
     let signal = guard.0.as_ref().map(AbortController::signal).unwrap_or_else(AbortSignal::abort);
     let fetch = Fetch::Request(request);
@@ -58,16 +64,16 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn build(outbound: &OutboundRequest) -> worker::Result<Request> {
+fn build(method: Method, outbound: &OutboundRequest) -> worker::Result<Request> {
     let headers = Headers::new();
     for (name, value) in &outbound.headers {
         headers.set(name, value)?;
     }
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual)
-        .with_body(Some(Uint8Array::from(outbound.body.as_slice()).into()));
+    if method == Method::Post {
+        init.with_body(Some(Uint8Array::from(outbound.body.as_slice()).into()));
+    }
+    init.with_method(method).with_headers(headers).with_redirect(RequestRedirect::Manual);
     Request::new_with_init(&outbound.url, &init)
 }
 

@@ -26,6 +26,10 @@ export function testConfig(mock, deadPort) {
       claude: { kind: "anthropic", base_url: `${mock.url}/v1`, api_key_secret: "ANTHROPIC_KEY", timeout_ms: TIMEOUT_MS },
       azure: { kind: "azure", base_url: mock.url, api_version: "2024-10-21", api_key_secret: "AZURE_KEY", timeout_ms: TIMEOUT_MS },
       google: { kind: "gemini", base_url: `${mock.url}/v1beta`, api_key_secret: "GEMINI_KEY", timeout_ms: TIMEOUT_MS },
+      // OpenAI's Responses API served by the vendor: Responses clients pass through; one keeps
+      // what the client stores at the vendor, the other is told not to.
+      native: { kind: "openai", base_url: `${mock.url}/v1`, api_key_secret: "UPSTREAM_KEY", timeout_ms: TIMEOUT_MS, responses_api: true, forward_store: true },
+      "native-private": { kind: "openai", base_url: `${mock.url}/v1`, api_key_secret: "UPSTREAM_KEY", timeout_ms: TIMEOUT_MS, responses_api: true },
     },
     models: [
       { name: "gpt-test", aliases: ["test-alias"], targets: [{ provider: "upstream", model: "vendor-gpt" }] },
@@ -76,6 +80,10 @@ export function testConfig(mock, deadPort) {
       { name: "embed-openai", targets: [{ provider: "upstream", model: "text-embedding-3-small" }] },
       { name: "embed-gemini", targets: [{ provider: "google", model: "gemini-embedding-001" }] },
       { name: "claude-strict", strict: true, targets: [{ provider: "claude", model: "claude-haiku-4-5" }] },
+      { name: "gpt-native", targets: [{ provider: "native", model: "vendor-native" }] },
+      { name: "gpt-native-private", targets: [{ provider: "native-private", model: "vendor-native-private" }] },
+      { name: "gpt-native-tools", allow_params: ["server_tools"], targets: [{ provider: "native", model: "vendor-native-tools" }] },
+      { name: "native-failover", targets: [{ provider: "native", model: "vendor-native-flaky" }, { provider: "claude", model: "claude-haiku-4-5" }] },
     ],
     keys: [{ name: "test", sha256: GATEWAY_KEY_SHA256 }],
     limits: { max_body_bytes: MAX_BODY_BYTES },

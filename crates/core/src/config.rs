@@ -81,6 +81,11 @@ pub struct Provider {
     /// Pass the client's `store` on to this vendor. Off by default: a client must not be able
     /// to write its prompts into the operator's vendor account logs unless the operator says so.
     pub forward_store: bool,
+    /// OpenAI-format vendors that serve OpenAI's Responses API (`/responses`: OpenAI itself,
+    /// Azure's v1 API): a Responses client's request passes through to them, built-in tools
+    /// and the vendor's own conversation state included. Off by default, since most
+    /// OpenAI-format vendors serve only Chat Completions.
+    pub responses_api: bool,
 }
 
 impl Provider {
@@ -97,6 +102,7 @@ impl Provider {
             api_version: (kind == ProviderKind::Azure).then(|| DEFAULT_AZURE_API_VERSION.to_owned()),
             stream_usage: true,
             forward_store: false,
+            responses_api: false,
         }
     }
 }
@@ -249,6 +255,8 @@ struct ProviderDoc {
     stream_usage: Option<bool>,
     #[serde(default)]
     forward_store: bool,
+    #[serde(default)]
+    responses_api: bool,
 }
 
 #[derive(Deserialize)]
@@ -367,6 +375,9 @@ impl Config {
                 }
                 headers.push((header.to_ascii_lowercase(), value));
             }
+            if p.responses_api && !matches!(p.kind, ProviderKind::Openai | ProviderKind::Azure) {
+                return Err(ConfigError::at(format!("{path}.responses_api"), "only for kind \"openai\" or \"azure\""));
+            }
             let timeout_ms = p.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
             if timeout_ms == 0 {
                 return Err(ConfigError::at(format!("{path}.timeout_ms"), "must be at least 1"));
@@ -398,6 +409,7 @@ impl Config {
                 api_version,
                 stream_usage: p.stream_usage.unwrap_or(true),
                 forward_store: p.forward_store,
+                responses_api: p.responses_api,
             });
         }
 
@@ -936,6 +948,16 @@ mod tests {
         assert!(config.providers[0].forward_store);
         let e = error_of(&doc(r#"["temperature"]"#));
         assert_eq!(e.path, "models[0].allow_params[0]");
+    }
+
+    #[test]
+    fn responses_api_is_for_openai_format_vendors() {
+        let doc = |kind: &str| {
+            format!(r#"{{"providers": {{"p": {{"kind": "{kind}", "base_url": "http://x", "responses_api": true}}}}}}"#)
+        };
+        assert!(Config::parse(&doc("openai")).unwrap().providers[0].responses_api);
+        assert!(Config::parse(&doc("azure")).unwrap().providers[0].responses_api);
+        assert_eq!(error_of(&doc("anthropic")).path, "providers.p.responses_api");
     }
 
     #[test]

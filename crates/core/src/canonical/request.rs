@@ -115,6 +115,44 @@ impl Source {
         serde_json::to_vec(&members).unwrap_or_default()
     }
 
+    /// The source with top-level members replaced or added (`Some`) or taken out (`None`), the
+    /// other members as sent, byte for byte and in their order; `model_span` follows. A slow
+    /// path (the body is scanned once), for the rare request a vendor must get otherwise.
+    pub fn edited(&self, edits: &[(&str, Option<Value>)]) -> Result<Source, GatewayError> {
+        let mut bytes = Vec::with_capacity(self.bytes.len() + 64);
+        let mut model_span = None;
+        let mut member = |bytes: &mut Vec<u8>, key: &str, value: &[u8]| {
+            bytes.push(if bytes.is_empty() { b'{' } else { b',' });
+            // Writing a string into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *bytes, key);
+            bytes.push(b':');
+            if key == "model" {
+                model_span = Some((bytes.len(), bytes.len() + value.len()));
+            }
+            bytes.extend_from_slice(value);
+        };
+        let encode = |value: &Value| serde_json::to_vec(value).map_err(GatewayError::invalid_json);
+        let members = crate::error::top_level(&self.bytes)?;
+        for (key, value) in &members {
+            match edits.iter().find(|(name, _)| name == key) {
+                None => member(&mut bytes, key, value.get().as_bytes()),
+                Some((_, Some(edit))) => member(&mut bytes, key, &encode(edit)?),
+                Some((_, None)) => {}
+            }
+        }
+        for (key, value) in edits {
+            if let (Some(value), false) = (value, members.iter().any(|(name, _)| name == key)) {
+                member(&mut bytes, key, &encode(value)?);
+            }
+        }
+        if bytes.is_empty() {
+            bytes.push(b'{');
+        }
+        bytes.push(b'}');
+        let model_span = model_span.ok_or_else(|| GatewayError::invalid_request("model", "'model' is required."))?;
+        Ok(Source { bytes, model_span, ..self.clone() })
+    }
+
     /// The bytes with the `model` value replaced by `model`, all else untouched.
     pub fn with_model(&self, model: &str) -> Vec<u8> {
         let (start, end) = self.model_span;
@@ -374,26 +412,12 @@ impl Request {
             )
             .with_param(first.clone()));
         }
-        // Parsed once already, within the nesting limit: this cannot fail, and if it did the
-        // request must not go out with what it should not carry.
-        let refused = || GatewayError::invalid_request(first.clone(), format!("'{first}' could not be withheld."));
-        let Ok(Value::Object(mut members)) = serde_json::from_slice::<Value>(&self.source.bytes) else {
-            return Err(refused());
-        };
         let mut kept = self.clone();
         for name in &withheld {
-            members.remove(name);
             kept.extra.remove(name);
         }
-        kept.source.bytes = serde_json::to_vec(&members).map_err(GatewayError::invalid_json)?;
-        kept.source.model_span = crate::error::top_level(&kept.source.bytes)?
-            .into_iter()
-            .find(|(key, _)| key == "model")
-            .map(|(_, value)| {
-                let start = value.get().as_ptr() as usize - kept.source.bytes.as_ptr() as usize;
-                (start, start + value.get().len())
-            })
-            .ok_or_else(refused)?;
+        let edits: Vec<(&str, Option<Value>)> = withheld.iter().map(|name| (name.as_str(), None)).collect();
+        kept.source = self.source.edited(&edits)?;
         kept.source.headers = headers;
         let mut withheld = withheld;
         withheld.extend(betas_withheld);
@@ -456,9 +480,19 @@ mod tests {
         );
         assert_eq!(
             kept.source.with_model("vendor")[..],
-            br#"{"logit_bias":{"1":2},"messages":[{"content":"hi","role":"user"}],"model":"vendor"}"#[..]
+            br#"{"model":"vendor","messages":[{"role":"user","content":"hi"}],"logit_bias":{"1":2}}"#[..],
+            "the other members as sent, in their order"
         );
         assert_eq!(kept.extra.keys().collect::<Vec<_>>(), ["logit_bias"]);
+        let edited = request
+            .source
+            .edited(&[("store", None), ("seed", Some(serde_json::json!(7))), ("model", Some("x".into()))])
+            .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&edited.bytes).unwrap(),
+            r#"{"model":"x","messages":[{"role":"user","content":"hi"}],"service_tier":"priority","audio":{"voice":"alloy"},"logit_bias":{"1":2},"seed":7}"#
+        );
+        assert_eq!(&edited.bytes[edited.model_span.0..edited.model_span.1], br#""x""#);
         // Allowed by the model, forwarded by the provider: nothing is withheld, nothing copied.
         let allow = ["service_tier".to_owned(), "audio".to_owned()];
         assert!(request.withheld(&allow, true, false).unwrap().is_none());

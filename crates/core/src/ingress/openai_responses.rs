@@ -1435,21 +1435,7 @@ impl Stream {
 
     /// Writes one event: `fields` are the event's members beyond `type` and `sequence_number`.
     fn write(&mut self, out: &mut Vec<u8>, kind: &str, fields: Value) {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\ndata: {\"type\":");
-        let _ = serde_json::to_writer(&mut *out, kind);
-        let _ = write!(Bytes(out), ",\"sequence_number\":{}", self.seq);
-        if let Value::Object(fields) = fields {
-            for (key, value) in &fields {
-                out.push(b',');
-                let _ = serde_json::to_writer(&mut *out, key);
-                out.push(b':');
-                let _ = serde_json::to_writer(&mut *out, value);
-            }
-        }
-        out.extend_from_slice(b"}\n\n");
-        self.seq += 1;
+        write_event(out, &mut self.seq, kind, fields);
     }
 
     /// A delta event, written without building a JSON value (the stream's most frequent).
@@ -1754,20 +1740,44 @@ impl Egress for Stream {
             self.items.clone(),
             self.usage.as_ref(),
         );
-        self.write(out, "response.failed", json!({"response": response}));
-        // The schema's members at the top; the same under `error`, which is what the SDKs
-        // raise an `APIError` on (and what OpenAI itself sends).
-        let code = error.code.as_deref().unwrap_or(error.kind);
-        let fields = json!({
-            "code": code,
-            "message": error.message,
-            "param": error.param,
-            "error": {"type": error.kind, "code": code, "message": error.message, "param": error.param},
-        });
-        self.write(out, "error", fields);
+        failure_events(response.clone(), error, &mut self.seq, out);
         self.response = Some(response);
         self.phase = Phase::Done;
     }
+}
+
+/// One event of a Responses stream, `type` and `sequence_number` (then counted up) first.
+pub fn write_event(out: &mut Vec<u8>, seq: &mut u64, kind: &str, fields: Value) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\ndata: {\"type\":");
+    let _ = serde_json::to_writer(&mut *out, kind);
+    let _ = write!(Bytes(out), ",\"sequence_number\":{seq}");
+    if let Value::Object(fields) = fields {
+        for (key, value) in &fields {
+            out.push(b',');
+            let _ = serde_json::to_writer(&mut *out, key);
+            out.push(b':');
+            let _ = serde_json::to_writer(&mut *out, value);
+        }
+    }
+    out.extend_from_slice(b"}\n\n");
+    *seq += 1;
+}
+
+/// How a Responses stream ends that broke off: `response.failed` with the failed `response`,
+/// then an `error` event, with the schema's members at the top and the same under `error`,
+/// which is what the SDKs raise an `APIError` on (and what OpenAI itself sends).
+pub fn failure_events(response: Value, error: &GatewayError, seq: &mut u64, out: &mut Vec<u8>) {
+    write_event(out, seq, "response.failed", json!({"response": response}));
+    let code = error.code.as_deref().unwrap_or(error.kind);
+    let fields = json!({
+        "code": code,
+        "message": error.message,
+        "param": error.param,
+        "error": {"type": error.kind, "code": code, "message": error.message, "param": error.param},
+    });
+    write_event(out, seq, "error", fields);
 }
 
 /// `write!` into a byte buffer.

@@ -13,6 +13,7 @@ pub mod anthropic;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
+pub mod openai_responses;
 
 use crate::canonical::{Answer, Dialect, Egress, Event, Request};
 use crate::config::{Provider, ProviderKind};
@@ -130,6 +131,11 @@ pub trait StreamTranslator {
     /// The vendor has been silent a while: appends the client dialect's keep-alive, if the
     /// stream is translated (a pass-through sends the vendor's own bytes only).
     fn keepalive(&mut self, _out: &mut Vec<u8>) {}
+    /// The vendor's final answer object in the client's dialect, once a passed-through stream
+    /// has ended with one (the Responses API's `response.completed`), for the gateway's store.
+    fn final_answer(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// The vendor request for a chat, by the provider's wire format.
@@ -156,6 +162,12 @@ pub fn prepare_chat(
         }
     }
     match provider.kind {
+        ProviderKind::Openai | ProviderKind::Azure
+            if request.source.dialect == Dialect::OpenaiResponses
+                && passes_through(provider, request.source.dialect) =>
+        {
+            Ok(openai_responses::chat_request(provider, vendor_model, request, api_key))
+        }
         ProviderKind::Openai | ProviderKind::Azure => {
             openai::chat_request(provider, vendor_model, request, api_key, strict)
         }
@@ -213,16 +225,6 @@ pub fn output_bound(
     per_choice.saturating_mul(choices)
 }
 
-/// The dialect a provider's vendor speaks, if it is one a client may speak too: a request in it
-/// goes through with only the model renamed, and the answer comes back untouched.
-pub fn native_dialect(provider: &Provider) -> Option<Dialect> {
-    match provider.kind {
-        ProviderKind::Openai | ProviderKind::Azure => Some(Dialect::OpenaiChat),
-        ProviderKind::Anthropic => Some(Dialect::AnthropicMessages),
-        ProviderKind::Gemini | ProviderKind::Mock => None,
-    }
-}
-
 /// Whether the provider answers inside the worker (the built-in mock), with no vendor call.
 pub fn answers_in_worker(provider: &Provider) -> bool {
     provider.kind == ProviderKind::Mock
@@ -248,9 +250,16 @@ pub fn count_tokens_request(
     }
 }
 
-/// Whether the target passes the client's request and answer through: it speaks the dialect.
+/// Whether the target passes the client's request and answer through: its vendor speaks the
+/// client's dialect, so the request goes with only the model renamed, and the answer comes
+/// back untouched.
 pub fn passes_through(provider: &Provider, dialect: Dialect) -> bool {
-    native_dialect(provider) == Some(dialect)
+    match (provider.kind, dialect) {
+        (ProviderKind::Openai | ProviderKind::Azure, Dialect::OpenaiChat) => true,
+        (ProviderKind::Openai | ProviderKind::Azure, Dialect::OpenaiResponses) => provider.responses_api,
+        (ProviderKind::Anthropic, Dialect::AnthropicMessages) => true,
+        _ => false,
+    }
 }
 
 /// Whether a provider can run the vendor-hosted tools of a request in `dialect`: only its own
@@ -261,9 +270,10 @@ fn hosts_server_tools(provider: &Provider, dialect: Dialect) -> bool {
 
 /// The usage a vendor's answer in the client's own dialect reports (a pass-through), read
 /// without decoding the rest.
-pub fn usage_of(provider: &Provider, body: &[u8]) -> Option<crate::chat::Usage> {
-    match provider.kind {
-        ProviderKind::Anthropic => anthropic::usage_of(body),
+pub fn usage_of(provider: &Provider, dialect: Dialect, body: &[u8]) -> Option<crate::chat::Usage> {
+    match (provider.kind, dialect) {
+        (ProviderKind::Anthropic, _) => anthropic::usage_of(body),
+        (_, Dialect::OpenaiResponses) => openai_responses::usage_of(body),
         _ => openai::usage_of(body),
     }
 }
@@ -295,6 +305,9 @@ pub fn chat_stream(
 ) -> Box<dyn StreamTranslator> {
     let passes = passes_through(provider, plan.dialect);
     match provider.kind {
+        ProviderKind::Openai | ProviderKind::Azure if passes && plan.dialect == Dialect::OpenaiResponses => {
+            Box::new(openai_responses::Passthrough::new(&provider.name, api_key))
+        }
         ProviderKind::Openai | ProviderKind::Azure if passes => {
             Box::new(openai::Stream::new(&provider.name, plan.include_usage, api_key))
         }

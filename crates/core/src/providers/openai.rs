@@ -27,7 +27,7 @@ fn endpoint(provider: &Provider, vendor_model: &str, path: &str) -> String {
 }
 
 /// The vendor key's header: `api-key` for Azure, a bearer token for everyone else.
-fn auth_header(provider: &Provider, key: &str) -> (String, String) {
+pub(super) fn auth_header(provider: &Provider, key: &str) -> (String, String) {
     match provider.kind {
         crate::config::ProviderKind::Azure => ("api-key".to_owned(), key.to_owned()),
         _ => ("authorization".to_owned(), format!("Bearer {key}")),
