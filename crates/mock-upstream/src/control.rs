@@ -6,7 +6,7 @@
 //! - `DELETE /_mock/requests`: forget them;
 //! - `POST /_mock/faults` with a fault (see `faults.rs`) or an array of them: apply to the next
 //!   matching requests; `DELETE /_mock/faults`: remove every fault;
-//! - `POST /_mock/reset`: both deletes at once;
+//! - `POST /_mock/reset`: both deletes at once, and forget the stored Responses (`responses.rs`);
 //! - `GET /_mock/health`: 200 once the server accepts requests;
 //! - `POST /_mock/shutdown`: stop the server.
 
@@ -22,6 +22,8 @@ use std::sync::Mutex;
 pub struct State {
     requests: Mutex<Vec<Value>>,
     faults: Mutex<Vec<Fault>>,
+    /// The Responses API's stored responses, for retrieval and `previous_response_id`.
+    pub responses: crate::responses::Store,
 }
 
 impl State {
@@ -107,6 +109,7 @@ pub fn handle(server: &Server, method: &Method, path: &str, body: &Bytes) -> Res
         (&Method::POST, "reset") => {
             state.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
             state.requests.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            state.responses.clear();
             json(StatusCode::OK, &json!({"reset": true}))
         }
         (&Method::POST, "shutdown") => {

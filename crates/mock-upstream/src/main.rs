@@ -1,7 +1,8 @@
 //! mock-upstream: a native stand-in for AI vendors' HTTP APIs, for Switchyard's end-to-end tests
 //! and benchmarks.
 //!
-//! It answers in the vendors' real wire formats (OpenAI's Chat Completions and Embeddings,
+//! It answers in the vendors' real wire formats (OpenAI's Chat Completions, Responses (`POST
+//! .../responses`, with `GET` and `DELETE .../responses/{id}` for those it stores) and Embeddings,
 //! Anthropic's Messages and its token counter, Gemini's generateContent, streamGenerateContent
 //! and batchEmbedContents), reasoning included when a request asks for it, records every
 //! request it receives (unless `--no-record`, for benchmarks), and injects faults a test asks
@@ -15,6 +16,7 @@ mod control;
 mod faults;
 mod gemini;
 mod openai;
+mod responses;
 mod wire;
 
 use bytes::Bytes;
@@ -128,8 +130,15 @@ async fn handle(server: Arc<Server>, request: Request<Incoming>) -> Result<Respo
         return Ok(faults::endless_line(bytes));
     }
     let post = parts.method == hyper::Method::POST;
+    let stored = &server.state.responses;
     let response = if post && path.ends_with("/chat/completions") {
         openai::chat_completions(&server.options, &body, fault.as_ref())
+    } else if post && path.ends_with("/responses") {
+        responses::create(&server.options, stored, &body, fault.as_ref())
+    } else if let (Some(id), &hyper::Method::GET) = (responses::id_in(&path), &parts.method) {
+        responses::retrieve(stored, id, fault.as_ref())
+    } else if let (Some(id), &hyper::Method::DELETE) = (responses::id_in(&path), &parts.method) {
+        responses::delete(stored, id)
     } else if post && path.ends_with("/messages/count_tokens") {
         anthropic::count_tokens(&parts, &body, fault.as_ref())
     } else if post && path.ends_with("/messages") {

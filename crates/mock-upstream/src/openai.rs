@@ -41,11 +41,11 @@ pub fn invalid(message: &str) -> Response<Body> {
     )
 }
 
-/// The values of `reasoning_effort` OpenAI takes.
-const EFFORTS: [&str; 6] = ["none", "minimal", "low", "medium", "high", "xhigh"];
+/// The values of `reasoning_effort` (the Responses API's `reasoning.effort`) OpenAI takes.
+pub const EFFORTS: [&str; 6] = ["none", "minimal", "low", "medium", "high", "xhigh"];
 
 /// An OpenAI 400 about one parameter.
-fn invalid_param(message: &str, param: &str, code: &str) -> Response<Body> {
+pub fn invalid_param(message: &str, param: &str, code: &str) -> Response<Body> {
     json(
         StatusCode::BAD_REQUEST,
         &json!({"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}),
