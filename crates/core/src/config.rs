@@ -237,6 +237,10 @@ struct PricingDoc {
     unpriced: Unpriced,
 }
 
+/// What `allow_params` may name beyond the billed parameters: vendor-hosted tools (billed per
+/// use) and every Anthropic beta (some bill beyond the catalog's prices).
+const ALLOWABLE_FEATURES: [&str; 2] = ["server_tools", "anthropic-beta"];
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProviderDoc {
@@ -471,10 +475,12 @@ impl Config {
                 }
             }
             for (j, param) in m.allow_params.iter().enumerate() {
-                if !crate::chat::BILLED_PARAMS.contains(&param.as_str()) {
+                let allowable = crate::chat::BILLED_PARAMS.iter().chain(&ALLOWABLE_FEATURES);
+                if !allowable.clone().any(|name| name == param) {
+                    let names: Vec<&str> = allowable.copied().collect();
                     return Err(ConfigError::at(
                         format!("{path}.allow_params[{j}]"),
-                        format!("one of {}", crate::chat::BILLED_PARAMS.join(", ")),
+                        format!("one of {}", names.join(", ")),
                     ));
                 }
             }
@@ -943,8 +949,8 @@ mod tests {
                     "models": [{{"name": "m", "allow_params": {params}, "targets": [{{"provider": "p", "model": "gpt-4o"}}]}}]}}"#
             )
         };
-        let config = Config::parse(&doc(r#"["service_tier", "audio"]"#)).unwrap();
-        assert_eq!(config.models[0].allow_params, ["service_tier", "audio"]);
+        let config = Config::parse(&doc(r#"["service_tier", "audio", "server_tools", "anthropic-beta"]"#)).unwrap();
+        assert_eq!(config.models[0].allow_params, ["service_tier", "audio", "server_tools", "anthropic-beta"]);
         assert!(config.providers[0].forward_store);
         let e = error_of(&doc(r#"["temperature"]"#));
         assert_eq!(e.path, "models[0].allow_params[0]");

@@ -20,7 +20,7 @@ use crate::canonical::Request;
 use crate::chat::{CompletionTokensDetails, PromptTokensDetails, Usage};
 use crate::config::{Provider, ProviderKind};
 use crate::error::GatewayError;
-use crate::ingress::openai_responses::failure_events;
+use crate::ingress::openai_responses::{failure_events, write_event};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -170,6 +170,80 @@ struct EventProbe<'a> {
     message: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     code: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    item: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    part: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    delta: Option<Cow<'a, str>>,
+}
+
+/// The output item a stream has open, as its events have built it so far: what closing it
+/// (should the vendor break off) must repeat.
+struct OpenItem {
+    /// As `response.output_item.added` had it.
+    item: Value,
+    output_index: u64,
+    /// The text of the open content or summary part, if one is open.
+    part: Option<String>,
+    /// The parts done (a message's content, a reasoning item's summary).
+    parts: Vec<Value>,
+    /// A function call's arguments so far.
+    arguments: String,
+}
+
+impl OpenItem {
+    /// The events that close the item as far as it came, status `incomplete`; the item done.
+    fn close(mut self, seq: &mut u64, out: &mut Vec<u8>) -> Value {
+        let item_id = self.item["id"].clone();
+        let output_index = self.output_index;
+        let kind = self.item["type"].as_str().unwrap_or_default().to_owned();
+        let index = self.parts.len();
+        match (kind.as_str(), self.part.take()) {
+            ("message", Some(text)) => {
+                let at = json!({"item_id": item_id, "output_index": output_index, "content_index": index});
+                let mut done = at.clone();
+                done["text"] = json!(text);
+                done["logprobs"] = json!([]);
+                write_event(out, seq, "response.output_text.done", done);
+                let part = json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []});
+                let mut done = at;
+                done["part"] = part.clone();
+                write_event(out, seq, "response.content_part.done", done);
+                self.parts.push(part);
+            }
+            ("reasoning", Some(text)) => {
+                let at = json!({"item_id": item_id, "output_index": output_index, "summary_index": index});
+                let mut done = at.clone();
+                done["text"] = json!(text);
+                write_event(out, seq, "response.reasoning_summary_text.done", done);
+                let part = json!({"type": "summary_text", "text": text});
+                let mut done = at;
+                done["part"] = part.clone();
+                write_event(out, seq, "response.reasoning_summary_part.done", done);
+                self.parts.push(part);
+            }
+            _ => {}
+        }
+        match kind.as_str() {
+            "message" => self.item["content"] = Value::Array(self.parts),
+            "reasoning" => self.item["summary"] = Value::Array(self.parts),
+            "function_call" => {
+                let done = json!({
+                    "item_id": item_id,
+                    "output_index": output_index,
+                    "name": self.item["name"],
+                    "arguments": self.arguments,
+                });
+                write_event(out, seq, "response.function_call_arguments.done", done);
+                self.item["arguments"] = json!(self.arguments);
+            }
+            _ => {}
+        }
+        self.item["status"] = json!("incomplete");
+        write_event(out, seq, "response.output_item.done", json!({"output_index": output_index, "item": self.item}));
+        self.item
+    }
 }
 
 /// A Responses event stream passed through, event by event (see the module's doc).
@@ -188,6 +262,10 @@ pub struct Passthrough {
     created: Option<Box<RawValue>>,
     /// The Response of `response.completed` or `response.incomplete`.
     last: Option<Vec<u8>>,
+    /// The output items done, and the one open: what a broken stream's `response.failed` closes
+    /// and lists, so that it ends in the API's grammar as a whole stream does.
+    done_items: Vec<Value>,
+    open: Option<OpenItem>,
 }
 
 /// What becomes of one of the vendor's events.
@@ -211,6 +289,8 @@ impl Passthrough {
             seq: 0,
             created: None,
             last: None,
+            done_items: Vec::new(),
+            open: None,
         }
     }
 
@@ -226,6 +306,11 @@ impl Passthrough {
             .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
             .filter(Value::is_object)
             .unwrap_or_else(|| json!({"object": "response", "output": []}));
+        if let Some(open) = self.open.take() {
+            let item = open.close(&mut self.seq, out);
+            self.done_items.push(item);
+        }
+        response["output"] = Value::Array(std::mem::take(&mut self.done_items));
         response["status"] = json!("failed");
         let code = if error.status == 429 { "rate_limit_exceeded" } else { "server_error" };
         response["error"] = json!({"code": code, "message": error.message});
@@ -288,6 +373,47 @@ impl Passthrough {
             }
             "response.created" => {
                 self.created = probe.response.map(RawValue::to_owned);
+                Verdict::Forward
+            }
+            "response.output_item.added" => {
+                let item = probe.item.and_then(|i| serde_json::from_str::<Value>(i.get()).ok());
+                self.open = item.filter(Value::is_object).map(|item| OpenItem {
+                    item,
+                    output_index: self.done_items.len() as u64,
+                    part: None,
+                    parts: Vec::new(),
+                    arguments: String::new(),
+                });
+                Verdict::Forward
+            }
+            "response.content_part.added" | "response.reasoning_summary_part.added" => {
+                if let Some(open) = &mut self.open {
+                    open.part = Some(String::new());
+                }
+                Verdict::Forward
+            }
+            "response.output_text.delta" | "response.reasoning_summary_text.delta" => {
+                if let (Some(Some(text)), Some(delta)) = (self.open.as_mut().map(|o| o.part.as_mut()), &probe.delta) {
+                    text.push_str(delta);
+                }
+                Verdict::Forward
+            }
+            "response.function_call_arguments.delta" => {
+                if let (Some(open), Some(delta)) = (&mut self.open, &probe.delta) {
+                    open.arguments.push_str(delta);
+                }
+                Verdict::Forward
+            }
+            "response.content_part.done" | "response.reasoning_summary_part.done" => {
+                if let Some(open) = &mut self.open {
+                    open.part = None;
+                    open.parts.extend(probe.part.and_then(|p| serde_json::from_str(p.get()).ok()));
+                }
+                Verdict::Forward
+            }
+            "response.output_item.done" => {
+                self.open = None;
+                self.done_items.extend(probe.item.and_then(|i| serde_json::from_str(i.get()).ok()));
                 Verdict::Forward
             }
             kind @ ("response.completed" | "response.incomplete" | "response.failed") => {
@@ -367,15 +493,26 @@ mod tests {
     }
 
     fn stream() -> String {
-        let completed = r#"{"id":"resp_1","object":"response","status":"completed","output":[],"usage":{"input_tokens":12,"input_tokens_details":{"cached_tokens":4},"output_tokens":7,"output_tokens_details":{"reasoning_tokens":2},"total_tokens":19}}"#;
+        let item = r#"{"id":"msg_1","type":"message","status":"in_progress","role":"assistant","content":[]}"#;
+        let part = r#"{"type":"output_text","text":"","annotations":[],"logprobs":[]}"#;
+        let done_part = r#"{"type":"output_text","text":"Hi there","annotations":[],"logprobs":[]}"#;
+        let done_item = format!(
+            r#"{{"id":"msg_1","type":"message","status":"completed","role":"assistant","content":[{done_part}]}}"#
+        );
+        let completed = format!(
+            r#"{{"id":"resp_1","object":"response","status":"completed","output":[{done_item}],"usage":{{"input_tokens":12,"input_tokens_details":{{"cached_tokens":4}},"output_tokens":7,"output_tokens_details":{{"reasoning_tokens":2}},"total_tokens":19}}}}"#
+        );
+        let at = r#","item_id":"msg_1","output_index":0,"content_index":0"#;
         [
             event("response.created", 0, &format!(",\"response\":{CREATED}")),
-            event(
-                "response.output_text.delta",
-                1,
-                r#","item_id":"msg_1","output_index":0,"content_index":0,"delta":"Hi""#,
-            ),
-            event("response.completed", 2, &format!(",\"response\":{completed}")),
+            event("response.output_item.added", 1, &format!(",\"output_index\":0,\"item\":{item}")),
+            event("response.content_part.added", 2, &format!("{at},\"part\":{part}")),
+            event("response.output_text.delta", 3, &format!("{at},\"delta\":\"Hi\",\"logprobs\":[]")),
+            event("response.output_text.delta", 4, &format!("{at},\"delta\":\" there\",\"logprobs\":[]")),
+            event("response.output_text.done", 5, &format!("{at},\"text\":\"Hi there\",\"logprobs\":[]")),
+            event("response.content_part.done", 6, &format!("{at},\"part\":{done_part}")),
+            event("response.output_item.done", 7, &format!(",\"output_index\":0,\"item\":{done_item}")),
+            event("response.completed", 8, &format!(",\"response\":{completed}")),
         ]
         .concat()
     }
@@ -417,7 +554,7 @@ mod tests {
     #[test]
     fn a_broken_stream_ends_with_response_failed_and_an_error_event() {
         let sse = stream();
-        let cut = sse.find("event: response.completed").unwrap();
+        let cut = sse.find("event: response.output_text.done").unwrap();
         let mut p = Passthrough::new("openai", Some("sk-secret"));
         let mut out = Vec::new();
         p.push(&sse.as_bytes()[..cut + 10], &mut out);
@@ -426,16 +563,63 @@ mod tests {
         assert!(text.starts_with(&sse[..cut]), "what came whole went as it came");
         assert!(!text.contains("sk-secret"), "{text}");
         let seen = events(text.as_bytes());
-        let kinds: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(kinds, ["response.created", "response.output_text.delta", "response.failed", "error"]);
-        assert_eq!(seen.iter().map(|(_, s)| *s).collect::<Vec<_>>(), [0, 1, 2, 3], "sequence numbers go on");
-        let failed = text.split("data: ").nth(3).unwrap();
-        let failed: Value = serde_json::from_str(failed.lines().next().unwrap()).unwrap();
+        let kinds: Vec<&str> = seen.iter().skip(5).map(|(k, _)| k.as_str()).collect();
         assert_eq!(
-            (failed["response"]["id"].as_str(), failed["response"]["status"].as_str()),
-            (Some("resp_1"), Some("failed"))
+            kinds,
+            [
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.failed",
+                "error"
+            ],
+            "the open item closed as far as it came, then the failure"
         );
+        assert_eq!(
+            seen.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+            (0..10).collect::<Vec<_>>(),
+            "sequence numbers go on"
+        );
+        let data: Vec<Value> =
+            text.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
+        assert_eq!(data[5]["text"], "Hi there", "the deltas joined");
+        let item = &data[7]["item"];
+        assert_eq!(
+            (item["status"].as_str(), item["content"][0]["text"].as_str()),
+            (Some("incomplete"), Some("Hi there"))
+        );
+        let failed = &data[8]["response"];
+        assert_eq!((failed["id"].as_str(), failed["status"].as_str()), (Some("resp_1"), Some("failed")));
+        assert_eq!(failed["output"], json!([item]), "the response lists the items done");
         assert!(p.final_answer().is_none() && p.error().is_some());
+    }
+
+    #[test]
+    fn a_function_call_cut_midway_is_closed_with_its_arguments_so_far() {
+        let item = r#"{"id":"fc_1","type":"function_call","status":"in_progress","call_id":"call_1","name":"f","arguments":""}"#;
+        let sse = [
+            event("response.created", 0, &format!(",\"response\":{CREATED}")),
+            event("response.output_item.added", 1, &format!(",\"output_index\":0,\"item\":{item}")),
+            event(
+                "response.function_call_arguments.delta",
+                2,
+                r#","item_id":"fc_1","output_index":0,"delta":"{\"a\":""#,
+            ),
+        ]
+        .concat();
+        let mut p = Passthrough::new("openai", None);
+        let mut out = Vec::new();
+        p.push(sse.as_bytes(), &mut out);
+        p.finish(None, &mut out);
+        let data: Vec<Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: ").map(|d| serde_json::from_str(d).unwrap()))
+            .collect();
+        assert_eq!(data[3]["type"], "response.function_call_arguments.done");
+        assert_eq!((data[3]["arguments"].as_str(), data[3]["name"].as_str()), (Some(r#"{"a":"#), Some("f")));
+        assert_eq!(data[4]["item"]["status"], "incomplete");
+        assert_eq!(data[5]["type"], "response.failed");
     }
 
     #[test]
