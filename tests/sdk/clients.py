@@ -35,7 +35,7 @@ def check(name):
     return run
 
 
-for model in ["claude-sonnet", "gpt-test", "gemini-flash", "echo"]:
+for model in ["claude-sonnet", "gpt-test", "gemini-flash", "echo", "gpt-native"]:
 
     @check(f"anthropic messages.create {model}")
     def _():
