@@ -256,7 +256,8 @@ pub fn thinking_budget(request: &Request) -> Result<Option<u32>, GatewayError> {
 
 /// The `max_tokens` sent: the client's limit, else the model's default; with thinking, which
 /// Anthropic counts inside `max_tokens` and which must stay below it, raised by the budget when
-/// the client's limit does not exceed it. What the call can cost follows from this number.
+/// the client's limit does not exceed it (reported as adjusted). What the call can cost follows
+/// from this number.
 pub fn max_tokens(request: &Request, vendor_model: &str, thinking_budget: Option<u32>) -> u32 {
     let max_tokens = request.max_output_tokens.unwrap_or_else(|| default_max_tokens(vendor_model));
     match thinking_budget {
@@ -355,6 +356,10 @@ pub fn chat_request(
 
     let budget_tokens = thinking_budget(request)?;
     let max_tokens = max_tokens(request, vendor_model, budget_tokens);
+    if request.max_output_tokens.is_some_and(|asked| asked != max_tokens) {
+        let name = if request.source.dialect == Dialect::OpenaiResponses { "max_output_tokens" } else { "max_tokens" };
+        policy.adjust(name, max_tokens)?;
+    }
     let thinking = budget_tokens.map(|budget_tokens| Thinking { kind: "enabled", budget_tokens });
 
     let mut temperature = request.temperature;
@@ -1182,6 +1187,41 @@ mod tests {
 
     fn provider() -> Provider {
         Provider::new("claude", ProviderKind::Anthropic, "https://api.anthropic.com/v1")
+    }
+
+    /// Anthropic counts thinking inside `max_tokens`, which must exceed the budget: a client's
+    /// limit raised to fit is reported as adjusted, under the client's name for it.
+    #[test]
+    fn max_tokens_raised_above_the_thinking_budget_is_reported() {
+        let prepare =
+            |request: &Request, strict: bool| chat_request(&provider(), "claude-sonnet-4-5", request, None, strict);
+        let sent_max_tokens = |prepared: &Prepared| {
+            serde_json::from_slice::<Value>(&prepared.outbound.body).unwrap()["max_tokens"].as_u64().unwrap()
+        };
+        let chat = |extra: &str| {
+            let body = format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"reasoning_effort":"high"{extra}}}"#
+            );
+            crate::ingress::openai_chat::decode(body.as_bytes()).unwrap()
+        };
+        // 1,000 is below the 16,384 of "high": raised by the budget.
+        let prepared = prepare(&chat(r#","max_completion_tokens":1000"#), false).unwrap();
+        assert_eq!(sent_max_tokens(&prepared), 17_384);
+        assert_eq!(prepared.report.adjusted, ["max_tokens=17384"]);
+        let e = prepare(&chat(r#","max_completion_tokens":1000"#), true).err().unwrap();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("max_tokens")), "strict mode refuses");
+        // Above the budget already, or the model's default: nothing the client set is changed.
+        for extra in [r#","max_tokens":20000"#, ""] {
+            let prepared = prepare(&chat(extra), true).unwrap();
+            assert!(prepared.report.adjusted.is_empty(), "{extra}: {:?}", prepared.report);
+        }
+        let body = br#"{"model":"m","input":"hi","reasoning":{"effort":"medium"},"max_output_tokens":4096}"#;
+        let (request, _) = crate::ingress::openai_responses::decode(body.to_vec(), &[]).unwrap();
+        let prepared = prepare(&request, false).unwrap();
+        assert_eq!(
+            (sent_max_tokens(&prepared), &prepared.report.adjusted[..]),
+            (8_192, &["max_output_tokens=8192".to_owned()][..])
+        );
     }
 
     #[test]

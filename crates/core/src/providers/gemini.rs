@@ -132,7 +132,8 @@ struct ThinkingConfig {
 }
 
 /// The `thinkingBudget` the request asks of Gemini (0 turns thinking off): its own budget, or
-/// its effort's; none when the client did not say, leaving the model's own default.
+/// its effort's; none when the client did not say, leaving the model's own default. What is
+/// sent is this as the model takes it (`fit_thinking_budget`).
 pub fn thinking_budget(request: &Request) -> Result<Option<u32>, GatewayError> {
     let effort = match &request.reasoning {
         None => return Ok(None),
@@ -151,6 +152,50 @@ pub fn thinking_budget(request: &Request) -> Result<Option<u32>, GatewayError> {
             ))
         }
     })
+}
+
+/// The thinking budgets a Gemini model takes: whether 0 (thinking off) is one, and the range of
+/// the others.
+struct BudgetRange {
+    off: bool,
+    min: u32,
+    max: u32,
+}
+
+/// The budgets of the Gemini 2.5 models, by family; `None` for a model these rules do not know
+/// (Gemini 3 thinks by `thinkingLevel`), whose budget is sent as asked.
+fn budget_range(vendor_model: &str) -> Option<BudgetRange> {
+    let name = vendor_model.rsplit('/').next().unwrap_or(vendor_model).to_ascii_lowercase();
+    let family = name.strip_prefix("gemini-2.5-")?;
+    if family.starts_with("flash-lite") {
+        Some(BudgetRange { off: true, min: 512, max: 24_576 })
+    } else if family.starts_with("flash") {
+        Some(BudgetRange { off: true, min: 1, max: 24_576 })
+    } else if family.starts_with("pro") {
+        // A pro model always thinks: 0 is refused, not thinking off.
+        Some(BudgetRange { off: false, min: 128, max: 32_768 })
+    } else {
+        None
+    }
+}
+
+/// `budget` as `vendor_model` takes it: within the model's range (a pro model, which cannot
+/// stop thinking, thinks the least it can for 0); as asked for a model of unknown range.
+pub fn fit_thinking_budget(vendor_model: &str, budget: u32) -> u32 {
+    match budget_range(vendor_model) {
+        Some(range) if budget == 0 && range.off => 0,
+        Some(range) => budget.clamp(range.min, range.max),
+        None => budget,
+    }
+}
+
+/// The client's name for its reasoning parameter, for the report of an adjusted budget.
+fn reasoning_param(request: &Request) -> &'static str {
+    match (&request.reasoning, request.source.dialect) {
+        (Some(Reasoning::Budget(_)), _) => "thinking.budget_tokens",
+        (_, crate::canonical::Dialect::OpenaiResponses) => "reasoning.effort",
+        _ => "reasoning_effort",
+    }
 }
 
 /// Schema keywords Gemini's `Schema` object accepts; every other keyword is removed.
@@ -337,15 +382,8 @@ fn push_turn<'a>(contents: &mut Vec<Turn<'a>>, role: &'static str, parts: Vec<Ge
     }
 }
 
-/// A tool result's content as the JSON object Gemini's `functionResponse.response` must be.
-fn function_response(content: &[Part], is_error: bool) -> Value {
-    let text: String = content
-        .iter()
-        .filter_map(|p| match p {
-            Part::Text { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect();
+/// A tool result's text as the JSON object Gemini's `functionResponse.response` must be.
+fn function_response(text: String, is_error: bool) -> Value {
     let value = match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(object)) => Value::Object(object),
         Ok(other) => serde_json::json!({ "result": other }),
@@ -397,8 +435,13 @@ pub fn chat_request(
                             format!("The tool result for `{id}` answers a tool call that no earlier assistant message made."),
                         ));
                     };
-                    results
-                        .push(GeminiPart::FunctionResponse { name, response: function_response(content, *is_error) });
+                    // The response holds text only; the result's images and files follow it in
+                    // the same turn, as parts of their own.
+                    let (text, media) = super::split_tool_result(content);
+                    results.push(GeminiPart::FunctionResponse { name, response: function_response(text, *is_error) });
+                    for (k, p) in media {
+                        part(p, &format!("{at}.content[{k}]"), &mut results)?;
+                    }
                 }
                 other => part(other, &at, &mut parts)?,
             }
@@ -462,8 +505,14 @@ pub fn chat_request(
         }
         OutputFormat::Text => {}
     }
-    generation_config.thinking_config = thinking_budget(request)?
-        .map(|thinking_budget| ThinkingConfig { thinking_budget, include_thoughts: thinking_budget > 0 });
+    if let Some(asked) = thinking_budget(request)? {
+        let thinking_budget = fit_thinking_budget(vendor_model, asked);
+        if thinking_budget != asked {
+            policy.adjust(reasoning_param(request), thinking_budget)?;
+        }
+        // Thoughts are shown when the client asked for thinking, not when the model insists.
+        generation_config.thinking_config = Some(ThinkingConfig { thinking_budget, include_thoughts: asked > 0 });
+    }
     for name in request.extra.keys() {
         match name.as_str() {
             "presence_penalty" => generation_config.presence_penalty = request.extra[name].as_f64(),
@@ -1143,6 +1192,107 @@ mod tests {
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.webp"}}]}]});
         let request = crate::ingress::openai_chat::decode(body.to_string().as_bytes()).unwrap();
         assert!(chat_request(&provider, "gemini-x", &request, None, false).is_ok());
+    }
+
+    fn gemini() -> Provider {
+        Provider::new("gemini", crate::config::ProviderKind::Gemini, "https://generativelanguage.googleapis.com/v1beta")
+    }
+
+    /// A tool result of several blocks reads as they do, one after the other, not glued; its
+    /// images go beside its `functionResponse`, which holds text only.
+    #[test]
+    fn a_tool_results_texts_are_joined_and_its_images_follow_its_function_response() {
+        let body = br#"{"model":"m","max_tokens":64,"messages":[
+            {"role":"user","content":"Compare the two charts."},
+            {"role":"assistant","content":[{"type":"tool_use","id":"toolu_a","name":"Screenshot","input":{}},
+                {"type":"tool_use","id":"toolu_b","name":"Fetch","input":{"url":"https://example.com/b.png"}}]},
+            {"role":"user","content":[
+                {"type":"tool_result","tool_use_id":"toolu_a","content":[{"type":"text","text":"Chart A"},
+                    {"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}},
+                    {"type":"text","text":"captured 12:00"}]},
+                {"type":"tool_result","tool_use_id":"toolu_b","is_error":true,"content":[{"type":"text","text":"stale"},
+                    {"type":"image","source":{"type":"url","url":"https://example.com/b.png"}}]},
+                {"type":"text","text":"Which is higher?"}]}]}"#;
+        let request = crate::ingress::anthropic_messages::decode(body.to_vec()).unwrap();
+        let out = chat_request(&gemini(), "gemini-2.5-flash", &request, None, false).unwrap().outbound;
+        let body: Value = serde_json::from_slice(&out.body).unwrap();
+        assert_eq!(
+            body["contents"][2],
+            json!({"role": "user", "parts": [
+                {"functionResponse": {"name": "Screenshot", "response": {"result": "Chart A\n\ncaptured 12:00"}}},
+                {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
+                {"functionResponse": {"name": "Fetch", "response": {"error": {"result": "stale"}}}},
+                {"fileData": {"mimeType": "image/png", "fileUri": "https://example.com/b.png"}},
+                {"text": "Which is higher?"}
+            ]})
+        );
+        // A JSON object in one text block is still the response itself.
+        let body = br#"{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function",
+            "function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":[{"type":"text","text":"{\"ok\":true}"}]}]}"#;
+        let request = crate::ingress::openai_chat::decode(&body[..]).unwrap();
+        let out = chat_request(&gemini(), "gemini-2.5-flash", &request, None, false).unwrap().outbound;
+        let body: Value = serde_json::from_slice(&out.body).unwrap();
+        assert_eq!(body["contents"][1]["parts"][0]["functionResponse"]["response"], json!({"ok": true}));
+    }
+
+    #[test]
+    fn thinking_budgets_fit_what_the_model_takes() {
+        let cases = [
+            ("gemini-2.5-pro", 0, 128),
+            ("gemini-2.5-pro", 100, 128),
+            ("models/gemini-2.5-pro-preview-06-05", 40_000, 32_768),
+            ("gemini-2.5-pro", 31_999, 31_999),
+            ("gemini-2.5-flash", 0, 0),
+            ("gemini-2.5-flash", 31_999, 24_576),
+            ("gemini-2.5-flash-preview-09-2025", 24_576, 24_576),
+            ("gemini-2.5-flash-lite", 0, 0),
+            ("gemini-2.5-flash-lite", 100, 512),
+            ("Gemini-2.5-Flash-Lite", 30_000, 24_576),
+            ("gemini-2.5-flash-lite", 512, 512),
+            // Models of other rules (Gemini 3's thinkingLevel) or unknown: as asked.
+            ("gemini-3-pro-preview", 0, 0),
+            ("gemini-3-flash-preview", 40_000, 40_000),
+            ("gemini-flash-latest", 40_000, 40_000),
+        ];
+        for (model, asked, fit) in cases {
+            assert_eq!(fit_thinking_budget(model, asked), fit, "{model}: {asked}");
+        }
+    }
+
+    /// The budget sent is one the model takes, and the client learns of the change in the
+    /// client's own name for the parameter; strict mode refuses instead.
+    #[test]
+    fn a_budget_the_model_does_not_take_is_adjusted_and_reported() {
+        let sent = |prepared: &Prepared| {
+            serde_json::from_slice::<Value>(&prepared.outbound.body).unwrap()["generationConfig"]["thinkingConfig"]
+                .clone()
+        };
+        let anthropic = br#"{"model":"m","max_tokens":32000,"thinking":{"type":"enabled","budget_tokens":31999},"messages":[{"role":"user","content":"hi"}]}"#;
+        let request = crate::ingress::anthropic_messages::decode(anthropic.to_vec()).unwrap();
+        let prepared = chat_request(&gemini(), "gemini-2.5-flash", &request, None, false).unwrap();
+        assert_eq!(sent(&prepared), json!({"thinkingBudget": 24_576, "includeThoughts": true}));
+        assert_eq!(prepared.report.adjusted, ["thinking.budget_tokens=24576"]);
+        let e = chat_request(&gemini(), "gemini-2.5-flash", &request, None, true).err().unwrap();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("thinking.budget_tokens")));
+        let prepared = chat_request(&gemini(), "gemini-2.5-pro", &request, None, true).unwrap();
+        assert_eq!((sent(&prepared)["thinkingBudget"].as_u64(), prepared.report.adjusted.len()), (Some(31_999), 0));
+
+        // A pro model cannot stop thinking: "none" is its least budget, its thoughts not shown.
+        let chat = br#"{"model":"m","reasoning_effort":"none","messages":[{"role":"user","content":"hi"}]}"#;
+        let request = crate::ingress::openai_chat::decode(&chat[..]).unwrap();
+        let prepared = chat_request(&gemini(), "gemini-2.5-pro", &request, None, false).unwrap();
+        assert_eq!(sent(&prepared), json!({"thinkingBudget": 128}));
+        assert_eq!(prepared.report.adjusted, ["reasoning_effort=128"]);
+        let prepared = chat_request(&gemini(), "gemini-2.5-flash", &request, None, true).unwrap();
+        assert_eq!(sent(&prepared), json!({"thinkingBudget": 0}));
+        let responses = br#"{"model":"m","input":"hi","reasoning":{"effort":"none"}}"#;
+        let (request, _) = crate::ingress::openai_responses::decode(responses.to_vec(), &[]).unwrap();
+        let prepared = chat_request(&gemini(), "gemini-2.5-pro", &request, None, false).unwrap();
+        assert_eq!(prepared.report.adjusted, ["reasoning.effort=128"]);
+        // What a budget's hold covers is what is sent.
+        let info = crate::catalog::ModelInfo::default();
+        let needs = crate::catalog::Needs { max_output: 1_000, ..Default::default() };
+        assert_eq!(crate::providers::output_bound(&gemini(), "gemini-2.5-pro", &request, &info, &needs), 1_128);
     }
 
     #[test]

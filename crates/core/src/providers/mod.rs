@@ -214,6 +214,7 @@ pub fn output_bound(
         }
         ProviderKind::Gemini => {
             let thinking = gemini::thinking_budget(request).ok().flatten();
+            let thinking = thinking.map(|budget| gemini::fit_thinking_budget(vendor_model, budget));
             // Thinking is billed as output; counted on top of the client's limit, since whether
             // the vendor counts it inside `maxOutputTokens` is the vendor's to change.
             match needs.max_output {
@@ -482,6 +483,27 @@ pub fn tool_arguments(arguments: &str, at: &str) -> Result<serde_json::Value, Ga
             format!("Tool call arguments must be a JSON object: {e}"),
         )
     })
+}
+
+/// A tool result's content as a vendor whose tool results carry only text takes it: the text
+/// (its text parts and text documents, joined by blank lines, as the parts of a message are),
+/// and the media (images, files, audio) that must travel beside the result, in their order and
+/// with their index in the content.
+pub fn split_tool_result(content: &[crate::canonical::Part]) -> (String, Vec<(usize, &crate::canonical::Part)>) {
+    use crate::canonical::{Media, Part};
+    let mut texts = Vec::new();
+    let mut media = Vec::new();
+    for (i, part) in content.iter().enumerate() {
+        match part {
+            Part::Text { text, .. } | Part::Document { media: Media::Text(text), .. } if text.is_empty() => {}
+            Part::Text { text, .. } | Part::Document { media: Media::Text(text), .. } => texts.push(text.as_str()),
+            Part::Image { .. } | Part::Document { .. } | Part::Audio { .. } => media.push((i, part)),
+            // Not content a tool returns; no dialect decodes them there.
+            Part::ToolCall { .. } | Part::ToolResult { .. } | Part::Thinking { .. } | Part::RedactedThinking { .. } => {
+            }
+        }
+    }
+    (texts.join("\n\n"), media)
 }
 
 /// Whether `url` is an https URL (its scheme in any case): the only remote source a client may

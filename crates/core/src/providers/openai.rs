@@ -153,64 +153,75 @@ fn content<'a>(parts: &[&'a Part], at: &str) -> Result<Option<OutContent<'a>>, G
     }
     let mut out = Vec::with_capacity(parts.len());
     for (i, part) in parts.iter().enumerate() {
-        let at = format!("{at}[{i}]");
-        out.push(match part {
-            Part::Text { text, .. } => serde_json::json!({"type": "text", "text": text}),
-            Part::Image { media, detail, .. } => {
-                let url = match media {
-                    Media::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
-                    Media::Url(url) => url.clone(),
-                    _ => {
-                        return Err(GatewayError::invalid_request(
-                            at,
-                            "OpenAI-format models take images as data or https URLs.",
-                        ))
-                    }
-                };
-                let mut image = serde_json::json!({"url": url});
-                if let Some(detail) = detail {
-                    image["detail"] = serde_json::Value::String(detail.clone());
-                }
-                serde_json::json!({"type": "image_url", "image_url": image})
-            }
-            Part::Document { media, title, .. } => {
-                let mut file = serde_json::Map::new();
-                match media {
-                    Media::Base64 { media_type, data } => {
-                        file.insert("file_data".into(), format!("data:{media_type};base64,{data}").into());
-                    }
-                    Media::FileId(id) => {
-                        file.insert("file_id".into(), id.clone().into());
-                    }
-                    Media::Text(text) => {
-                        out.push(serde_json::json!({"type": "text", "text": text}));
-                        continue;
-                    }
-                    Media::Url(_) => {
-                        return Err(GatewayError::invalid_request(
-                            at,
-                            "OpenAI-format models take documents as base64 data or uploaded file ids, not URLs.",
-                        ))
-                    }
-                }
-                file.insert("filename".into(), title.clone().unwrap_or_else(|| "document.pdf".into()).into());
-                serde_json::json!({"type": "file", "file": file})
-            }
-            Part::Audio { data, format } => {
-                serde_json::json!({"type": "input_audio", "input_audio": {"data": data, "format": format}})
-            }
-            // Tool calls, results and thinking are not content; the caller takes them out.
-            Part::ToolCall { .. } | Part::ToolResult { .. } | Part::Thinking { .. } | Part::RedactedThinking { .. } => {
-                continue
-            }
-        });
+        out.extend(typed_part(part, &format!("{at}[{i}]"))?);
     }
     Ok(Some(OutContent::Parts(out)))
 }
 
+/// A part as a typed Chat Completions content part; `None` for what is not content (tool calls,
+/// results and thinking, which the caller takes out).
+fn typed_part(part: &Part, at: &str) -> Result<Option<serde_json::Value>, GatewayError> {
+    Ok(Some(match part {
+        Part::Text { text, .. } => serde_json::json!({"type": "text", "text": text}),
+        Part::Image { media, detail, .. } => {
+            let url = match media {
+                Media::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+                Media::Url(url) => url.clone(),
+                _ => {
+                    return Err(GatewayError::invalid_request(
+                        at,
+                        "OpenAI-format models take images as data or https URLs.",
+                    ))
+                }
+            };
+            let mut image = serde_json::json!({"url": url});
+            if let Some(detail) = detail {
+                image["detail"] = serde_json::Value::String(detail.clone());
+            }
+            serde_json::json!({"type": "image_url", "image_url": image})
+        }
+        Part::Document { media, title, .. } => {
+            let mut file = serde_json::Map::new();
+            match media {
+                Media::Base64 { media_type, data } => {
+                    file.insert("file_data".into(), format!("data:{media_type};base64,{data}").into());
+                }
+                Media::FileId(id) => {
+                    file.insert("file_id".into(), id.clone().into());
+                }
+                Media::Url(_) => {
+                    return Err(GatewayError::invalid_request(
+                        at,
+                        "OpenAI-format models take documents as base64 data or uploaded file ids, not URLs.",
+                    ))
+                }
+                Media::Text(text) => return Ok(Some(serde_json::json!({"type": "text", "text": text}))),
+            }
+            file.insert("filename".into(), title.clone().unwrap_or_else(|| "document.pdf".into()).into());
+            serde_json::json!({"type": "file", "file": file})
+        }
+        Part::Audio { data, format } => {
+            serde_json::json!({"type": "input_audio", "input_audio": {"data": data, "format": format}})
+        }
+        Part::ToolCall { .. } | Part::ToolResult { .. } | Part::Thinking { .. } | Part::RedactedThinking { .. } => {
+            return Ok(None)
+        }
+    }))
+}
+
+/// The tool results' images and files held back, as the `user` message that follows the
+/// results' `tool` messages.
+fn flush_tool_media(messages: &mut Vec<OutMessage<'_>>, media: &mut Vec<serde_json::Value>) {
+    if !media.is_empty() {
+        let content = Some(OutContent::Parts(std::mem::take(media)));
+        messages.push(OutMessage { role: "user", content, tool_calls: vec![], tool_call_id: None });
+    }
+}
+
 /// The canonical request as a Chat Completions body. Tool results become `tool` messages (in
-/// their order, before the rest of their turn); thinking, which Chat Completions cannot take
-/// back, is left out.
+/// their order, before the rest of their turn); a `tool` message carries only text, so the
+/// images and files of the results follow them in a `user` message. Thinking, which Chat
+/// Completions cannot take back, is left out.
 fn encode_request(
     request: &Request,
     vendor_model: &str,
@@ -222,19 +233,20 @@ fn encode_request(
     if let Some(content) = content(&system, "system")? {
         messages.push(OutMessage { role: "system", content: Some(content), tool_calls: vec![], tool_call_id: None });
     }
+    // The media of the tool results since the last message that was not one: sent once the
+    // run of `tool` messages ends, which must directly follow the assistant's calls.
+    let mut tool_media: Vec<serde_json::Value> = Vec::new();
     for (i, turn) in request.turns.iter().enumerate() {
         let at = format!("messages[{i}].content");
         let mut rest: Vec<&Part> = Vec::with_capacity(turn.parts.len());
         let mut calls = Vec::new();
-        for part in &turn.parts {
+        for (j, part) in turn.parts.iter().enumerate() {
             match part {
                 Part::ToolResult { id, content: result, is_error, .. } => {
-                    let parts: Vec<&Part> = result.iter().collect();
-                    let mut text = match content(&parts, &at)? {
-                        Some(OutContent::Text(text)) => text.into_owned(),
-                        Some(OutContent::Parts(parts)) => serde_json::Value::Array(parts).to_string(),
-                        None => String::new(),
-                    };
+                    let (mut text, media) = super::split_tool_result(result);
+                    for (k, media) in media {
+                        tool_media.extend(typed_part(media, &format!("{at}[{j}].content[{k}]"))?);
+                    }
                     if *is_error {
                         text = format!("Error: {text}");
                     }
@@ -258,9 +270,11 @@ fn encode_request(
         };
         let content = content(&rest, &at)?;
         if content.is_some() || !calls.is_empty() {
+            flush_tool_media(&mut messages, &mut tool_media);
             messages.push(OutMessage { role, content, tool_calls: calls, tool_call_id: None });
         }
     }
+    flush_tool_media(&mut messages, &mut tool_media);
     let tools = request
         .tools
         .iter()
@@ -498,6 +512,39 @@ mod tests {
         let out = chat_request(&provider(), "vendor-a", &req, None, false).unwrap().outbound;
         let body: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
         assert_eq!(body, serde_json::json!({"model":"vendor-a","messages":[{"role":"user","content":"hi"}],"top_k":3}));
+    }
+
+    /// A `tool` message carries only text: a tool result's images follow the turn's `tool`
+    /// messages in a `user` message, before the rest of the turn.
+    #[test]
+    fn a_tool_results_images_follow_its_tool_messages_as_a_user_message() {
+        let body = br#"{"model":"m","max_tokens":64,"messages":[
+            {"role":"user","content":"Compare the two charts."},
+            {"role":"assistant","content":[{"type":"tool_use","id":"toolu_a","name":"Screenshot","input":{}},
+                {"type":"tool_use","id":"toolu_b","name":"Fetch","input":{"url":"https://example.com/b.png"}}]},
+            {"role":"user","content":[
+                {"type":"tool_result","tool_use_id":"toolu_a","content":[{"type":"text","text":"Chart A"},
+                    {"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}},
+                    {"type":"text","text":"captured 12:00"}]},
+                {"type":"tool_result","tool_use_id":"toolu_b","is_error":true,"content":[{"type":"text","text":"stale"},
+                    {"type":"image","source":{"type":"url","url":"https://example.com/b.png"}}]},
+                {"type":"text","text":"Which is higher?"}]}]}"#;
+        let request = crate::ingress::anthropic_messages::decode(body.to_vec()).unwrap();
+        let out = chat_request(&provider(), "gpt-4.1", &request, None, false).unwrap().outbound;
+        let body: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+        assert_eq!(
+            body["messages"].as_array().unwrap()[2..],
+            serde_json::json!([
+                {"role": "tool", "tool_call_id": "toolu_a", "content": "Chart A\n\ncaptured 12:00"},
+                {"role": "tool", "tool_call_id": "toolu_b", "content": "Error: stale"},
+                {"role": "user", "content": [
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/b.png"}}]},
+                {"role": "user", "content": "Which is higher?"}
+            ])
+            .as_array()
+            .unwrap()[..]
+        );
     }
 
     #[test]
