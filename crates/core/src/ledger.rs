@@ -110,7 +110,7 @@ pub struct Account {
 pub struct Reservation {
     pub amount_usd: f64,
     /// The windows (and their starts) the amount was held in.
-    held: Vec<(Window, u64)>,
+    pub(crate) held: Vec<(Window, u64)>,
 }
 
 impl Reservation {
@@ -199,6 +199,20 @@ impl Account {
         }
     }
 
+    /// Holds `amount_usd` in every window of `windows`, whatever the caps say: what calls in
+    /// flight already hold cannot be refused any more (see `lease`).
+    pub(crate) fn force_reserve(&mut self, windows: &[Window], amount_usd: f64, now_ms: u64) -> Reservation {
+        let held = windows
+            .iter()
+            .map(|&window| {
+                let spend = self.spend(window, now_ms);
+                spend.reserved_usd += amount_usd;
+                (window, spend.start_ms)
+            })
+            .collect();
+        Reservation { amount_usd, held }
+    }
+
     /// A cost whose hold is gone (freed as stale before the call reported back): counted in
     /// every window the account tracks.
     pub fn charge(&mut self, actual_usd: f64, now_ms: u64) {
@@ -262,11 +276,11 @@ pub enum Refusal {
 /// A scope's state: its spend and its rate-limit buckets.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scope {
-    account: Account,
+    pub(crate) account: Account,
     #[serde(default)]
-    requests: Option<Bucket>,
+    pub(crate) requests: Option<Bucket>,
     #[serde(default)]
-    tokens: Option<Bucket>,
+    pub(crate) tokens: Option<Bucket>,
 }
 
 /// How long a hold lives when its call says nothing of its own time limit: past its expiry (see
@@ -407,36 +421,45 @@ impl Admitted {
     /// The headers an answer carries: what is left of the rate limits (as OpenAI names them),
     /// and a warning for each budget past its warning share.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut headers = Vec::new();
-        if let Some(r) = self.requests {
-            headers.push(("x-ratelimit-limit-requests", r.limit.to_string()));
-            headers.push(("x-ratelimit-remaining-requests", r.remaining.to_string()));
-            headers.push(("x-ratelimit-reset-requests", openai_duration(r.reset_ms)));
-        }
-        if let Some(t) = self.tokens {
-            headers.push(("x-ratelimit-limit-tokens", t.limit.to_string()));
-            headers.push(("x-ratelimit-remaining-tokens", t.remaining.to_string()));
-            headers.push(("x-ratelimit-reset-tokens", openai_duration(t.reset_ms)));
-        }
-        let warnings: Vec<String> = self
-            .warnings
-            .iter()
-            .map(|w| {
-                format!(
-                    "{} budget {:.0}% used (${:.4} of ${:.2}), resets {}",
-                    window_name(w.window),
-                    100.0 * w.committed_usd / w.limit_usd.max(f64::MIN_POSITIVE),
-                    w.committed_usd,
-                    w.limit_usd,
-                    rfc3339(w.resets_at_ms)
-                )
-            })
-            .collect();
-        if !warnings.is_empty() {
-            headers.push(("x-switchyard-budget-warning", warnings.join("; ")));
-        }
-        headers
+        limit_headers(&self.warnings, self.requests, self.tokens)
     }
+}
+
+/// What is left of the rate limits (as OpenAI names it), and a warning for each budget past
+/// its warning share.
+pub fn limit_headers(
+    warnings: &[Warning],
+    requests: Option<Remaining>,
+    tokens: Option<Remaining>,
+) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::new();
+    if let Some(r) = requests {
+        headers.push(("x-ratelimit-limit-requests", r.limit.to_string()));
+        headers.push(("x-ratelimit-remaining-requests", r.remaining.min(r.limit).to_string()));
+        headers.push(("x-ratelimit-reset-requests", openai_duration(r.reset_ms)));
+    }
+    if let Some(t) = tokens {
+        headers.push(("x-ratelimit-limit-tokens", t.limit.to_string()));
+        headers.push(("x-ratelimit-remaining-tokens", t.remaining.min(t.limit).to_string()));
+        headers.push(("x-ratelimit-reset-tokens", openai_duration(t.reset_ms)));
+    }
+    let warnings: Vec<String> = warnings
+        .iter()
+        .map(|w| {
+            format!(
+                "{} budget {:.0}% used (${:.4} of ${:.2}), resets {}",
+                window_name(w.window),
+                100.0 * w.committed_usd / w.limit_usd.max(f64::MIN_POSITIVE),
+                w.committed_usd,
+                w.limit_usd,
+                rfc3339(w.resets_at_ms)
+            )
+        })
+        .collect();
+    if !warnings.is_empty() {
+        headers.push(("x-switchyard-budget-warning", warnings.join("; ")));
+    }
+    headers
 }
 
 fn window_name(window: Window) -> &'static str {

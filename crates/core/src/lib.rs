@@ -16,6 +16,7 @@ pub mod error;
 pub mod health;
 pub mod ingress;
 pub mod keys;
+pub mod lease;
 pub mod ledger;
 pub mod ledger_protocol;
 pub mod models;

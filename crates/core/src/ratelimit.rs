@@ -66,6 +66,12 @@ impl Bucket {
         }
     }
 
+    /// What the bucket holds now (below zero while it pays back a debt).
+    pub fn level(&mut self, limit: u64, now_ms: u64) -> f64 {
+        self.refill(limit, now_ms);
+        self.level
+    }
+
     /// Takes `amount` (after `check` allowed it).
     pub fn take(&mut self, limit: u64, amount: u64) -> Remaining {
         self.level -= amount.min(limit) as f64;
