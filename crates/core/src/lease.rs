@@ -134,7 +134,7 @@ pub struct Grant {
 pub enum LeaseAnswer {
     /// The lease as it now is; `refused`: what the waiting call needs does not fit.
     Granted {
-        grant: Grant,
+        grant: Box<Grant>,
         #[serde(default)]
         refused: Option<Refusal>,
     },
