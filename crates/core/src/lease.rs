@@ -139,7 +139,7 @@ pub enum LeaseAnswer {
         refused: Option<Refusal>,
     },
     /// The key's record refuses its calls (revoked, expired, model not allowed).
-    Denied { record: KeyRecord },
+    Denied { record: Box<KeyRecord> },
 }
 
 /// The ledger's record of one lease.
