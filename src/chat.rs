@@ -563,7 +563,7 @@ pub async fn count_tokens(
 ) -> Result<Response, Rejection> {
     let model = config.model(&request.model).ok_or_else(|| GatewayError::model_not_found(&request.model))?;
     // The key's own record decides (a revocation holds at once), as for a call.
-    crate::keys::confirm(env, config, key).await?;
+    crate::metering::confirm(env, config, key).await?;
     key.check(config, &[&request.model], Date::now().as_millis())?;
     let estimate = || {
         let body = format!("{{\"input_tokens\":{}}}", request.needs().prompt_tokens);
