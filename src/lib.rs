@@ -33,6 +33,7 @@ mod ledger;
 mod metering;
 mod outbox;
 mod provider_health;
+mod relay;
 mod response_store;
 mod responses;
 mod upstream;
