@@ -17,7 +17,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use switchyard_core::config::Config;
 use switchyard_core::keys::KeyRecord;
-use switchyard_core::lease::{Amounts, Answered, LeaseAnswer, LeaseAsk, LeaseView, Taken, REFRESH_AFTER_MS};
+use switchyard_core::lease::{
+    Amounts, Answered, LeaseAnswer, LeaseAsk, LeaseView, Taken, ASK_TIMEOUT_MS, REFRESH_AFTER_MS,
+};
 use switchyard_core::ledger::{Cap, Refusal};
 use switchyard_core::ratelimit::RateLimits;
 use worker::{Date, Env};
@@ -37,8 +39,8 @@ struct Slot {
     base: RefCell<LeaseAsk>,
     /// When the refresh in flight was sent.
     refreshing: Cell<Option<u64>>,
-    /// What the last refresh came to, and when it was sent.
-    last: RefCell<Option<(u64, Refreshed)>>,
+    /// What the last refresh came to, when it was sent, and what its waiting call needed.
+    last: RefCell<Option<(u64, Refreshed, Amounts)>>,
 }
 
 thread_local! {
@@ -50,9 +52,9 @@ thread_local! {
 /// The most leases an isolate keeps; past it, idle ones are dropped.
 const MAX_SLOTS: usize = 10_000;
 /// Another request's refresh is waited on this long at most.
-const WAIT_MS: u64 = ledger::TIMEOUT_MS + 500;
+const WAIT_MS: u64 = ASK_TIMEOUT_MS + 500;
 /// How long a call may wait for its lease, however many other calls queue for it.
-const ADMIT_MS: u64 = 2 * ledger::TIMEOUT_MS;
+const ADMIT_MS: u64 = 3 * ASK_TIMEOUT_MS;
 /// One `maintain` runs at most this long (the next request starts another); one older than
 /// this is taken for abandoned (its request ended and the runtime stopped it).
 const MAINTAIN_MS: u64 = 10_000;
@@ -160,9 +162,13 @@ pub async fn take(
         }
         if let Some(sent_ms) = in_flight(&slot, now) {
             match wait_for(&slot, sent_ms).await {
-                Some(Refreshed::Denied(record)) => return Err(Refused::Denied(record)),
-                Some(Refreshed::Failed(e)) => return Err(Refused::Unavailable(e)),
-                Some(Refreshed::Granted { .. }) | None => continue,
+                Some((Refreshed::Denied(record), _)) => return Err(Refused::Denied(record)),
+                Some((Refreshed::Failed(e), _)) => return Err(Refused::Unavailable(e)),
+                // Refused for a need no larger than this one: so is this one, without asking.
+                Some((Refreshed::Granted { refused: Some(refusal) }, theirs)) if covers(need, theirs, &refusal) => {
+                    return Err(Refused::Limit(refusal))
+                }
+                Some((Refreshed::Granted { .. }, _)) | None => continue,
             }
         }
         own += 1;
@@ -194,13 +200,23 @@ fn in_flight(slot: &Slot, now: u64) -> Option<u64> {
     }
 }
 
+/// Whether a refusal of `theirs` holds for `need` too: it asks as much of what was refused.
+fn covers(need: Amounts, theirs: Amounts, refusal: &Refusal) -> bool {
+    match refusal {
+        Refusal::Budget(_) => need.usd >= theirs.usd,
+        Refusal::Requests { .. } => need.requests >= theirs.requests.max(1),
+        Refusal::Tokens { .. } => need.tokens >= theirs.tokens,
+    }
+}
+
 /// Waits (on this request's own timers) for the refresh sent at `sent_ms` to end; what it came
-/// to, or `None` once it is taken for abandoned.
-async fn wait_for(slot: &Slot, sent_ms: u64) -> Option<Refreshed> {
+/// to and what its waiting call needed, or `None` once it is taken for abandoned.
+async fn wait_for(slot: &Slot, sent_ms: u64) -> Option<(Refreshed, Amounts)> {
     let mut pause_ms = 1;
     loop {
         if slot.refreshing.get() != Some(sent_ms) {
-            return slot.last.borrow().as_ref().filter(|(at, _)| *at == sent_ms).map(|(_, r)| r.clone());
+            let last = slot.last.borrow();
+            return last.as_ref().filter(|(at, ..)| *at == sent_ms).map(|(_, r, need)| (r.clone(), *need));
         }
         if Date::now().as_millis().saturating_sub(sent_ms) > WAIT_MS {
             slot.refreshing.set(None);
@@ -232,7 +248,7 @@ async fn refresh(env: &Env, slot: &Slot, models: &[&str], need: Amounts) -> (Ref
         }
     };
     let taken = slot.view.borrow_mut().answered(ask.seq, answered, sent_ms);
-    *slot.last.borrow_mut() = Some((sent_ms, outcome.clone()));
+    *slot.last.borrow_mut() = Some((sent_ms, outcome.clone(), need));
     if slot.refreshing.get() == Some(sent_ms) {
         slot.refreshing.set(None);
     }

@@ -562,8 +562,17 @@ fn stub(env: &Env, instance: &str) -> Result<worker::Stub> {
 /// `call`'s outcome, or an error once `TIMEOUT_MS` passed without one (the instance may still
 /// carry the request out: what it takes on under a call's id, the caller can still release).
 async fn bounded<T>(instance: &str, path: &str, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    crate::upstream::within(TIMEOUT_MS, call).await.unwrap_or_else(|| {
-        Err(worker::Error::RustError(format!("ledger {instance}{path}: no answer within {TIMEOUT_MS} ms")))
+    bounded_by(TIMEOUT_MS, instance, path, call).await
+}
+
+async fn bounded_by<T>(
+    timeout_ms: u64,
+    instance: &str,
+    path: &str,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    crate::upstream::within(timeout_ms, call).await.unwrap_or_else(|| {
+        Err(worker::Error::RustError(format!("ledger {instance}{path}: no answer within {timeout_ms} ms")))
     })
 }
 
@@ -592,7 +601,10 @@ async fn ask<T: Serialize, A: serde::de::DeserializeOwned>(
 
 /// Asks `instance` for a lease, or refreshes one (see `leases`).
 pub async fn lease(env: &Env, instance: &str, asked: &LeaseAsk) -> Result<LeaseAnswer> {
-    ask(env, instance, Method::Post, "/lease", asked).await
+    bounded_by(lease::ASK_TIMEOUT_MS, instance, "/lease", async {
+        send(env, instance, Method::Post, "/lease", asked).await?.json().await
+    })
+    .await
 }
 
 /// Sends `instance` the calls that ended (see `outbox`).

@@ -34,9 +34,13 @@ pub const LEASE_TTL_MS: u64 = 2_000;
 /// A lease is refreshed (off the hot path) once this old, or once its use waits this long to
 /// be reported.
 pub const REFRESH_AFTER_MS: u64 = LEASE_TTL_MS / 2;
-/// How long past its expiry the ledger keeps a lease's reservation: its last refresh may be on
-/// its way.
-pub const LEASE_GRACE_MS: u64 = 3_000;
+/// How long an isolate waits for the answer to a lease's ask. Together with `LEASE_TTL_MS` it
+/// is shorter than `LEASE_GRACE_MS`, so that an ask that got lost is followed by the next one
+/// before the ledger takes the lease for abandoned.
+pub const ASK_TIMEOUT_MS: u64 = 2_000;
+/// How long past its expiry the ledger keeps a lease's reservation: its next refresh may be on
+/// its way, after an ask that got lost.
+pub const LEASE_GRACE_MS: u64 = 5_000;
 /// How long the ledger remembers a lease it freed, so that a late report still counts its
 /// spend once.
 pub const LEASE_KEEP_MS: u64 = 60 * 60_000;
@@ -550,7 +554,12 @@ impl LeaseView {
                 self.expire();
                 false
             }
-            Answered::Failed => false,
+            Answered::Failed => {
+                // Whether the ledger counted the use the ask carried is unknown: it goes again
+                // (amounts are cumulative, so it counts once).
+                self.reported.spent_usd = f64::NAN;
+                false
+            }
         };
         match taken {
             Some(taken) if granted => Some(taken),
