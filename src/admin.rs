@@ -154,6 +154,9 @@ async fn save(env: &Env, record: &KeyRecord) -> Result<(), GatewayError> {
     ledger::put_record(env, record).await.map_err(|e| {
         GatewayError::new(503, "server_error", "ledger_unavailable", format!("The key's ledger cannot be written: {e}"))
     })?;
+    // This isolate's copies go now; other isolates' within a lease's lifetime.
+    crate::leases::forget(&record.id);
+    keys::forget(&record.id);
     keys::store(env, record).await
 }
 

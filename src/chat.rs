@@ -5,9 +5,8 @@
 use crate::attempts::{self, call_vendor, read_answer, vendor_key, Answer, Budget, Completed, Failed, Selection};
 use crate::http::Rejection;
 use crate::metering::{self, Admission, Estimate, Metered, StreamEnd};
-use crate::{health_view, http, upstream};
+use crate::{health_view, http, relay, upstream};
 use futures::channel::oneshot;
-use futures::StreamExt;
 use std::cell::RefCell;
 use std::rc::Rc;
 use switchyard_core::canonical::{Dialect, Egress, Request};
@@ -18,7 +17,8 @@ use switchyard_core::keys::KeyRecord;
 use switchyard_core::providers::{self, mock, ParamReport, StreamTranslator};
 use switchyard_core::route::{self, Strategy, Tier};
 use switchyard_core::GatewayError;
-use worker::{ByteStream, Date, Env, Response};
+use worker::web_sys::ReadableStreamDefaultReader;
+use worker::{Date, Env, Response};
 
 /// How the client asked: `strict` (its `x-switchyard-strict`) that parameters a target cannot
 /// honour be refused rather than dropped; `tier` (its `x-switchyard-tier`) a cascade's tier;
@@ -316,7 +316,7 @@ fn continued(provider: &Provider, request: &Request, reply: &ResponsesReply) -> 
 async fn translate_stream(
     provider: &Provider,
     stream: StreamOf,
-    mut response: Response,
+    response: Response,
     translator: Box<dyn StreamTranslator>,
     budget: Budget,
 ) -> Result<Answer, Failed> {
@@ -330,19 +330,22 @@ async fn translate_stream(
             format!("Provider `{}` broke off its stream before its first event: {cause}", provider.name),
         ))
     };
-    let upstream = response.stream().map_err(|e| broken(e.to_string()))?;
-    let (meter, metered) = oneshot::channel();
-    let mut pump = Pump {
-        upstream,
-        translator,
-        name,
-        started_ms: budget.started_ms,
-        meter: Some(meter),
-        info,
-        keepalive_ms,
-        quiet: None,
-        keep,
+    let body = match response.body() {
+        worker::ResponseBody::Stream(body) => body.clone(),
+        _ => return Err(broken("the answer has no body".to_owned())),
     };
+    // Closed (the vendor's connection with it) unless the client's stream takes it over.
+    struct Reading(Option<ReadableStreamDefaultReader>);
+    impl Drop for Reading {
+        fn drop(&mut self) {
+            if let Some(reader) = self.0.take() {
+                relay::cancel(&reader);
+            }
+        }
+    }
+    let mut reading = Reading(Some(relay::reader(&body)));
+    let (meter, metered) = oneshot::channel();
+    let mut pump = Pump { translator, name, started_ms: budget.started_ms, meter: Some(meter), info, keep };
     let mut first = Vec::new();
     let mut ended = false;
     // One timer for the first event, however many bytes arrive before it (keep-alive comments
@@ -351,17 +354,18 @@ async fn translate_stream(
     // Keep-alive comments alone do not commit the gateway to this target: they go out with the
     // first event.
     while !switchyard_core::sse::holds_data(&first) && !ended {
-        match upstream::within(remaining_ms(Some(first_until_ms)), pump.upstream.next()).await {
+        let Some(reader) = reading.0.as_ref() else { break };
+        match upstream::within(remaining_ms(Some(first_until_ms)), relay::read(reader)).await {
             None => return Err(Failed::retryable(GatewayError::upstream_timeout(&provider.name, timeout_ms))),
-            Some(Some(Ok(bytes))) => {
+            Some(Ok(Some(bytes))) => {
                 pump.translator.push(&bytes, &mut first);
                 if pump.translator.done() && pump.translator.error().is_none() {
                     pump.end(None, &mut first);
                     ended = true;
                 }
             }
-            Some(Some(Err(e))) => return Err(broken(e.to_string())),
-            Some(None) => {
+            Some(Err(e)) => return Err(broken(e)),
+            Some(Ok(None)) => {
                 pump.end(None, &mut first);
                 ended = true;
             }
@@ -371,62 +375,27 @@ async fn translate_stream(
         }
     }
 
-    let total_until_ms = budget.total_until_ms;
-    let rest = futures::stream::unfold((!ended).then_some(pump), move |pump| async move {
-        let mut pump = pump?;
-        loop {
-            let mut out = Vec::new();
-            // A timer only when the route sets a total timeout: one per chunk costs otherwise.
-            let next = match total_until_ms {
-                Some(_) => match upstream::within(remaining_ms(total_until_ms), pump.next()).await {
-                    Some(next) => next,
-                    None => {
-                        pump.end(Some("the answer took longer than the route's total timeout"), &mut out);
-                        return Some((Ok(out), None));
-                    }
-                },
-                None => pump.next().await,
-            };
-            let next = match next {
-                Next::Chunk(next) => next,
-                Next::Quiet => {
-                    pump.translator.keepalive(&mut out);
-                    if !out.is_empty() {
-                        return Some((Ok(out), Some(pump)));
-                    }
-                    continue;
-                }
-            };
-            match next {
-                Some(Ok(bytes)) => {
-                    pump.translator.push(&bytes, &mut out);
-                    // The vendor's end event: the client's stream ends now, whether or not the
-                    // vendor closes its connection.
-                    if pump.translator.done() {
-                        pump.end(None, &mut out);
-                        return Some((Ok(out), None));
-                    }
-                    if !out.is_empty() {
-                        return Some((Ok::<Vec<u8>, worker::Error>(out), Some(pump)));
-                    }
-                }
-                Some(Err(e)) => {
-                    pump.end(Some(&e.to_string()), &mut out);
-                    return Some((Ok(out), None));
-                }
-                None => {
-                    pump.end(None, &mut out);
-                    return Some((Ok(out), None));
-                }
-            }
-        }
-    });
-    let chunks = futures::stream::once(async move { Ok(first) }).chain(rest);
-    let response = Response::from_stream(chunks).map_err(|e| broken(e.to_string()))?;
+    // Committed: the rest is relayed (see `relay`), chunk by chunk, by the response itself.
+    if ended {
+        // The whole answer came before the commit: the vendor's connection is closed (by
+        // `reading`), the client gets it in one piece.
+        drop(pump);
+        let response = Response::from_bytes(first).map_err(|e| broken(e.to_string()))?;
+        return Ok(sse_answer(response, metered));
+    }
+    let reader = reading.0.take().expect("read until the commit");
+    let total_ms = budget.total_until_ms.map(|_| remaining_ms(budget.total_until_ms));
+    let body = relay::relay(&reader, &first, Box::new(pump), keepalive_ms, total_ms);
+    let response = Response::from_body(worker::ResponseBody::Stream(body)).map_err(|e| broken(e.to_string()))?;
+    Ok(sse_answer(response, metered))
+}
+
+/// A relayed stream's answer, with its headers; its usage known at its end.
+fn sse_answer(response: Response, metered: oneshot::Receiver<StreamEnd>) -> Answer {
     let headers = response.headers();
     let _ = headers.set("content-type", "text/event-stream; charset=utf-8");
     let _ = headers.set("cache-control", "no-cache");
-    Ok(Answer::new(response, Metered::AtEnd(metered)))
+    Answer::new(response, Metered::AtEnd(metered))
 }
 
 /// What a stream's pump is told of its call: the target's name (for its total time in the
@@ -441,7 +410,6 @@ struct StreamOf {
 
 /// A vendor stream being translated for the client, and what its end reports.
 struct Pump {
-    upstream: ByteStream,
     translator: Box<dyn StreamTranslator>,
     /// The target, for its total time in the health view.
     name: String,
@@ -449,38 +417,29 @@ struct Pump {
     /// Where the usage goes when the stream ends (or the client goes away).
     meter: Option<oneshot::Sender<StreamEnd>>,
     info: ModelInfo,
-    /// How often a translated stream the vendor is silent on gets the client dialect's
-    /// keep-alive (Anthropic's `ping`, else an SSE comment), so that proxies do not close it
-    /// while a model thinks (`limits.stream_keepalive_ms`).
-    keepalive_ms: u64,
-    /// The keep-alive's timer: one a `keepalive_ms`, however many chunks come meanwhile.
-    quiet: Option<std::pin::Pin<Box<worker::Delay>>>,
     /// A passed-through Responses stream's call, which keeps the vendor's final Response.
     keep: Option<Rc<ResponsesReply>>,
 }
 
-/// What the vendor's stream gave next: a chunk (or its end), or a keep-alive's worth of quiet.
-enum Next {
-    Chunk(Option<Result<Vec<u8>, worker::Error>>),
-    Quiet,
+impl relay::Tail for Pump {
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        self.translator.push(bytes, out);
+    }
+
+    fn done(&self) -> bool {
+        self.translator.done()
+    }
+
+    fn keepalive(&mut self, out: &mut Vec<u8>) {
+        self.translator.keepalive(out);
+    }
+
+    fn finish(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
+        self.end(error, out);
+    }
 }
 
 impl Pump {
-    /// The vendor's next chunk, or `Quiet` when the keep-alive's timer rings first (the
-    /// pending read stays with the stream, for the next call).
-    async fn next(&mut self) -> Next {
-        let quiet = self
-            .quiet
-            .get_or_insert_with(|| Box::pin(worker::Delay::from(std::time::Duration::from_millis(self.keepalive_ms))));
-        match futures::future::select(self.upstream.next(), quiet.as_mut()).await {
-            futures::future::Either::Left((next, _)) => Next::Chunk(next),
-            futures::future::Either::Right(((), _)) => {
-                self.quiet = None;
-                Next::Quiet
-            }
-        }
-    }
-
     /// The vendor's stream ended (with `error` if it broke): the client's stream is ended, its
     /// cost written before `[DONE]`, the total time and the usage reported.
     fn end(&mut self, error: Option<&str>, out: &mut Vec<u8>) {
@@ -563,7 +522,7 @@ pub async fn count_tokens(
 ) -> Result<Response, Rejection> {
     let model = config.model(&request.model).ok_or_else(|| GatewayError::model_not_found(&request.model))?;
     // The key's own record decides (a revocation holds at once), as for a call.
-    crate::keys::confirm(env, config, key).await?;
+    crate::metering::confirm(env, config, key).await?;
     key.check(config, &[&request.model], Date::now().as_millis())?;
     let estimate = || {
         let body = format!("{{\"input_tokens\":{}}}", request.needs().prompt_tokens);

@@ -4,7 +4,7 @@
 
 use switchyard_core::auth;
 use switchyard_core::config::Config;
-use switchyard_core::keys::{self, KeyRecord, Source};
+use switchyard_core::keys::{self, KeyRecord};
 use switchyard_core::GatewayError;
 use worker::{Date, Env};
 
@@ -26,7 +26,7 @@ pub async fn authenticate(env: &Env, config: &Config, presented: Option<&str>) -
         record.check(config, &[], Date::now().as_millis())?;
         return Ok(record);
     }
-    let record = load(env, &keys::id_of(&hash)).await?.ok_or_else(|| GatewayError::invalid_api_key(true))?;
+    let record = cached(env, &keys::id_of(&hash)).await?.ok_or_else(|| GatewayError::invalid_api_key(true))?;
     if !auth::constant_time_eq(record.sha256.as_bytes(), keys::hex(&hash).as_bytes()) {
         return Err(GatewayError::invalid_api_key(true));
     }
@@ -34,19 +34,43 @@ pub async fn authenticate(env: &Env, config: &Config, presented: Option<&str>) -
     Ok(record)
 }
 
-/// A key made by the admin API, checked against its ledger's record (the authoritative one: KV
-/// may lag a revocation by up to a minute at other edges). Only a ledger that says it has no
-/// record lets the KV copy stand; one that cannot say (an error, no answer in time) is a 503
-/// `ledger_unavailable`, since the key may have been revoked there.
-pub async fn confirm(env: &Env, config: &Config, key: &KeyRecord) -> Result<(), GatewayError> {
-    if key.source != Source::Api {
-        return Ok(());
+/// How long this isolate trusts its copy of a key's KV record: revocations and policy changes
+/// are enforced by the key's ledger, through its lease, within a lease's lifetime; this copy
+/// only saves a KV read a call. An unknown key is remembered for less.
+const KNOWN_MS: u64 = 60_000;
+const UNKNOWN_MS: u64 = 10_000;
+/// The most records kept (past it the copy starts again empty).
+const MAX_KEPT: usize = 10_000;
+
+thread_local! {
+    static KEPT: std::cell::RefCell<std::collections::HashMap<String, (Option<KeyRecord>, u64)>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// A key's record: this isolate's copy while it is fresh, else KV's.
+async fn cached(env: &Env, id: &str) -> Result<Option<KeyRecord>, GatewayError> {
+    let now = Date::now().as_millis();
+    let kept = KEPT.with(|kept| kept.borrow().get(id).cloned());
+    if let Some((record, at_ms)) = kept {
+        let fresh_ms = if record.is_some() { KNOWN_MS } else { UNKNOWN_MS };
+        if now.saturating_sub(at_ms) < fresh_ms {
+            return Ok(record);
+        }
     }
-    match crate::ledger::get_record(env, &key.id).await {
-        Ok(Some(record)) => record.check(config, &[], Date::now().as_millis()),
-        Ok(None) => Ok(()),
-        Err(e) => Err(crate::ledger::unavailable(e)),
-    }
+    let record = load(env, id).await?;
+    KEPT.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        if kept.len() >= MAX_KEPT {
+            kept.clear();
+        }
+        kept.insert(id.to_owned(), (record.clone(), now));
+    });
+    Ok(record)
+}
+
+/// Forgets this isolate's copy of a key's record (the admin API just wrote a new one).
+pub fn forget(id: &str) {
+    KEPT.with(|kept| kept.borrow_mut().remove(id));
 }
 
 /// A key's record as KV has it.

@@ -8,6 +8,9 @@
 //!   authoritative one: a revocation here is seen at once everywhere) is checked first. The
 //!   call's hold is kept under the call's id until its own expiry (`ttl_ms` from now); a call
 //!   whose id is known already (settled: given up by its isolate; or admitted) gets a 409;
+//! - `POST /lease` (`LeaseAsk`): an isolate's lease, new or refreshed (`switchyard_core::lease`):
+//!   its use counted, its slice of the caps and rate limits set anew, the key's record checked
+//!   (a revoked key's lease is `Denied`); leases not refreshed are freed after their expiry;
 //! - `POST /take`: the same for a target's rate limits, holding nothing;
 //! - `POST /settle` (`Batch`): calls that ended: each hold settled at the call's real cost and
 //!   tokens, or released if the call failed; and usage rows, for the `gateway` instance, which
@@ -30,6 +33,7 @@
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use switchyard_core::keys::KeyRecord;
+use switchyard_core::lease::{self, LeaseAnswer, LeaseAsk, LeaseState};
 use switchyard_core::ledger::{Scope, UsageRow};
 use switchyard_core::ledger_protocol::RecordStatus;
 use switchyard_core::settlement::{self, Book, Changes, Held};
@@ -39,7 +43,7 @@ use worker::{
     State,
 };
 
-pub use switchyard_core::ledger_protocol::{Admit, Answer, Batch, Outcome, Renew, Renewed, Settle};
+pub use switchyard_core::ledger_protocol::{Admit, Answer, Batch, Outcome, Renew};
 
 pub const BINDING: &str = "LEDGER";
 /// The instance of the whole gateway: its caps and every key's usage.
@@ -71,6 +75,11 @@ const SCHEMA: &[&str] = &[
     // The settlements and usage rows applied, by id, for `settlement::SETTLED_KEEP_MS`.
     "CREATE TABLE IF NOT EXISTS settled (id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS settled_at ON settled (at_ms)",
+    // Isolates' leases (`switchyard_core::lease`): `reserved` > 0 while the account holds some
+    // of the scope's budget for it.
+    "CREATE TABLE IF NOT EXISTS leases (id TEXT PRIMARY KEY, state TEXT NOT NULL, until_ms INTEGER NOT NULL, \
+     reserved REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS leases_until ON leases (until_ms)",
 ];
 
 /// Columns added to tables that deployed instances already have: each is added once (a second
@@ -106,6 +115,10 @@ impl DurableObject for Ledger {
                     return Response::error("call already admitted or settled", 409);
                 }
                 Response::from_json(&self.admit(admit, true, now)?)
+            }
+            (Method::Post, "/lease") => {
+                let ask: LeaseAsk = req.json().await?;
+                Response::from_json(&self.lease(ask, now)?)
             }
             (Method::Post, "/take") => {
                 let admit: Admit = req.json().await?;
@@ -381,6 +394,109 @@ impl Ledger {
         })
     }
 
+    /// An isolate's lease, asked for or refreshed (see `switchyard_core::lease`). The key's
+    /// record is checked first, as for an admission; leases whose isolates stopped refreshing
+    /// them are freed before the headroom is shared out.
+    fn lease(&self, mut ask: LeaseAsk, now: u64) -> Result<LeaseAnswer> {
+        self.free_stale_leases(now)?;
+        let mut denied = None;
+        if let Some(record) = self.record()?.or(ask.record.take()) {
+            let config = crate::config::current(&self.env).map_err(|e| worker::Error::RustError(e.to_string()))?;
+            let models: Vec<&str> = ask.models.iter().map(String::as_str).collect();
+            if record.check(&config, &models, now).is_err() {
+                // Refused: the lease's use is still counted, and what its calls in flight hold
+                // kept, but nothing more is granted.
+                ask.need = Default::default();
+                ask.want = Default::default();
+                denied = Some(Box::new(record.clone()));
+            }
+            ask.caps = record.policy.budgets.clone();
+            ask.limits = record.policy.rate_limits;
+            ask.record = Some(record);
+        }
+        #[derive(Deserialize)]
+        struct Count {
+            n: i64,
+        }
+        let stored: Vec<Text> = self
+            .sql
+            .exec("SELECT state AS text FROM leases WHERE id = ?", vec![SqlStorageValue::String(ask.lease_id.clone())])?
+            .to_array()?;
+        let state: Option<LeaseState> = stored.first().and_then(|row| serde_json::from_str(&row.text).ok());
+        let live: Vec<Count> = self
+            .sql
+            .exec(
+                "SELECT COUNT(*) AS n FROM leases WHERE until_ms >= ? AND id != ?",
+                vec![
+                    SqlStorageValue::Integer(now.saturating_sub(lease::LEASE_GRACE_MS) as i64),
+                    SqlStorageValue::String(ask.lease_id.clone()),
+                ],
+            )?
+            .to_array()?;
+        let live = live.first().map_or(0, |c| c.n.max(0) as usize);
+        self.with_scope(|scope| {
+            let (state, refused) = lease::refresh(scope, state, &ask, live, now);
+            let (state_json, scope_json) = (serde_json::to_string(&state)?, serde_json::to_string(scope)?);
+            // The scope first (see the module's note on what a failure mid-way leaves).
+            write_scope(&self.sql, scope_json)?;
+            self.sql.exec(
+                "INSERT INTO leases (id, state, until_ms, reserved) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET \
+                 state = excluded.state, until_ms = excluded.until_ms, reserved = excluded.reserved",
+                vec![
+                    SqlStorageValue::String(ask.lease_id.clone()),
+                    SqlStorageValue::String(state_json),
+                    SqlStorageValue::Integer(state.grant.until_ms as i64),
+                    SqlStorageValue::Float(state.reserved_usd),
+                ],
+            )?;
+            Ok(match denied {
+                Some(record) => LeaseAnswer::Denied { record },
+                None => LeaseAnswer::Granted { grant: Box::new(state.grant), refused },
+            })
+        })
+    }
+
+    /// Leases past their expiry and grace give their reservations back; those past keeping
+    /// are forgotten.
+    fn free_stale_leases(&self, now: u64) -> Result<()> {
+        #[derive(Deserialize)]
+        struct Row {
+            id: String,
+            state: String,
+        }
+        let stale_before = now.saturating_sub(lease::LEASE_GRACE_MS) as i64;
+        let rows: Vec<Row> = self
+            .sql
+            .exec(
+                "SELECT id, state FROM leases WHERE reserved > 0 AND until_ms < ?",
+                vec![SqlStorageValue::Integer(stale_before)],
+            )?
+            .to_array()?;
+        if !rows.is_empty() {
+            self.with_scope(|scope| {
+                let mut freed = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let Ok(mut state) = serde_json::from_str::<LeaseState>(&row.state) else { continue };
+                    lease::free(scope, &mut state, now);
+                    freed.push((row.id.clone(), serde_json::to_string(&state)?));
+                }
+                write_scope(&self.sql, serde_json::to_string(scope)?)?;
+                for (id, state) in freed {
+                    self.sql.exec(
+                        "UPDATE leases SET state = ?, reserved = 0 WHERE id = ?",
+                        vec![SqlStorageValue::String(state), SqlStorageValue::String(id)],
+                    )?;
+                }
+                Ok(())
+            })?;
+        }
+        if now.saturating_sub(self.swept_ms.get()) >= 60_000 {
+            let forget_before = now.saturating_sub(lease::LEASE_KEEP_MS) as i64;
+            self.sql.exec("DELETE FROM leases WHERE until_ms < ?", vec![SqlStorageValue::Integer(forget_before)])?;
+        }
+        Ok(())
+    }
+
     /// Applies a batch once (see `settlement::apply`).
     fn settle(&self, batch: &Batch, now: u64) -> Result<Outcome> {
         self.with_scope(|scope| settlement::apply(&mut SqlBook(&self.sql), scope, batch, now))
@@ -446,8 +562,17 @@ fn stub(env: &Env, instance: &str) -> Result<worker::Stub> {
 /// `call`'s outcome, or an error once `TIMEOUT_MS` passed without one (the instance may still
 /// carry the request out: what it takes on under a call's id, the caller can still release).
 async fn bounded<T>(instance: &str, path: &str, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    crate::upstream::within(TIMEOUT_MS, call).await.unwrap_or_else(|| {
-        Err(worker::Error::RustError(format!("ledger {instance}{path}: no answer within {TIMEOUT_MS} ms")))
+    bounded_by(TIMEOUT_MS, instance, path, call).await
+}
+
+async fn bounded_by<T>(
+    timeout_ms: u64,
+    instance: &str,
+    path: &str,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    crate::upstream::within(timeout_ms, call).await.unwrap_or_else(|| {
+        Err(worker::Error::RustError(format!("ledger {instance}{path}: no answer within {timeout_ms} ms")))
     })
 }
 
@@ -474,19 +599,17 @@ async fn ask<T: Serialize, A: serde::de::DeserializeOwned>(
     bounded(instance, path, async { send(env, instance, method, path, body).await?.json().await }).await
 }
 
-/// Asks `instance` to take on a call (`hold`: keep what it holds until settled).
-pub async fn admit(env: &Env, instance: &str, admit: &Admit, hold: bool) -> Result<Answer> {
-    ask(env, instance, Method::Post, if hold { "/admit" } else { "/take" }, admit).await
+/// Asks `instance` for a lease, or refreshes one (see `leases`).
+pub async fn lease(env: &Env, instance: &str, asked: &LeaseAsk) -> Result<LeaseAnswer> {
+    bounded_by(lease::ASK_TIMEOUT_MS, instance, "/lease", async {
+        send(env, instance, Method::Post, "/lease", asked).await?.json().await
+    })
+    .await
 }
 
 /// Sends `instance` the calls that ended (see `outbox`).
 pub async fn settle(env: &Env, instance: &str, batch: &Batch) -> Result<Outcome> {
     ask(env, instance, Method::Post, "/settle", batch).await
-}
-
-/// Tells `instance` that calls are still running (see `metering::Renewal`).
-pub async fn renew(env: &Env, instance: &str, renew: &Renew) -> Result<Renewed> {
-    ask(env, instance, Method::Post, "/renew", renew).await
 }
 
 pub async fn put_record(env: &Env, record: &KeyRecord) -> Result<()> {

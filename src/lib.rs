@@ -28,10 +28,12 @@ mod embeddings;
 mod health_view;
 mod http;
 mod keys;
+mod leases;
 mod ledger;
 mod metering;
 mod outbox;
 mod provider_health;
+mod relay;
 mod response_store;
 mod responses;
 mod upstream;
@@ -109,7 +111,7 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, R
     ) {
         // Calls to models consult the key's ledger when they are admitted; listing them, and
         // reading stored responses, asks it too, so that a revocation holds here at once as well.
-        keys::confirm(env, &config, &key).await?;
+        metering::confirm(env, &config, &key).await?;
     }
 
     match endpoint {
@@ -256,7 +258,7 @@ fn record_then(
             if let Some(then) = then {
                 then.await;
             }
-            outbox::deliver(&env).await;
+            futures::join!(outbox::deliver(&env), leases::maintain(&env));
         };
         let refreshed = async {
             if refresh {

@@ -14,7 +14,7 @@
 //! `settlement::RESEND_WINDOW_MS` after the call ended; what is older is dropped (the ledger
 //! would refuse it as too late to tell; a hold it would have settled is freed at its expiry).
 
-use crate::ledger::{self, Batch, Settle};
+use crate::ledger::{self, Batch};
 use crate::provider_health;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -51,11 +51,6 @@ pub fn report(report: Report) {
     });
 }
 
-/// A hold to settle (or release) in a ledger instance.
-pub fn settle(instance: &str, settle: Settle) {
-    OUTBOX.with(|outbox| outbox.borrow_mut().batches.entry(instance.to_owned()).or_default().settles.push(settle));
-}
-
 /// A call's usage row for the gateway's ledger. Rows are sent one a call (the ledger adds them
 /// up by minute, key, model and provider), each under its call's id, so that one sent twice
 /// counts once.
@@ -88,6 +83,8 @@ pub async fn deliver(env: &Env) {
     let sending = Sending;
     worker::Delay::from(std::time::Duration::from_millis(FLUSH_MS)).await;
     drop(sending);
+    // The leases' use first: a call's cost counts against its caps before its usage shows.
+    crate::leases::report(env).await;
     let (report, batches) = OUTBOX.with(|outbox| {
         let mut outbox = outbox.borrow_mut();
         (outbox.report.take(), std::mem::take(&mut outbox.batches))

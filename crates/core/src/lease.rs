@@ -34,9 +34,13 @@ pub const LEASE_TTL_MS: u64 = 2_000;
 /// A lease is refreshed (off the hot path) once this old, or once its use waits this long to
 /// be reported.
 pub const REFRESH_AFTER_MS: u64 = LEASE_TTL_MS / 2;
-/// How long past its expiry the ledger keeps a lease's reservation: its last refresh may be on
-/// its way.
-pub const LEASE_GRACE_MS: u64 = 3_000;
+/// How long an isolate waits for the answer to a lease's ask. Together with `LEASE_TTL_MS` it
+/// is shorter than `LEASE_GRACE_MS`, so that an ask that got lost is followed by the next one
+/// before the ledger takes the lease for abandoned.
+pub const ASK_TIMEOUT_MS: u64 = 2_000;
+/// How long past its expiry the ledger keeps a lease's reservation: its next refresh may be on
+/// its way, after an ask that got lost.
+pub const LEASE_GRACE_MS: u64 = 5_000;
 /// How long the ledger remembers a lease it freed, so that a late report still counts its
 /// spend once.
 pub const LEASE_KEEP_MS: u64 = 60 * 60_000;
@@ -97,6 +101,10 @@ pub struct LeaseAsk {
     pub models: Vec<String>,
     #[serde(default)]
     pub used: Use,
+    /// The limit the isolate applies while this ask travels (its grant in force).
+    #[serde(default)]
+    pub acked: Amounts,
+    /// What the waiting call needs: the isolate has taken it already (it is in `used`).
     #[serde(default)]
     pub need: Amounts,
     #[serde(default)]
@@ -185,8 +193,9 @@ fn slice(left: f64, live: usize, want: f64, need: f64) -> Option<f64> {
 }
 
 /// A bucket's part: tops the lease's free part (`granted - used`) up to its slice of the
-/// bucket, or gives back what it holds beyond it. Returns the new cumulative grant, or the wait
-/// until what the waiting call needs fits.
+/// bucket (never down: the isolate may be using it while the answer travels). `used` is
+/// without the waiting call, whose `need` the top-up includes. Returns the new cumulative
+/// grant, or the wait until the need fits.
 fn rebucket(
     bucket: &mut Bucket,
     limit: u64,
@@ -196,8 +205,6 @@ fn rebucket(
     need: u64,
     now_ms: u64,
 ) -> Result<u64, u64> {
-    // More than the whole limit counts as the whole limit, so that it passes once it is full.
-    let need = need.min(limit);
     let mut granted = granted;
     if used > granted {
         // Calls used more than they were taken with (tokens beyond their estimate): the debt
@@ -215,17 +222,18 @@ fn rebucket(
     let target = (target.floor() as u64).max(need);
     if target > free {
         bucket.take(limit, target - free);
-        Ok(granted + (target - free))
-    } else {
-        bucket.adjust(limit, -((free - target) as i64), now_ms);
-        Ok(granted - (free - target))
+        granted += target - free;
     }
+    Ok(granted)
 }
 
 /// A lease asked for or refreshed: its use counted into the scope, then its free part and its
 /// expiry set anew. `state` is the lease as the ledger has it (none: a new one); `live`: how
-/// many live leases the scope has besides this one. The lease is always updated (a refusal of
-/// what the waiting call needs still counts the use and keeps what calls in flight hold).
+/// many live leases the scope has besides this one. The isolate took what the waiting call
+/// needs already (it is in `ask.used`): it is granted on top of what the lease holds, or
+/// refused, and then left out of the lease. Either way the use is counted and what calls in
+/// flight hold stays reserved; and what the isolate may be using while the answer travels (up
+/// to the limit it applies, `ask.acked`) stays reserved until its next ask.
 pub fn refresh(
     scope: &mut Scope,
     state: Option<LeaseState>,
@@ -251,6 +259,14 @@ pub fn refresh(
         scope.account.charge(spent, now_ms);
         state.counted_usd += spent;
     }
+    // The lease's use without the waiting call.
+    let need = ask.need;
+    let before = Use {
+        spent_usd: ask.used.spent_usd,
+        held_usd: (ask.used.held_usd - need.usd).max(0.0),
+        requests: ask.used.requests.saturating_sub(need.requests),
+        tokens: ask.used.tokens.saturating_sub(need.tokens),
+    };
     let mut refused = None;
 
     // Requests, then tokens, then money: a call over a rate limit is refused before anything
@@ -258,63 +274,55 @@ pub fn refresh(
     let mut limit = state.grant.limit;
     if let Some(rpm) = ask.limits.rpm {
         let bucket = scope.requests.get_or_insert_with(|| Bucket::full(rpm, now_ms));
-        match rebucket(
-            bucket,
-            rpm,
-            (limit.requests, ask.used.requests),
-            live,
-            ask.want.requests,
-            ask.need.requests,
-            now_ms,
-        ) {
+        match rebucket(bucket, rpm, (limit.requests, before.requests), live, ask.want.requests, need.requests, now_ms) {
             Ok(granted) => limit.requests = granted,
             Err(retry_after_ms) => refused = Some(Refusal::Requests { limit: rpm, retry_after_ms }),
         }
     }
-    if let Some(tpm) = ask.limits.tpm {
+    if let (Some(tpm), None) = (ask.limits.tpm, &refused) {
         let bucket = scope.tokens.get_or_insert_with(|| Bucket::full(tpm, now_ms));
-        let need = if refused.is_some() { 0 } else { ask.need.tokens };
-        match rebucket(bucket, tpm, (limit.tokens, ask.used.tokens), live, ask.want.tokens, need, now_ms) {
+        match rebucket(bucket, tpm, (limit.tokens, before.tokens), live, ask.want.tokens, need.tokens.min(tpm), now_ms)
+        {
             Ok(granted) => limit.tokens = granted,
             Err(retry_after_ms) => refused = Some(Refusal::Tokens { limit: tpm, retry_after_ms }),
         }
     }
 
     // Money: what calls in flight hold is reserved again whatever the caps say (they run
-    // already); the free part only within them.
-    let held = ask.used.held_usd.max(0.0);
+    // already); the waiting call and the free part only within them.
     let windows: Vec<Window> = ask.caps.iter().map(|c| c.window).collect();
-    let mut free = 0.0;
+    let mut part = 0.0;
     if !ask.caps.is_empty() && refused.is_none() {
-        let left = ask
-            .caps
-            .iter()
-            .map(|cap| cap.limit_usd - scope.account.committed(cap.window, now_ms) - held)
-            .fold(f64::INFINITY, f64::min);
-        let need = ask.need.usd;
-        match slice(left, live, ask.want.usd, need) {
-            Some(part) => free = part,
+        let committed = |scope: &mut Scope, cap: &Cap| scope.account.committed(cap.window, now_ms);
+        let mut left = f64::INFINITY;
+        let mut tightest = ask.caps[0];
+        for cap in &ask.caps {
+            let cap_left = cap.limit_usd - committed(scope, cap) - before.held_usd;
+            if cap_left < left {
+                (left, tightest) = (cap_left, *cap);
+            }
+        }
+        match slice(left, live, ask.want.usd, need.usd) {
+            Some(granted) => part = granted,
             None => {
-                let cap = ask
-                    .caps
-                    .iter()
-                    .find(|cap| cap.limit_usd - scope.account.committed(cap.window, now_ms) - held + EPSILON_USD < need)
-                    .unwrap_or(&ask.caps[0]);
                 refused = Some(Refusal::Budget(Exceeded {
-                    window: cap.window,
-                    limit_usd: cap.limit_usd,
-                    spent_usd: scope.account.committed(cap.window, now_ms) + held,
-                    asked_usd: need,
-                    resets_at_ms: cap.window.reset_ms(now_ms),
+                    window: tightest.window,
+                    limit_usd: tightest.limit_usd,
+                    spent_usd: committed(scope, &tightest) + before.held_usd,
+                    asked_usd: need.usd,
+                    resets_at_ms: tightest.window.reset_ms(now_ms),
                 }));
-                // Nothing free is kept for calls that would not fit either.
             }
         }
     }
-    scope.account.force_reserve(&windows, held + free, now_ms);
-    state.reserved_usd = held + free;
-    state.windows = windows;
+    // Refused, the waiting call holds nothing, and nothing more is granted.
+    let held = if refused.is_none() { ask.used.held_usd } else { before.held_usd };
+    let free = if refused.is_none() { (part - need.usd).max(0.0) } else { 0.0 };
     limit.usd = state.counted_usd + held + free;
+    let reserved = (ask.acked.usd - state.counted_usd).max(held + free);
+    scope.account.force_reserve(&windows, reserved, now_ms);
+    state.reserved_usd = reserved;
+    state.windows = windows;
 
     let warnings = ask
         .caps
@@ -378,6 +386,19 @@ pub enum Short {
     Insufficient,
 }
 
+/// What became of an ask.
+#[derive(Debug, Clone)]
+pub enum Answered {
+    /// The lease as the ledger now has it, with the waiting call's need in it.
+    Granted(Grant),
+    /// The lease as the ledger now has it; the waiting call's need did not fit.
+    Refused(Grant),
+    /// The key's record refuses the calls.
+    Denied,
+    /// No answer (an error, or none in time).
+    Failed,
+}
+
 /// An isolate's side of one lease: what the ledger granted, what the isolate's calls used.
 #[derive(Debug, Clone, Default)]
 pub struct LeaseView {
@@ -390,6 +411,8 @@ pub struct LeaseView {
     used: Use,
     /// The use the last ask carried.
     reported: Use,
+    /// What the ask in flight took for the call waiting on it, and that ask's `seq`.
+    pending: Option<(u64, Taken)>,
     /// Demand seen since the last ask: what the calls needed, how many, since when.
     seen: Amounts,
     seen_calls: u64,
@@ -460,18 +483,99 @@ impl LeaseView {
         self.used.tokens -= taken.tokens.min(self.used.tokens);
     }
 
-    /// The next ask for this lease: its use so far, what `need` (a call waiting on it, or
-    /// nothing) needs, and what the demand seen asks for a lease's lifetime. `base` holds the
-    /// scope's caps, limits, record and models.
+    /// The next ask for this lease: its use so far, what the demand seen asks for a lease's
+    /// lifetime, and `need`, what a call waiting on the answer needs (nothing, off the hot
+    /// path), which is taken now, ahead of the grant: calls that come meanwhile cannot take it
+    /// from under the waiting one. `answered` hands it over, or gives it back. `base` holds
+    /// the scope's caps, limits, record and models.
     pub fn ask(&mut self, base: &LeaseAsk, need: Amounts, now_ms: u64) -> LeaseAsk {
+        if let Some((_, stale)) = self.pending.take() {
+            // An ask whose answer never came: what it took goes back.
+            self.undo(&stale);
+        }
         self.seq += 1;
         self.asked_ms = now_ms;
+        let taken = match &self.grant {
+            Some(grant) => Taken {
+                usd: if grant.caps.is_empty() { 0.0 } else { need.usd },
+                requests: if grant.limits.rpm.is_some() { need.requests } else { 0 },
+                tokens: grant.limits.tpm.map_or(0, |tpm| need.tokens.min(tpm)),
+            },
+            None => Taken { usd: need.usd, requests: need.requests, tokens: need.tokens },
+        };
+        if taken != Taken::default() {
+            self.used.held_usd += taken.usd;
+            self.used.requests += taken.requests;
+            self.used.tokens += taken.tokens;
+            self.pending = Some((self.seq, taken));
+        }
         self.reported = self.used;
         let want = self.want(need, now_ms);
         self.seen = Amounts::default();
         self.seen_calls = 0;
         self.seen_since_ms = now_ms;
-        LeaseAsk { lease_id: self.id.clone(), seq: self.seq, used: self.used, need, want, ..base.clone() }
+        LeaseAsk {
+            lease_id: self.id.clone(),
+            seq: self.seq,
+            used: self.used,
+            acked: self.grant.as_ref().map(|g| g.limit).unwrap_or_default(),
+            need: Amounts { usd: taken.usd, requests: taken.requests, tokens: taken.tokens },
+            want,
+            ..base.clone()
+        }
+    }
+
+    /// What the ledger answered to ask `seq`, sent at `asked_ms`: the grant is in force until
+    /// `LEASE_TTL_MS` after that. Returns what the ask took for its waiting call when the
+    /// ledger granted it; refused, denied or unanswered, that goes back.
+    pub fn answered(&mut self, seq: u64, answer: Answered, asked_ms: u64) -> Option<Taken> {
+        let taken = match self.pending {
+            Some((pending, taken)) if pending == seq => {
+                self.pending = None;
+                Some(taken)
+            }
+            _ => None,
+        };
+        let granted = match answer {
+            // Older than the grant in force: only what it says of the waiting call counts.
+            Answered::Granted(ref grant) if self.grant.as_ref().is_some_and(|g| g.seq > grant.seq) => true,
+            Answered::Refused(ref grant) if self.grant.as_ref().is_some_and(|g| g.seq > grant.seq) => false,
+            Answered::Granted(grant) => {
+                self.granted_ask_ms = asked_ms;
+                self.grant = Some(grant);
+                true
+            }
+            Answered::Refused(grant) => {
+                self.granted_ask_ms = asked_ms;
+                self.grant = Some(grant);
+                false
+            }
+            Answered::Denied => {
+                self.expire();
+                false
+            }
+            Answered::Failed => {
+                // Whether the ledger counted the use the ask carried is unknown: it goes again
+                // (amounts are cumulative, so it counts once).
+                self.reported.spent_usd = f64::NAN;
+                false
+            }
+        };
+        match taken {
+            Some(taken) if granted => Some(taken),
+            Some(taken) => {
+                self.undo(&taken);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Gives back what an ask took for a call that was not admitted.
+    fn undo(&mut self, taken: &Taken) {
+        self.used.held_usd = (self.used.held_usd - taken.usd).max(0.0);
+        self.used.requests -= taken.requests.min(self.used.requests);
+        self.used.tokens -= taken.tokens.min(self.used.tokens);
     }
 
     /// What the demand seen since the last ask would use in `HEADROOM_LIFETIMES` lifetimes,
@@ -496,19 +600,26 @@ impl LeaseView {
         }
     }
 
-    /// The ledger's answer to the ask sent at `asked_ms`: the grant is in force until
-    /// `LEASE_TTL_MS` after that (an older answer than the one in force changes nothing).
-    pub fn granted(&mut self, grant: Grant, asked_ms: u64) {
-        if self.grant.as_ref().is_some_and(|g| g.seq > grant.seq) {
-            return;
-        }
-        self.granted_ask_ms = asked_ms;
-        self.grant = Some(grant);
+    /// The lease may not be used any more (the key's record refuses its calls, or changed):
+    /// the next call waits for the ledger. What its calls in flight use is still reported.
+    pub fn expire(&mut self) {
+        self.granted_ask_ms = 0;
     }
 
-    /// The key's record refuses the calls: the lease is given up.
-    pub fn deny(&mut self) {
-        self.grant = None;
+    /// Ms from `now_ms` until a refresh is due if nothing changes (0: now); `None`: the lease is
+    /// idle and left to lapse.
+    pub fn due_in(&self, now_ms: u64) -> Option<u64> {
+        if self.due(now_ms) {
+            return Some(0);
+        }
+        let in_use = self.seen_calls > 0 || self.used.held_usd > 0.0 || self.used != self.reported;
+        (self.grant.is_some() && in_use).then(|| self.asked_ms.saturating_add(REFRESH_AFTER_MS).saturating_sub(now_ms))
+    }
+
+    /// Whether use (spend or tokens) waits to be reported to the ledger.
+    pub fn unreported(&self) -> bool {
+        self.grant.is_some()
+            && (self.used.spent_usd != self.reported.spent_usd || self.used.tokens != self.reported.tokens)
     }
 
     /// Whether a refresh is due now (off the hot path): the lease is in use and half its
@@ -583,13 +694,21 @@ mod tests {
             }
         }
 
-        /// Asks the ledger (at once) for `need`; the refusal, if any.
-        fn refresh(&mut self, need: Amounts, now: u64) -> Option<Refusal> {
+        /// Asks the ledger (at once) for `need`: what it took, or the refusal.
+        fn ask(&mut self, need: Amounts, now: u64) -> Result<Option<Taken>, Refusal> {
             let ask = self.view.ask(&self.base, need, now);
             let (state, refused) = refresh(&mut self.scope, self.state.take(), &ask, 0, now);
-            self.view.granted(state.grant.clone(), now);
+            let answer = match refused {
+                None => Answered::Granted(state.grant.clone()),
+                Some(_) => Answered::Refused(state.grant.clone()),
+            };
+            let taken = self.view.answered(ask.seq, answer, now);
             self.state = Some(state);
-            refused
+            refused.map_or(Ok(taken), Err)
+        }
+
+        fn refresh(&mut self, need: Amounts, now: u64) -> Option<Refusal> {
+            self.ask(need, now).err()
         }
 
         /// A call admitted as the worker admits it: locally, else after a refresh.
@@ -597,10 +716,7 @@ mod tests {
             if let Ok(taken) = self.view.take(need, now) {
                 return Ok(taken);
             }
-            if let Some(refusal) = self.refresh(need, now) {
-                return Err(refusal);
-            }
-            Ok(self.view.take(need, now).expect("a grant fits its need"))
+            Ok(self.ask(need, now)?.expect("a grant holds its need"))
         }
 
         fn committed(&mut self, now: u64) -> f64 {
@@ -719,7 +835,7 @@ mod tests {
         assert_eq!(pair.view.take(usd(0.01), NOW + LEASE_TTL_MS), Err(Short::Expired));
         // An idle lease is left to lapse.
         let mut idle = Pair::new(cap(100.0), RateLimits::default());
-        idle.refresh(usd(0.01), NOW);
+        idle.refresh(Amounts::default(), NOW);
         assert!(!idle.view.due(NOW + REFRESH_AFTER_MS));
     }
 
@@ -769,9 +885,12 @@ mod tests {
                             let ask = views[i].ask(&base, usd(need), now);
                             let (state, refused) =
                                 refresh(&mut scope, states[i].take(), &ask, live.saturating_sub(1), now);
-                            views[i].granted(state.grant.clone(), now);
+                            let answer = match refused {
+                                None => Answered::Granted(state.grant.clone()),
+                                Some(_) => Answered::Refused(state.grant.clone()),
+                            };
                             states[i] = Some(state);
-                            refused.is_none().then(|| views[i].take(usd(need), now).unwrap())
+                            views[i].answered(ask.seq, answer, now)
                         }
                     };
                     if let Some(taken) = taken {
@@ -788,7 +907,7 @@ mod tests {
                     if views[i].grant().is_some() {
                         let ask = views[i].ask(&base, Amounts::default(), now);
                         let (state, _) = refresh(&mut scope, states[i].take(), &ask, 7, now);
-                        views[i].granted(state.grant.clone(), now);
+                        views[i].answered(ask.seq, Answered::Granted(state.grant.clone()), now);
                         states[i] = Some(state);
                     }
                 }
