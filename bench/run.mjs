@@ -4,7 +4,8 @@
 //
 //   node bench/run.mjs           full run: also runs the native core benchmark, installs the
 //                                peers (Portkey, LiteLLM), writes BENCHMARKS.md and bench/latency.png
-//   node bench/run.mjs --smoke   the harness on tiny counts, peers skipped; writes only bench/out/
+//   node bench/run.mjs --smoke   the harness on tiny counts, peers skipped, Node's load
+//                                generator instead of oha (nothing to install); writes only bench/out/
 //
 // Expects the worker built (`make build`, release) and mock-upstream built (`cargo build
 // --release -p mock-upstream`; the smoke run takes the debug build `make test` already has).
@@ -20,6 +21,7 @@ import { fileURLToPath } from "node:url";
 import { startProcess, waitReady, freePort } from "./lib/processes.mjs";
 import { readWranglerToml, writeWorkerdConfig, gatewayModules } from "./lib/workerd.mjs";
 import { ensureOha, runLoad, OHA_VERSION } from "./lib/load.mjs";
+import { runNodeLoad } from "./lib/nodeload.mjs";
 import { SCENARIOS, STREAM_CHUNKS } from "./lib/scenarios.mjs";
 import { makeSystems, probe, answerWire, LITELLM_VERSION } from "./lib/systems.mjs";
 import { renderReport, updateBenchmarksMd } from "./lib/report.mjs";
@@ -27,9 +29,10 @@ import { renderReport, updateBenchmarksMd } from "./lib/report.mjs";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const smoke = process.argv.includes("--smoke");
 
-// Counts and durations. Full: about 8 minutes of load in all; smoke: a few seconds.
+// Counts and durations. Full: about 8 minutes of load in all; smoke: a few seconds. The smoke
+// run's load generator is bench/lib/nodeload.mjs (nothing to install), the full run's oha.
 const PLAN = smoke
-  ? { loads: [{ name: "c1", concurrency: 1, seconds: 0.3 }], warmupSeconds: 0.1, startupRepeats: 1, peers: false }
+  ? { loads: [{ name: "c1", concurrency: 1, seconds: 0.3 }], warmupSeconds: 0.1, startupRepeats: 1, peers: false, loadGenerator: "node" }
   : {
       loads: [
         { name: "c1", concurrency: 1, seconds: 4 }, // latency and overhead, unloaded
@@ -39,6 +42,7 @@ const PLAN = smoke
       warmupSeconds: 1,
       startupRepeats: 5,
       peers: true,
+      loadGenerator: "oha",
     };
 
 const log = (...args) => console.error("bench:", ...args);
@@ -108,7 +112,8 @@ function machine() {
     node: process.versions.node,
     workerd: trySh(join(root, "node_modules", ".bin", "workerd"), ["--version"]),
     rustc: trySh("rustc", ["--version"]),
-    oha: OHA_VERSION,
+    loadGenerator: PLAN.loadGenerator === "oha" ? `oha ${OHA_VERSION}` : `bench/lib/nodeload.mjs (Node ${process.versions.node} http)`,
+    oha: PLAN.loadGenerator === "oha" ? OHA_VERSION : null,
     commit: trySh("git", ["rev-parse", "--short", "HEAD"]),
     dirty: (trySh("git", ["status", "--porcelain", "--untracked-files=no"]) ?? "") !== "",
   };
@@ -173,7 +178,8 @@ async function main() {
     log("native core benchmark: cargo bench -p switchyard-core --bench adapters");
     results.adapters = sh("cargo", ["bench", "-q", "-p", "switchyard-core", "--bench", "adapters"], { stdio: ["ignore", "pipe", "inherit"] });
   }
-  const oha = ensureOha(join(cacheDir, "tools"));
+  const oha = PLAN.loadGenerator === "oha" ? ensureOha(join(cacheDir, "tools")) : null;
+  const load = (args) => (oha ? runLoad({ oha, ...args }) : runNodeLoad(args));
   const peers = PLAN.peers ? installPeers() : { venv: join(cacheDir, "bench", "litellm-venv"), errors: {} };
   results.bundle = bundle(buildDir);
 
@@ -247,12 +253,12 @@ async function main() {
         log(`${r.system.id} / ${scenario.id}: bad answer: ${String(verdict).slice(0, 200)}`);
       }
     }
-    for (const load of PLAN.loads) {
+    for (const step of PLAN.loads) {
       for (const r of live) {
-        const tag = `${r.system.id}-${scenario.id}-${load.name}`;
-        await runLoad({ oha, request: r.request, concurrency: load.concurrency, seconds: PLAN.warmupSeconds, workDir: work, tag });
-        const run = await runLoad({ oha, request: r.request, concurrency: load.concurrency, seconds: load.seconds, proc: r.proc, workDir: work, tag });
-        results.runs.push({ system: r.system.id, scenario: scenario.id, load: load.name, ...run });
+        const tag = `${r.system.id}-${scenario.id}-${step.name}`;
+        await load({ request: r.request, concurrency: step.concurrency, seconds: PLAN.warmupSeconds, workDir: work, tag });
+        const run = await load({ request: r.request, concurrency: step.concurrency, seconds: step.seconds, proc: r.proc, workDir: work, tag });
+        results.runs.push({ system: r.system.id, scenario: scenario.id, load: step.name, ...run });
         log(`${tag}: p50 ${run.latencyMs.p50?.toFixed(2)} ms, ${Math.round(run.rps)} rps, ${run.errors} errors`);
       }
     }
