@@ -22,6 +22,7 @@ import { startProcess, waitReady, freePort } from "./lib/processes.mjs";
 import { readWranglerToml, writeWorkerdConfig, gatewayModules } from "./lib/workerd.mjs";
 import { ensureOha, runLoad, OHA_VERSION } from "./lib/load.mjs";
 import { runNodeLoad } from "./lib/nodeload.mjs";
+import { settledCounts, callsPerRequest } from "./lib/calls.mjs";
 import { SCENARIOS, STREAM_CHUNKS } from "./lib/scenarios.mjs";
 import { makeSystems, probe, answerWire, LITELLM_VERSION } from "./lib/systems.mjs";
 import { renderReport, updateBenchmarksMd } from "./lib/report.mjs";
@@ -29,8 +30,9 @@ import { renderReport, updateBenchmarksMd } from "./lib/report.mjs";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const smoke = process.argv.includes("--smoke");
 
-// Counts and durations. Full: about 8 minutes of load in all; smoke: a few seconds. The smoke
-// run's load generator is bench/lib/nodeload.mjs (nothing to install), the full run's oha.
+// Counts and durations. Full: about 10 minutes of load in all (with the counted runs); smoke:
+// seconds. The smoke run's load generator is bench/lib/nodeload.mjs (nothing to install), the
+// full run's oha.
 const PLAN = smoke
   ? { loads: [{ name: "c1", concurrency: 1, seconds: 0.3 }], warmupSeconds: 0.1, startupRepeats: 1, peers: false, loadGenerator: "node" }
   : {
@@ -171,7 +173,7 @@ async function main() {
   for (const [what, path] of [["the built worker (make build)", join(buildDir, "index_bg.wasm")], ["mock-upstream", mockBin]]) {
     if (!existsSync(path)) throw new Error(`${what} is missing: ${path}`);
   }
-  const results = { mode: smoke ? "smoke" : "full", plan: PLAN, machine: machine(), scenarios: SCENARIOS, systems: {}, runs: [] };
+  const results = { mode: smoke ? "smoke" : "full", plan: PLAN, machine: machine(), scenarios: SCENARIOS, systems: {}, runs: [], calls: [] };
   log(`${results.mode} run on ${results.machine.cpu}, commit ${results.machine.commit}${results.machine.dirty ? " (uncommitted changes)" : ""}`);
 
   if (!smoke) {
@@ -236,6 +238,20 @@ async function main() {
     }
   }
 
+  // A twin of each counted system (the gateways), its invocations counted by the runtime (a tail
+  // worker, bench/call-counter.js). Not the timed instance: tracing costs about 0.1 ms of CPU an
+  // invocation traced, on the thread that serves the requests.
+  const twins = [];
+  for (const r of running.filter((x) => x.system.countable)) {
+    try {
+      const twin = { system: r.system, ...(await r.system.start(firstScenario, { count: true })) };
+      twin.sent = twin.answered; // requests that reached it: the runtime reports each once done
+      twins.push(twin);
+    } catch (e) {
+      results.systems[r.system.id].notes.push(`calls not counted: its counted twin could not be started (${e.message.split("\n")[0]})`);
+    }
+  }
+
   for (const scenario of SCENARIOS) {
     // A system whose answer is wrong in this scenario is reported as failing it, not measured.
     const live = [];
@@ -262,8 +278,33 @@ async function main() {
         log(`${tag}: p50 ${run.latencyMs.p50?.toFixed(2)} ms, ${Math.round(run.rps)} rps, ${run.errors} errors`);
       }
     }
+    // Then the runtime's count of Durable Object and KV calls, on each counted twin: the first
+    // load's concurrency and duration after the same warm-up, the counts read once settled.
+    const c1 = PLAN.loads[0];
+    for (const t of twins) {
+      if (!live.some((r) => r.system.id === t.system.id)) continue;
+      const request = t.system.request(t.url, scenario);
+      const tag = `${t.system.id}-${scenario.id}-counted`;
+      try {
+        const verdict = await probe(request, scenario, answerWire(t.system, scenario));
+        t.sent++;
+        if (verdict !== true) throw new Error(`bad answer: ${verdict}`);
+        const warm = await load({ request, concurrency: c1.concurrency, seconds: PLAN.warmupSeconds, workDir: work, tag });
+        t.sent += warm.ok + warm.errors;
+        const before = await settledCounts(t.counterUrl, t.sent);
+        const run = await load({ request, concurrency: c1.concurrency, seconds: c1.seconds, workDir: work, tag });
+        t.sent += run.ok + run.errors;
+        const calls = callsPerRequest(before, await settledCounts(t.counterUrl, t.sent), run.ok);
+        results.calls.push({ system: t.system.id, scenario: scenario.id, concurrency: c1.concurrency, seconds: run.seconds, rps: run.rps, errors: run.errors, ...calls });
+        log(`${tag}: ${calls.doPerRequest?.toFixed(2)} DO calls and ${calls.kvPerRequest?.toFixed(2)} KV calls a request (${JSON.stringify(calls.counts)})`);
+      } catch (e) {
+        results.calls.push({ system: t.system.id, scenario: scenario.id, failed: String(e.message).slice(0, 300) });
+        log(`${tag}: ${e.message.slice(0, 200)}`);
+      }
+    }
   }
 
+  for (const t of twins) await t.proc.stop();
   for (const r of running) {
     results.systems[r.system.id].peakRssBytes = r.proc.peakRssBytes();
     if (r.system.id !== "direct") await r.proc.stop();
@@ -276,11 +317,17 @@ async function main() {
   writeFileSync(join(outDir, "report.md"), report);
   if (smoke) {
     const bad = results.runs.filter((r) => r.failed || r.errors > 0);
-    const gatewayRuns = results.runs.filter((r) => r.system === "switchyard" && !r.failed);
+    const gateways = ["switchyard", "switchyard-unmetered"];
+    const gatewayRuns = results.runs.filter((r) => gateways.includes(r.system) && !r.failed);
     log(`smoke: ${results.runs.length} runs, report in bench/out/report.md (BENCHMARKS.md untouched)`);
     for (const s of Object.entries(results.systems).filter(([, e]) => e.skipped || e.failed)) log(`${s[0]}: ${s[1].skipped ?? s[1].failed}`);
-    // No timing is asserted; only that every system that should run did, and answered well.
-    if (bad.length || results.systems.floor.failed || results.systems.switchyard.failed || gatewayRuns.length !== SCENARIOS.length) {
+    // A count's window holds its run's requests (each traced by the runtime), else it is off.
+    const counts = results.calls.filter((c) => !c.failed);
+    for (const c of counts.filter((x) => x.traced !== x.answered + x.errors)) log(`${c.system} / ${c.scenario}: ${c.traced} invocations traced for ${c.answered + c.errors} requests`);
+    // No timing is asserted; only that every system that should run did, answered well, and had its calls counted.
+    const uncounted = gateways.flatMap((g) => SCENARIOS.filter((s) => !counts.some((c) => c.system === g && c.scenario === s.id && c.traced > 0)).map((s) => ({ system: g, scenario: s.id, calls: "not counted" })));
+    bad.push(...uncounted, ...results.calls.filter((c) => c.failed || c.errors > 0));
+    if (bad.length || results.systems.floor.failed || gateways.some((g) => results.systems[g].failed) || gatewayRuns.length !== gateways.length * SCENARIOS.length) {
       throw new Error(`smoke run failed: ${JSON.stringify(bad.length ? bad : results.systems).slice(0, 1500)}`);
     }
     return;
