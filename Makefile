@@ -53,7 +53,7 @@ bench: build
 	cargo build --release -p mock-upstream
 	node bench/run.mjs
 
-## The benchmark harness on tiny counts without peers, so `make bench` cannot rot: no timing is
+## The benchmark harness on tiny counts, without peers or oha, so `make bench` cannot rot: no timing is
 ## asserted and nothing but bench/out/ is written.
 bench-smoke: build mock-upstream
 	node bench/run.mjs --smoke
