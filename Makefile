@@ -47,13 +47,13 @@ check-config:
 
 ## Benchmarks (figures and method in BENCHMARKS.md): the native core (cargo bench), then the
 ## release worker in workerd side by side with a bare worker, Portkey and LiteLLM (bench/run.mjs,
-## about 12 minutes; installs oha and the peers on first use). Rewrites BENCHMARKS.md's generated
+## about 14 minutes; installs oha and the peers on first use). Rewrites BENCHMARKS.md's generated
 ## section and bench/latency.png.
 bench: build
 	cargo build --release -p mock-upstream
 	node bench/run.mjs
 
-## The benchmark harness on tiny counts without peers, so `make bench` cannot rot: no timing is
+## The benchmark harness on tiny counts, without peers or oha, so `make bench` cannot rot: no timing is
 ## asserted and nothing but bench/out/ is written.
 bench-smoke: build mock-upstream
 	node bench/run.mjs --smoke

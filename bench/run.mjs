@@ -4,7 +4,8 @@
 //
 //   node bench/run.mjs           full run: also runs the native core benchmark, installs the
 //                                peers (Portkey, LiteLLM), writes BENCHMARKS.md and bench/latency.png
-//   node bench/run.mjs --smoke   the harness on tiny counts, peers skipped; writes only bench/out/
+//   node bench/run.mjs --smoke   the harness on tiny counts, peers skipped, Node's load
+//                                generator instead of oha (nothing to install); writes only bench/out/
 //
 // Expects the worker built (`make build`, release) and mock-upstream built (`cargo build
 // --release -p mock-upstream`; the smoke run takes the debug build `make test` already has).
@@ -20,6 +21,8 @@ import { fileURLToPath } from "node:url";
 import { startProcess, waitReady, freePort } from "./lib/processes.mjs";
 import { readWranglerToml, writeWorkerdConfig, gatewayModules } from "./lib/workerd.mjs";
 import { ensureOha, runLoad, OHA_VERSION } from "./lib/load.mjs";
+import { runNodeLoad } from "./lib/nodeload.mjs";
+import { settledCounts, callsPerRequest } from "./lib/calls.mjs";
 import { SCENARIOS, STREAM_CHUNKS } from "./lib/scenarios.mjs";
 import { makeSystems, probe, answerWire, LITELLM_VERSION } from "./lib/systems.mjs";
 import { renderReport, updateBenchmarksMd } from "./lib/report.mjs";
@@ -27,9 +30,11 @@ import { renderReport, updateBenchmarksMd } from "./lib/report.mjs";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const smoke = process.argv.includes("--smoke");
 
-// Counts and durations. Full: about 8 minutes of load in all; smoke: a few seconds.
+// Counts and durations. Full: about 10 minutes of load in all (with the counted runs); smoke:
+// seconds. The smoke run's load generator is bench/lib/nodeload.mjs (nothing to install), the
+// full run's oha.
 const PLAN = smoke
-  ? { loads: [{ name: "c1", concurrency: 1, seconds: 0.3 }], warmupSeconds: 0.1, startupRepeats: 1, peers: false }
+  ? { loads: [{ name: "c1", concurrency: 1, seconds: 0.3 }], warmupSeconds: 0.1, startupRepeats: 1, peers: false, loadGenerator: "node" }
   : {
       loads: [
         { name: "c1", concurrency: 1, seconds: 4 }, // latency and overhead, unloaded
@@ -39,6 +44,7 @@ const PLAN = smoke
       warmupSeconds: 1,
       startupRepeats: 5,
       peers: true,
+      loadGenerator: "oha",
     };
 
 const log = (...args) => console.error("bench:", ...args);
@@ -108,7 +114,8 @@ function machine() {
     node: process.versions.node,
     workerd: trySh(join(root, "node_modules", ".bin", "workerd"), ["--version"]),
     rustc: trySh("rustc", ["--version"]),
-    oha: OHA_VERSION,
+    loadGenerator: PLAN.loadGenerator === "oha" ? `oha ${OHA_VERSION}` : `bench/lib/nodeload.mjs (Node ${process.versions.node} http)`,
+    oha: PLAN.loadGenerator === "oha" ? OHA_VERSION : null,
     commit: trySh("git", ["rev-parse", "--short", "HEAD"]),
     dirty: (trySh("git", ["status", "--porcelain", "--untracked-files=no"]) ?? "") !== "",
   };
@@ -166,14 +173,15 @@ async function main() {
   for (const [what, path] of [["the built worker (make build)", join(buildDir, "index_bg.wasm")], ["mock-upstream", mockBin]]) {
     if (!existsSync(path)) throw new Error(`${what} is missing: ${path}`);
   }
-  const results = { mode: smoke ? "smoke" : "full", plan: PLAN, machine: machine(), scenarios: SCENARIOS, systems: {}, runs: [] };
+  const results = { mode: smoke ? "smoke" : "full", plan: PLAN, machine: machine(), scenarios: SCENARIOS, systems: {}, runs: [], calls: [] };
   log(`${results.mode} run on ${results.machine.cpu}, commit ${results.machine.commit}${results.machine.dirty ? " (uncommitted changes)" : ""}`);
 
   if (!smoke) {
     log("native core benchmark: cargo bench -p switchyard-core --bench adapters");
     results.adapters = sh("cargo", ["bench", "-q", "-p", "switchyard-core", "--bench", "adapters"], { stdio: ["ignore", "pipe", "inherit"] });
   }
-  const oha = ensureOha(join(cacheDir, "tools"));
+  const oha = PLAN.loadGenerator === "oha" ? ensureOha(join(cacheDir, "tools")) : null;
+  const load = (args) => (oha ? runLoad({ oha, ...args }) : runNodeLoad(args));
   const peers = PLAN.peers ? installPeers() : { venv: join(cacheDir, "bench", "litellm-venv"), errors: {} };
   results.bundle = bundle(buildDir);
 
@@ -230,6 +238,20 @@ async function main() {
     }
   }
 
+  // A twin of each counted system (the gateways), its invocations counted by the runtime (a tail
+  // worker, bench/call-counter.js). Not the timed instance: tracing costs about 0.1 ms of CPU an
+  // invocation traced, on the thread that serves the requests.
+  const twins = [];
+  for (const r of running.filter((x) => x.system.countable)) {
+    try {
+      const twin = { system: r.system, ...(await r.system.start(firstScenario, { count: true })) };
+      twin.sent = twin.answered; // requests that reached it: the runtime reports each once done
+      twins.push(twin);
+    } catch (e) {
+      results.systems[r.system.id].notes.push(`calls not counted: its counted twin could not be started (${e.message.split("\n")[0]})`);
+    }
+  }
+
   for (const scenario of SCENARIOS) {
     // A system whose answer is wrong in this scenario is reported as failing it, not measured.
     const live = [];
@@ -247,17 +269,42 @@ async function main() {
         log(`${r.system.id} / ${scenario.id}: bad answer: ${String(verdict).slice(0, 200)}`);
       }
     }
-    for (const load of PLAN.loads) {
+    for (const step of PLAN.loads) {
       for (const r of live) {
-        const tag = `${r.system.id}-${scenario.id}-${load.name}`;
-        await runLoad({ oha, request: r.request, concurrency: load.concurrency, seconds: PLAN.warmupSeconds, workDir: work, tag });
-        const run = await runLoad({ oha, request: r.request, concurrency: load.concurrency, seconds: load.seconds, proc: r.proc, workDir: work, tag });
-        results.runs.push({ system: r.system.id, scenario: scenario.id, load: load.name, ...run });
+        const tag = `${r.system.id}-${scenario.id}-${step.name}`;
+        await load({ request: r.request, concurrency: step.concurrency, seconds: PLAN.warmupSeconds, workDir: work, tag });
+        const run = await load({ request: r.request, concurrency: step.concurrency, seconds: step.seconds, proc: r.proc, workDir: work, tag });
+        results.runs.push({ system: r.system.id, scenario: scenario.id, load: step.name, ...run });
         log(`${tag}: p50 ${run.latencyMs.p50?.toFixed(2)} ms, ${Math.round(run.rps)} rps, ${run.errors} errors`);
+      }
+    }
+    // Then the runtime's count of Durable Object and KV calls, on each counted twin: the first
+    // load's concurrency and duration after the same warm-up, the counts read once settled.
+    const c1 = PLAN.loads[0];
+    for (const t of twins) {
+      if (!live.some((r) => r.system.id === t.system.id)) continue;
+      const request = t.system.request(t.url, scenario);
+      const tag = `${t.system.id}-${scenario.id}-counted`;
+      try {
+        const verdict = await probe(request, scenario, answerWire(t.system, scenario));
+        t.sent++;
+        if (verdict !== true) throw new Error(`bad answer: ${verdict}`);
+        const warm = await load({ request, concurrency: c1.concurrency, seconds: PLAN.warmupSeconds, workDir: work, tag });
+        t.sent += warm.ok + warm.errors;
+        const before = await settledCounts(t.counterUrl, t.sent);
+        const run = await load({ request, concurrency: c1.concurrency, seconds: c1.seconds, workDir: work, tag });
+        t.sent += run.ok + run.errors;
+        const calls = callsPerRequest(before, await settledCounts(t.counterUrl, t.sent), run.ok);
+        results.calls.push({ system: t.system.id, scenario: scenario.id, concurrency: c1.concurrency, seconds: run.seconds, rps: run.rps, errors: run.errors, ...calls });
+        log(`${tag}: ${calls.doPerRequest?.toFixed(2)} DO calls and ${calls.kvPerRequest?.toFixed(2)} KV calls a request (${JSON.stringify(calls.counts)})`);
+      } catch (e) {
+        results.calls.push({ system: t.system.id, scenario: scenario.id, failed: String(e.message).slice(0, 300) });
+        log(`${tag}: ${e.message.slice(0, 200)}`);
       }
     }
   }
 
+  for (const t of twins) await t.proc.stop();
   for (const r of running) {
     results.systems[r.system.id].peakRssBytes = r.proc.peakRssBytes();
     if (r.system.id !== "direct") await r.proc.stop();
@@ -270,11 +317,17 @@ async function main() {
   writeFileSync(join(outDir, "report.md"), report);
   if (smoke) {
     const bad = results.runs.filter((r) => r.failed || r.errors > 0);
-    const gatewayRuns = results.runs.filter((r) => r.system === "switchyard" && !r.failed);
+    const gateways = ["switchyard", "switchyard-unmetered"];
+    const gatewayRuns = results.runs.filter((r) => gateways.includes(r.system) && !r.failed);
     log(`smoke: ${results.runs.length} runs, report in bench/out/report.md (BENCHMARKS.md untouched)`);
     for (const s of Object.entries(results.systems).filter(([, e]) => e.skipped || e.failed)) log(`${s[0]}: ${s[1].skipped ?? s[1].failed}`);
-    // No timing is asserted; only that every system that should run did, and answered well.
-    if (bad.length || results.systems.floor.failed || results.systems.switchyard.failed || gatewayRuns.length !== SCENARIOS.length) {
+    // A count's window holds its run's requests (each traced by the runtime), else it is off.
+    const counts = results.calls.filter((c) => !c.failed);
+    for (const c of counts.filter((x) => x.traced !== x.answered + x.errors)) log(`${c.system} / ${c.scenario}: ${c.traced} invocations traced for ${c.answered + c.errors} requests`);
+    // No timing is asserted; only that every system that should run did, answered well, and had its calls counted.
+    const uncounted = gateways.flatMap((g) => SCENARIOS.filter((s) => !counts.some((c) => c.system === g && c.scenario === s.id && c.traced > 0)).map((s) => ({ system: g, scenario: s.id, calls: "not counted" })));
+    bad.push(...uncounted, ...results.calls.filter((c) => c.failed || c.errors > 0));
+    if (bad.length || results.systems.floor.failed || gateways.some((g) => results.systems[g].failed) || gatewayRuns.length !== gateways.length * SCENARIOS.length) {
       throw new Error(`smoke run failed: ${JSON.stringify(bad.length ? bad : results.systems).slice(0, 1500)}`);
     }
     return;

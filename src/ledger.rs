@@ -509,7 +509,35 @@ impl Ledger {
             return Ok(());
         }
         self.swept_ms.set(now);
+        self.roll_up_usage(now)?;
         self.with_scope(|scope| settlement::sweep(&mut SqlBook(&self.sql), scope, now)).map(drop)
+    }
+
+    /// Usage rows are kept by the minute for `MINUTE_ROWS_MS`, then by the hour until
+    /// `HOUR_ROWS_MS`, then by the day, so that an instance's storage does not grow with every
+    /// minute of traffic. Each step is two statements with no `await` between them: one event's
+    /// writes, committed together.
+    fn roll_up_usage(&self, now: u64) -> Result<()> {
+        const MINUTE_ROWS_MS: u64 = 7 * 24 * 3_600_000;
+        const HOUR_ROWS_MS: u64 = 90 * 24 * 3_600_000;
+        for (older_than_ms, unit_ms) in [(MINUTE_ROWS_MS, 3_600_000u64), (HOUR_ROWS_MS, 86_400_000u64)] {
+            let before = SqlStorageValue::Integer(now.saturating_sub(older_than_ms) as i64);
+            let unit = SqlStorageValue::Integer(unit_ms as i64);
+            self.sql.exec(
+                "INSERT INTO usage (minute_ms, key_id, key_name, model, provider, tags, requests, prompt_tokens, \
+                 completion_tokens, cost_usd) \
+                 SELECT (minute_ms / ?1) * ?1 AS at, key_id, MAX(key_name), model, provider, tags, SUM(requests), \
+                 SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd) FROM usage \
+                 WHERE minute_ms < ?2 AND minute_ms % ?1 != 0 GROUP BY at, key_id, model, provider, tags \
+                 ON CONFLICT(minute_ms, key_id, model, provider, tags) DO UPDATE SET \
+                 requests = requests + excluded.requests, prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
+                 completion_tokens = completion_tokens + excluded.completion_tokens, \
+                 cost_usd = cost_usd + excluded.cost_usd",
+                vec![unit.clone(), before.clone()],
+            )?;
+            self.sql.exec("DELETE FROM usage WHERE minute_ms < ?2 AND minute_ms % ?1 != 0", vec![unit, before])?;
+        }
+        Ok(())
     }
 
     fn usage(&self, from: i64, to: i64) -> Result<Vec<UsageRow>> {
@@ -633,16 +661,29 @@ pub async fn get_record(env: &Env, id: &str) -> Result<Option<KeyRecord>> {
     .await
 }
 
+/// Usage rows in a time range, from every instance that keeps them (asked at once).
 pub async fn usage(env: &Env, from_ms: u64, to_ms: u64) -> Result<Vec<UsageRow>> {
     let path = format!("/usage?from={from_ms}&to={to_ms}");
-    bounded(GATEWAY, &path, async {
-        let mut response = stub(env, GATEWAY)?.fetch_with_str(&format!("https://ledger{path}")).await?;
-        if response.status_code() != 200 {
-            return Err(worker::Error::RustError(format!("ledger {GATEWAY}{path}: status {}", response.status_code())));
-        }
-        response.json().await
-    })
-    .await
+    let instances = switchyard_core::ledger_protocol::usage_instances();
+    let shards = futures::future::join_all(instances.iter().map(|instance| {
+        let path = &path;
+        bounded(instance, path, async move {
+            let mut response = stub(env, instance)?.fetch_with_str(&format!("https://ledger{path}")).await?;
+            if response.status_code() != 200 {
+                return Err(worker::Error::RustError(format!(
+                    "ledger {instance}{path}: status {}",
+                    response.status_code()
+                )));
+            }
+            response.json::<Vec<UsageRow>>().await
+        })
+    }))
+    .await;
+    let mut rows = Vec::new();
+    for shard in shards {
+        rows.extend(shard?);
+    }
+    Ok(rows)
 }
 
 /// The client's answer when a ledger cannot be asked (an error status, an answer that cannot

@@ -51,11 +51,12 @@ pub fn report(report: Report) {
     });
 }
 
-/// A call's usage row for the gateway's ledger. Rows are sent one a call (the ledger adds them
-/// up by minute, key, model and provider), each under its call's id, so that one sent twice
-/// counts once.
+/// A call's usage row, for the ledger instance that keeps its key's usage (one of
+/// `USAGE_SHARDS`). Rows are sent one a call (the ledger adds them up by minute, key, model and
+/// provider), each under its call's id, so that one sent twice counts once.
 pub fn usage(row: UsageRow) {
-    OUTBOX.with(|outbox| outbox.borrow_mut().batches.entry(ledger::GATEWAY.to_owned()).or_default().usage.push(row));
+    let instance = switchyard_core::ledger_protocol::usage_instance(&row.key_id);
+    OUTBOX.with(|outbox| outbox.borrow_mut().batches.entry(instance).or_default().usage.push(row));
 }
 
 /// Whether anything waits to be sent.

@@ -12,6 +12,7 @@ const pct = (x) => (x === null || !Number.isFinite(x) ? "–" : `${Math.round(x 
 const int = (x) => (x === null || x === undefined ? "–" : Math.round(x).toLocaleString("en-US"));
 const kib = (bytes) => `${(bytes / 1024).toFixed(1)} KiB`;
 const mib = (bytes) => (bytes ? `${(bytes / 2 ** 20).toFixed(0)} MiB` : "–");
+const calls = (x) => (x === null || x === undefined ? "–" : x.toFixed(2));
 const table = (head, rows) => [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
 
 /** Helpers over the runs of one result set. */
@@ -24,7 +25,8 @@ function figures(results) {
     return a && d ? a.latencyMs[p] - d.latencyMs[p] : null;
   };
   const div = (a, b) => (a === null || b === null || b <= 0 ? null : a / b);
-  return { run, failed, overhead, div };
+  const counted = (system, scenario) => (results.calls ?? []).find((c) => c.system === system && c.scenario === scenario);
+  return { run, failed, overhead, div, counted };
 }
 
 function method(results) {
@@ -35,9 +37,9 @@ function method(results) {
     "- **Upstream**: `mock-upstream --no-record --stream-chunks 50` (native, canned answers, no delay, nothing kept), one process shared by every system.",
     "- **direct**: the load generator straight to the upstream, with the request the upstream receives in that scenario (OpenAI's format, or Anthropic's for the translated scenarios). Every overhead is a system's latency minus direct's at the same percentile, scenario and concurrency.",
     "- **floor**: `bench/floor.js`, a worker that forwards the request with `fetch` and returns the response, under plain `workerd serve` with the same set-up as the gateway (socket on 127.0.0.1, modules embedded, a network service allowing loopback as `globalOutbound`).",
-    `- **Switchyard**: \`build/index.js\` and its wasm (release build) under plain \`workerd serve\`, with the bindings of \`wrangler.toml\`: Durable Objects ${dos} (SQLite storage on local disk), KV \`${results.bindings.kvNamespaces.join(", ")}\` (a stub answering 404 to every key), \`SWITCHYARD_CONFIG\` with an OpenAI-format provider and an Anthropic provider on the mock, vendor keys as secret text bindings, and auth on (a gateway key listed by its SHA-256). Not \`wrangler dev\`, whose proxy costs ms a request.`,
+    `- **Switchyard**: \`build/index.js\` and its wasm (release build) under plain \`workerd serve\`, with the bindings of \`wrangler.toml\`: Durable Objects ${dos} (SQLite storage on local disk), KV \`${results.bindings.kvNamespaces.join(", ")}\` (a stub answering 404 to every key), \`SWITCHYARD_CONFIG\` with an OpenAI-format provider and an Anthropic provider on the mock, vendor keys as secret text bindings, and auth on (a gateway key listed by its SHA-256). Two systems, each its own workerd: **metered**, the key with a daily budget and rate limits (rpm and tpm) and a gateway-wide daily budget, all far above what the run spends; **unmetered**, the same configuration without them. Not \`wrangler dev\`, whose proxy costs ms a request.`,
     "- **Peers**: Portkey's gateway from npm on Node (`x-portkey-provider` and `x-portkey-custom-host` headers), LiteLLM's proxy from PyPI (a `model_list` with `api_base` on the mock, master key on), installed by `make bench` only (`bench/peers/`, a venv in the user's cache).",
-    `- **Load**: oha ${results.machine.oha} (crates.io), \`-z\` for ${loads}, each run after ${plan.warmupSeconds} s of warm-up at the same concurrency; keep-alive connections; each scenario runs on all systems back to back, every system staying up meanwhile. Percentiles are computed from every request's own latency (full response read; no coordinated-omission correction). RPS counts 200 answers only; errors are failed requests plus non-200 answers. Before its runs, each system's answer in each scenario is checked (content present; streams: ${50} content chunks, usage, \`[DONE]\`): a system that answers wrongly is reported as failing the scenario, not timed.`,
+    `- **Load**: ${results.machine.oha ? `oha ${results.machine.oha} (crates.io), \`-z\`` : `${results.machine.loadGenerator ?? "bench/lib/nodeload.mjs"} (oha's method: keep-alive, percentiles of every request)`} for ${loads}, each run after ${plan.warmupSeconds} s of warm-up at the same concurrency; keep-alive connections; each scenario runs on all systems back to back, every system staying up meanwhile. Percentiles are computed from every request's own latency (full response read; no coordinated-omission correction). RPS counts 200 answers only; errors are failed requests plus non-200 answers. Before its runs, each system's answer in each scenario is checked (content present; streams: ${50} content chunks, usage, \`[DONE]\`): a system that answers wrongly is reported as failing the scenario, not timed.`,
     "- **CPU per request**: user + system CPU time of the system's processes (from /proc, all its workers) during the run, divided by the 200 answers. **Peak memory**: the high-water mark of resident memory of each process, summed over the system's processes, at the end of all runs.",
     `- **Start-up**: from spawning the runtime to the first good answer to a chat request, polled every 5 ms (median of ${plan.startupRepeats} starts for workerd, one for peers). **Instantiation**: a probe worker (\`bench/instantiate-probe.js\`) in a fresh workerd dynamically imports \`build/index.js\`, whose top level instantiates the wasm and runs \`__wbindgen_start\`; the first such request's latency minus a no-op request's (median of ${plan.startupRepeats} fresh processes). workerd freezes a worker's clocks, so it is timed from outside.`,
     "- **Bundle**: `build/index_bg.wasm` and `build/index.js`, raw and gzip -9.",
@@ -125,7 +127,7 @@ export function renderReport(results) {
   out.push(
     "### Ratios",
     "",
-    `Overheads at c=1. Gateway = Switchyard; a ratio over 1 in the peer columns means the peer adds that many times more than Switchyard.`,
+    `Overheads at c=1. Gateway = Switchyard with budgets and rate limits on (the goals' gateway); a ratio over 1 in the peer columns means the peer adds that many times more than Switchyard.`,
     "",
     table(
       ["scenario", "gateway / floor overhead p50", "p99", "Portkey / gateway overhead p50", "p99", "LiteLLM / gateway overhead p50", "p99", `gateway / floor RPS c=${concurrency(fixed)}`, `c=${concurrency(sat)}`],
@@ -133,6 +135,62 @@ export function renderReport(results) {
     ),
     "",
   );
+
+  // What budgets and rate limits cost: the same gateway with and without them.
+  const metered = "switchyard";
+  const open = "switchyard-unmetered";
+  if (results.systems[open] && !results.systems[open].skipped && !results.systems[open].failed) {
+    const cpu = (id, s) => f.run(id, s, c1)?.cpuMsPerRequest ?? null;
+    const rps = (id, s, load) => f.run(id, s, load)?.rps ?? null;
+    const meterRows = results.scenarios.map((s) => [
+      s.id,
+      ratio(f.div(f.overhead(metered, s.id, c1, "p50"), f.overhead(open, s.id, c1, "p50"))),
+      ratio(f.div(f.overhead(metered, s.id, c1, "p99"), f.overhead(open, s.id, c1, "p99"))),
+      (() => {
+        const a = f.overhead(metered, s.id, c1, "p50");
+        const b = f.overhead(open, s.id, c1, "p50");
+        return a === null || b === null ? "–" : `${a - b >= 0 ? "+" : ""}${ms(a - b)}`;
+      })(),
+      ratio(f.div(cpu(metered, s.id), cpu(open, s.id))),
+      ...[fixed, sat].filter((l, i, all) => all.indexOf(l) === i).map((l) => pct(f.div(rps(metered, s.id, l), rps(open, s.id, l)))),
+    ]);
+    const rpsHeads = [fixed, sat].filter((l, i, all) => all.indexOf(l) === i).map((l, i) => (i === 0 ? `metered / unmetered RPS c=${concurrency(l)}` : `c=${concurrency(l)}`));
+    out.push(
+      "### What budgets and rate limits cost",
+      "",
+      `Metered: the gateway as above, its key with a budget and rate limits and the gateway with a budget ("${results.systems[metered].label}" in the tables below). Unmetered: the same build, key and providers without them ("${results.systems[open].label}"). Overheads over direct and CPU at c=1, RPS under load; a ratio over 1, or an RPS share under 100%, is what metering costs.`,
+      "",
+      table(["scenario", "metered / unmetered overhead p50", "p99", "added p50, ms", "CPU a request, metered / unmetered", ...rpsHeads], meterRows),
+      "",
+    );
+  }
+
+  // Durable Object and KV calls a client request, counted by the runtime.
+  const countedIds = [metered, open].filter((id) => (results.calls ?? []).some((c) => c.system === id));
+  if (countedIds.length) {
+    const doCell = (c) => {
+      if (!c) return "–";
+      if (c.failed) return "failed";
+      const parts = Object.entries(c.doPerRequestByClass)
+        .sort((a, b) => b[1] - a[1])
+        .map(([cls, n]) => `${cls} ${calls(n)}`);
+      return `${calls(c.doPerRequest)}${parts.length ? ` (${parts.join(", ")})` : ""}`;
+    };
+    const callRows = results.scenarios.map((s) => [s.id, ...countedIds.flatMap((id) => [doCell(f.counted(id, s.id)), f.counted(id, s.id)?.failed ? "failed" : calls(f.counted(id, s.id)?.kvPerRequest)])]);
+    const some = (results.calls ?? []).find((c) => !c.failed);
+    const unsettled = (results.calls ?? []).filter((c) => !c.failed && !c.settled).map((c) => `${c.system} / ${c.scenario}`);
+    const offWindow = (results.calls ?? []).filter((c) => !c.failed && c.traced !== c.answered + c.errors).map((c) => `${c.system} / ${c.scenario} (${c.traced} traced, ${c.answered + c.errors} sent)`);
+    out.push(
+      "### Durable Object and KV calls a client request",
+      "",
+      `Counted by the runtime, not by the gateway: a tail worker (\`bench/call-counter.js\`) receives workerd's trace event for every invocation of the gateway's Durable Objects (by class) and of the KV namespace's service, on a twin of each gateway instance (tracing costs CPU, so the timed instances are not traced). c=${some?.concurrency ?? 1} for ${results.plan.loads[0].seconds} s after ${results.plan.warmupSeconds} s of warm-up, counts read before and after, each once the runtime had reported every request sent so far (a request is reported when its response and its \`ctx.wait_until\` work are over, so the calls made after the response are in) and the counts had stopped moving; calls in the window divided by its 200 answers. Calls made off the hot path on a timer (the outbox's batches, lease refreshes) are shared by the requests of their period, so their share falls as the rate rises. KV: the benchmark's gateway key is listed in the configuration; a key made by the admin API would be read from KV.`,
+      "",
+      table(["scenario", ...countedIds.flatMap((id) => [`${id === metered ? "metered" : "unmetered"}: DO calls / request (by class)`, "KV calls / request"])], callRows),
+      "",
+    );
+    if (unsettled.length) out.push(`Counts still moving when read (taken as they were): ${unsettled.join(", ")}.`, "");
+    if (offWindow.length) out.push(`Invocations traced in the window differ from the requests sent: ${offWindow.join(", ")}.`, "");
+  }
 
   // Latency per scenario at c=1, then throughput.
   const measured = systems.filter(([, s]) => !s.skipped && !s.failed).map(([id]) => id);

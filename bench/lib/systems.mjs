@@ -79,9 +79,15 @@ function switchyardConfig(mockUrl, withLimits) {
   return config;
 }
 
-/** Starts a worker under plain `workerd serve`; resolves when `probeRequest` is answered well. */
-async function startWorkerd(ctx, name, { modules, bindings, durableObjects = [] }, probeRequest, scenario) {
+/**
+ * Starts a worker under plain `workerd serve`; resolves when `probeRequest` is answered well.
+ * With `count`, the runtime's own count of its invocations (bench/call-counter.js, a tail
+ * worker) answers at `counterUrl`, and `answered` says how many requests of the start-up got an
+ * answer (each an invocation the runtime will report).
+ */
+async function startWorkerd(ctx, name, { modules, bindings, durableObjects = [] }, probeRequest, scenario, { count = false } = {}) {
   const port = await freePort();
+  const counter = count ? { port: await freePort(), path: join(ctx.root, "bench", "call-counter.js") } : undefined;
   const dir = join(ctx.work, `${name}-${port}`);
   mkdirSync(join(dir, "do"), { recursive: true });
   const file = writeWorkerdConfig({
@@ -92,11 +98,28 @@ async function startWorkerd(ctx, name, { modules, bindings, durableObjects = [] 
     bindings,
     durableObjects,
     stateDir: join(dir, "do"),
+    counter,
   });
   const url = `http://127.0.0.1:${port}`;
   const proc = startProcess(name, ctx.workerd, ["serve", file], { logPath: join(dir, "workerd.log") });
-  const startupMs = await waitReady(proc, () => probe(probeRequest(url), scenario), 30_000);
-  return { proc, url, startupMs };
+  let answered = 0;
+  const startupMs = await waitReady(
+    proc,
+    async () => {
+      const verdict = await probe(probeRequest(url), scenario); // throws when there is no answer
+      answered++;
+      return verdict;
+    },
+    30_000,
+  );
+  return { proc, url, startupMs, ...(counter ? { counterUrl: `http://127.0.0.1:${counter.port}/`, answered } : {}) };
+}
+
+/** The counts of a system started with `count`: { "do <class> <kind>": n, "kv <kind>": n, "worker default fetch": n }. */
+export async function readCounts(counterUrl) {
+  const res = await fetch(counterUrl);
+  if (!res.ok) throw new Error(`call counter: status ${res.status}`);
+  return res.json();
 }
 
 export function makeSystems(ctx) {
@@ -116,6 +139,9 @@ export function makeSystems(ctx) {
     durableObjects: ctx.wrangler.durableObjects.map((d) => ({ className: d.class_name, enableSql: ctx.wrangler.sqliteClasses.has(d.class_name) })),
   });
   const gatewayAuth = { authorization: `Bearer ${GATEWAY_KEY}` };
+  // With `count`, a twin for counting the runtime's calls (see bench/call-counter.js), never timed.
+  const startGateway = (name, withLimits, scenario, count) =>
+    startWorkerd(ctx, count ? `${name}-counted` : name, gatewayRun(withLimits), (url) => gatewayRequest(url, scenario, gatewayAuth), scenario, { count });
 
   return [
     {
@@ -136,29 +162,38 @@ export function makeSystems(ctx) {
       request: (url, scenario) => upstreamRequest(url, scenario),
     },
     {
+      // The gateway as it runs in production: budgets and rate limits on. Goals and ratios are its.
       id: "switchyard",
       label: "Switchyard (workerd)",
       role: "gateway",
-      async start(scenario) {
-        const startGateway = (withLimits) =>
-          startWorkerd(ctx, "switchyard", gatewayRun(withLimits), (url) => gatewayRequest(url, scenario, gatewayAuth), scenario);
-        // SWITCHYARD_BENCH_LEDGER=0 measures the gateway without budgets and rate limits (no
-        // ledger call before the vendor's), to isolate what they cost.
-        if (process.env.SWITCHYARD_BENCH_LEDGER === "0") {
-          const started = await startGateway(false);
-          return { ...started, notes: ["budgets and rate limits left out (SWITCHYARD_BENCH_LEDGER=0)"] };
-        }
+      // Its Durable Object and KV calls are counted, on a twin instance (`start` with `count`).
+      countable: true,
+      async start(scenario, { count = false } = {}) {
         try {
-          const started = await startGateway(true);
+          const started = await startGateway("switchyard", true, scenario, count);
           return { ...started, notes: ["budgets (ledger) and per-key rate limits configured"] };
         } catch (e) {
           // A build without the ledger refuses those configuration fields (GET /health and
           // every request answer config_invalid): measure it without them, and say so.
           if (!/config_invalid|unknown field/.test(e.message)) throw e;
           const reason = /unknown field `[^`]+`/.exec(e.message)?.[0] ?? "config_invalid";
-          const started = await startGateway(false);
+          const started = await startGateway("switchyard", false, scenario, count);
           return { ...started, notes: [`budgets and rate limits left out: this build refuses them (${reason})`] };
         }
+      },
+      request: (url, scenario) => gatewayRequest(url, scenario, gatewayAuth),
+    },
+    {
+      // The same build and configuration without budgets or rate limits (no ledger call for
+      // admission, no settlement): the difference with the row above is what metering costs.
+      id: "switchyard-unmetered",
+      label: "Switchyard, no budgets or rate limits (workerd)",
+      role: "gateway",
+      // Its Durable Object and KV calls are counted, on a twin instance (`start` with `count`).
+      countable: true,
+      async start(scenario, { count = false } = {}) {
+        const started = await startGateway("switchyard-unmetered", false, scenario, count);
+        return { ...started, notes: ["the same key and providers, neither budgets nor rate limits configured"] };
       },
       request: (url, scenario) => gatewayRequest(url, scenario, gatewayAuth),
     },

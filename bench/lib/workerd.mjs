@@ -43,9 +43,11 @@ const capnpString = (s) => JSON.stringify(String(s));
  * Writes a workerd config serving one worker on 127.0.0.1:`port` and returns its path.
  * `modules`: [{ name, path, kind: "esModule" | "wasm" }]; `bindings`: [{ name, text } |
  * { name, kvNamespace } | { name, durableObjectNamespace }]; `durableObjects`: [{ className,
- * enableSql }] (their storage goes to `stateDir`).
+ * enableSql }] (their storage goes to `stateDir`). `counter`: { port, path } to count the worker's
+ * invocations and its Durable Objects' and KV's from the runtime: the tail worker at `path`
+ * (bench/call-counter.js) tails the worker and the KV stub, and answers its counts on 127.0.0.1:`port`.
  */
-export function writeWorkerdConfig({ file, port, modules, compatibilityDate, bindings = [], durableObjects = [], stateDir }) {
+export function writeWorkerdConfig({ file, port, modules, compatibilityDate, bindings = [], durableObjects = [], stateDir, counter }) {
   const dir = dirname(file);
   const moduleLines = modules.map((m) => `(name = ${capnpString(m.name)}, ${m.kind} = embed ${capnpString(relative(dir, m.path))})`);
   const bindingLines = bindings.map((b) => {
@@ -57,6 +59,10 @@ export function writeWorkerdConfig({ file, port, modules, compatibilityDate, bin
     (d) => `(className = ${capnpString(d.className)}, uniqueKey = ${capnpString(`bench-${d.className}`)}, enableSql = ${d.enableSql ? "true" : "false"})`,
   );
   const usesKv = bindings.some((b) => "kvNamespace" in b);
+  const counterService = counter
+    ? `    (name = "counter", worker = (modules = [(name = "call-counter.js", esModule = embed ${capnpString(relative(dir, counter.path))})], compatibilityDate = ${capnpString(compatibilityDate)})),\n`
+    : "";
+  const counterSocket = counter ? `,\n    (name = "counter", address = "127.0.0.1:${counter.port}", http = (), service = "counter")` : "";
   const config = `# Written by bench/lib/workerd.mjs for one benchmark run.
 using Workerd = import "/workerd/workerd.capnp";
 
@@ -64,8 +70,10 @@ const config :Workerd.Config = (
   services = [
     (name = "main", worker = .mainWorker),
     (name = "internet", network = (allow = ["public", "local"])),
-${usesKv ? `    (name = "kv", worker = .kvStub),\n` : ""}${doLines.length ? `    (name = "do-storage", disk = (path = ${capnpString(stateDir)}, writable = true)),\n` : ""}  ],
-  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+${usesKv ? `    (name = "kv", worker = .kvStub),\n` : ""}${doLines.length ? `    (name = "do-storage", disk = (path = ${capnpString(stateDir)}, writable = true)),\n` : ""}${counterService}  ],
+  sockets = [
+    (name = "http", address = "127.0.0.1:${port}", http = (), service = "main")${counterSocket}
+  ],
 );
 
 const mainWorker :Workerd.Worker = (
@@ -77,14 +85,14 @@ const mainWorker :Workerd.Worker = (
     ${bindingLines.join(",\n    ")}
   ],
   globalOutbound = "internet",
-${doLines.length ? `  durableObjectNamespaces = [\n    ${doLines.join(",\n    ")}\n  ],\n  durableObjectStorage = (localDisk = "do-storage"),\n` : ""});
+${counter ? `  tails = ["counter"],\n` : ""}${doLines.length ? `  durableObjectNamespaces = [\n    ${doLines.join(",\n    ")}\n  ],\n  durableObjectStorage = (localDisk = "do-storage"),\n` : ""});
 
 # KV's HTTP protocol, as far as the gateway needs it today: every key is absent (gateway keys
 # listed in the configuration are matched without KV).
 const kvStub :Workerd.Worker = (
   modules = [(name = "kv.js", esModule = "export default { fetch() { return new Response(null, { status: 404 }); } };")],
   compatibilityDate = ${capnpString(compatibilityDate)},
-);
+${counter ? `  tails = [(name = "counter", entrypoint = "KvTail")],\n` : ""});
 `;
   writeFileSync(file, config);
   return file;

@@ -9,6 +9,23 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::settlement::{Batch, Outcome, Renew, Renewed, Settle};
 
+/// How many `Ledger` instances keep usage rows: a key's rows go to one of them, by its id, so
+/// that no single instance takes every call's row.
+pub const USAGE_SHARDS: u64 = 16;
+
+/// The instance that keeps `key_id`'s usage rows.
+pub fn usage_instance(key_id: &str) -> String {
+    // FNV-1a: stable across versions and platforms (the instance a key's rows went to must not
+    // move).
+    let hash = key_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("usage:{}", hash % USAGE_SHARDS)
+}
+
+/// Every instance that may hold usage rows: the shards, and `gateway`, which kept them all before.
+pub fn usage_instances() -> Vec<String> {
+    (0..USAGE_SHARDS).map(|n| format!("usage:{n}")).chain(std::iter::once("gateway".to_owned())).collect()
+}
+
 /// `POST /admit` (take on a call, holding what it may cost) and `POST /take` (a target's rate
 /// limits, holding nothing).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -77,6 +94,16 @@ impl RecordStatus {
 mod tests {
     use super::*;
     use crate::ledger::Scope;
+
+    #[test]
+    fn a_keys_usage_goes_to_one_stable_shard_and_keys_spread_over_all() {
+        assert_eq!(usage_instance("key_16628156a0af8d76b03c7fe0"), usage_instance("key_16628156a0af8d76b03c7fe0"));
+        assert_eq!(usage_instance(""), format!("usage:{}", 0xcbf2_9ce4_8422_2325u64 % USAGE_SHARDS));
+        let used: std::collections::BTreeSet<String> =
+            (0..400).map(|i| usage_instance(&format!("key_{i:024x}"))).collect();
+        assert_eq!(used.len() as u64, USAGE_SHARDS);
+        assert!(usage_instances().iter().all(|i| i == "gateway" || used.contains(i)));
+    }
 
     #[test]
     fn only_a_404_means_no_record() {
