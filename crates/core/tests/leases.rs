@@ -8,31 +8,43 @@
 //! - `LATENCY_MS.len()` locations at one-way latencies from the ledger's location; the isolates
 //!   are spread evenly over them. The ledger (a Durable Object) serves one message at a time, in
 //!   arrival order, each taking `SERVICE_US`: it frees stale leases (`lease::free` of every lease
-//!   `LeaseState::expired`), counts the live ones (`LeaseState::live`), checks the key's record
-//!   (a revoked key's asks are counted with no need and no want, and answered `Denied`, as the
-//!   object does) and applies `lease::refresh`.
-//! - Calls arrive as one Poisson stream, each at an isolate drawn uniformly. A call is admitted
-//!   as the worker admits it (`src/leases.rs`, `take`): `LeaseView::take`; else it waits for the
-//!   refresh of the lease in flight, if one is, and takes again; else it sends one with its own
-//!   need (one in flight a lease at a time) and takes from the answer before anyone else; a
-//!   refusal in the answer refuses it (429), `Denied` too (401, `LeaseView::deny`). At most
-//!   `ATTEMPTS` rounds, then it fails (503). A call holds its estimate while it runs and settles
-//!   its actual cost (at most the estimate) when it ends. After each call ends, and whenever the
-//!   isolate's `maintain` wakes (when the lease falls due by age, `TICK_MS` apart at least)
-//!   while the lease is in use, a lease `due` with no refresh in flight is refreshed off the
-//!   hot path (need: nothing).
-//! - A lost message (the ask or its answer, `LOSS` of them) is never answered: the isolate gives
-//!   up on it after `TIMEOUT_MS` (the calls waiting on it fail, 503) and its next ask carries the
-//!   cumulative use with a new seq.
+//!   `LeaseState::expired`), counts the live ones (`LeaseState::live`), takes the key's caps and
+//!   limits from its record and checks it (a revoked key's asks are counted with no need and no
+//!   want, and answered `Denied`), and applies `lease::refresh`, as `src/ledger.rs` does.
+//! - Calls arrive as one Poisson stream, each at an isolate drawn uniformly, and are admitted as
+//!   the worker's `leases::take` (`src/leases.rs`) admits them: `LeaseView::take`; else, when
+//!   another call's refresh of the lease is in flight (and younger than `WAIT_MS`), the call waits
+//!   for it by polling the slot on its own timers (1, 2, 4, 8, 8, ... ms): a refusal of a need no
+//!   larger than its own refuses it too, without asking, `Denied` refuses it (401), no answer
+//!   fails it (503), anything else sends it round again; else it sends its own refresh, which
+//!   pre-takes its need (`LeaseView::ask`) and admits it with what `LeaseView::answered` hands
+//!   back, or refuses it (429, 401, 503). At most `OWN_REFRESHES` refreshes of its own and
+//!   `ADMIT_MS` in all, then it fails (503). A call holds its estimate while it runs and settles
+//!   its actual cost (at most the estimate) when it ends.
+//! - Off the hot path, as the worker does: `keep_while` (each call, every `REFRESH_AFTER_MS` it
+//!   runs, refreshes the lease if it is due and none is in flight; when the call ends first, the
+//!   refresh is dropped with it: its ask reaches the ledger, its answer is applied nowhere, and the
+//!   slot stays "refreshing" until a waiter or a take finds it older than `WAIT_MS`); `maintain`
+//!   (started when a call ends unless one runs: refreshes the lease when `due`, else sleeps until
+//!   it falls due by age, `MAINTAIN_FLOOR_MS` at least, for `MAINTAIN_MS - REFRESH_AFTER_MS` at
+//!   most, ending when the lease is idle); and the outbox (`FLUSH_MS` after a call ends, unless a
+//!   flush is pending: reports the lease if `LeaseView::unreported` and no refresh is in flight).
+//! - An ask is answered `Failed` after `ASK_TIMEOUT_MS` (the worker's `ledger::lease`), whether it
+//!   or its answer was lost (`LOSS` of the messages) or the answer is late; a late answer is
+//!   dropped.
 //! - Isolates die (`DEATH_MEAN_S` on average each): their calls in flight are billed by the
 //!   vendor (at their actual cost) but never reported, their lease is left to expire, and a new
 //!   isolate with a new lease takes their place.
 //!
+//! The worker's own constants are private to its crate: they are mirrored below, and
+//! `the_worker_is_modelled_with_its_own_constants` checks them against its source.
+//!
 //! `cargo test -p switchyard-core --test leases -- --nocapture` prints the figures (a markdown
 //! table, written to stderr directly and to `leases.md` in the target's temporary directory,
-//! whatever the capture); `check` asserts the invariants, each as precisely as it holds. Two
-//! overruns of a cap the simulation found are reduced to a few calls of the lease functions at
-//! the end, as tests ignored until they are fixed (`-- --ignored`).
+//! whatever the capture); `check` asserts the invariants, each as precisely as it holds. What
+//! the simulation found in the lease code is reduced to a few calls of the lease functions at
+//! the end: regression tests for the fixed overruns, and two tests ignored until fixed
+//! (`-- --ignored`).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -40,8 +52,8 @@ use std::io::Write;
 
 use switchyard_core::keys::{KeyPolicy, KeyRecord, Source};
 use switchyard_core::lease::{
-    self, Amounts, LeaseAnswer, LeaseAsk, LeaseState, LeaseView, Short, Taken, Use, LEASE_GRACE_MS, LEASE_TTL_MS,
-    REFRESH_AFTER_MS,
+    self, Amounts, Answered, LeaseAnswer, LeaseAsk, LeaseState, LeaseView, Short, Taken, ASK_TIMEOUT_MS,
+    LEASE_GRACE_MS, LEASE_TTL_MS, REFRESH_AFTER_MS,
 };
 use switchyard_core::ledger::{Cap, Refusal, Scope, Window};
 use switchyard_core::ratelimit::RateLimits;
@@ -73,16 +85,27 @@ const LOOSE_RPM: u64 = 1_000_000;
 const DEATH_MEAN_S: f64 = 180.0;
 /// The share of messages lost (half of them asks, half answers).
 const LOSS: f64 = 0.002;
-/// The worker's wait for the ledger (`ledger::TIMEOUT_MS`), and its rounds of `take`.
-const TIMEOUT_MS: u64 = 5_000;
-const ATTEMPTS: u32 = 4;
-/// How often an isolate looks for a due refresh while its lease is in use (`maintain`'s floor).
-const TICK_MS: u64 = 50;
 /// When the key is revoked, in the variants that revoke it.
 const REVOKE_AT_MS: u64 = 40_000;
 const SEED: u64 = 0x5157_4c45_4153_4531;
 /// Money compared with this tolerance.
 const EPS: f64 = 1e-9;
+
+// The worker's (`src/leases.rs`, `src/outbox.rs`), mirrored.
+const _: () = assert!(WAIT_MS > ASK_TIMEOUT_MS, "the model of `wait_for` takes a refresh to end within `WAIT_MS`");
+/// Another call's refresh is waited on this long at most (`leases::WAIT_MS`).
+const WAIT_MS: u64 = ASK_TIMEOUT_MS + 500;
+/// A call's wait for its lease, in all (`leases::ADMIT_MS`).
+const ADMIT_MS: u64 = 3 * ASK_TIMEOUT_MS;
+/// A call's own refreshes, at most (`leases::take`'s loop).
+const OWN_REFRESHES: u32 = 3;
+/// A waiter's pauses between looks at the slot (`leases::wait_for`): doubling up to this.
+const POLL_MAX_MS: u64 = 8;
+/// `leases::maintain`: how long one runs, and its shortest sleep.
+const MAINTAIN_MS: u64 = 10_000;
+const MAINTAIN_FLOOR_MS: u64 = 50;
+/// `outbox::FLUSH_MS`: a call's end is followed by a report of its lease this much later.
+const FLUSH_MS: u64 = 200;
 
 #[derive(Clone, Copy, Debug)]
 struct Variant {
@@ -189,15 +212,24 @@ impl Rng {
     }
 }
 
+/// An event (calls, messages, isolates by index: `u32`s keep the queue's items small).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ev {
     Arrival,
-    End(usize),
-    AtLedger(usize),
+    End(u32),
+    /// A call's `keep_while` looks at its lease.
+    Keep(u32),
+    /// A waiting call looks at the slot (its wait's generation).
+    Look(u32, u32),
+    AtLedger(u32),
     LedgerDone,
-    Answer(usize),
-    Timeout(usize),
-    Tick(usize, u64),
+    Answer(u32),
+    /// `ASK_TIMEOUT_MS` after an ask was sent.
+    AskTimeout(u32),
+    /// An isolate's `maintain` (its incarnation, and when it started: ms since `EPOCH_MS`) wakes.
+    Maintain(u32, u32, u32),
+    /// An isolate's outbox flushes (its incarnation).
+    Flush(u32, u32),
     Death,
     Revoke,
 }
@@ -212,12 +244,40 @@ enum Outcome {
     Requests,
     /// 401: the key's record.
     Denied,
-    /// 503: the ledger did not answer in time.
-    Timeout,
-    /// 503: the lease was taken by other calls each round.
+    /// 503: the ledger did not answer in time (this call's refresh, or the one it waited on).
+    Unavailable,
+    /// 503: `OWN_REFRESHES` refreshes or `ADMIT_MS` and still no room.
     Exhausted,
     /// Its isolate died while it waited.
     Died,
+}
+
+/// What a refresh came to, as the worker's slot remembers it (`leases::Refreshed`).
+#[derive(Clone, Copy, Debug)]
+enum Refreshed {
+    Granted(Option<Refusal>),
+    Denied,
+    Failed,
+}
+
+/// Who sent a refresh, and goes on when it ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    /// A call that found no room (`leases::take`).
+    Hot(usize),
+    /// A running call's `keep_while`.
+    Keep(usize),
+    /// `leases::maintain`, started at (ms).
+    Maintain(u64),
+    /// The outbox's `leases::report`.
+    Report,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lost {
+    No,
+    Ask,
+    Answer,
 }
 
 struct Call {
@@ -227,23 +287,28 @@ struct Call {
     est: f64,
     actual: f64,
     duration: u64,
-    attempts: u32,
+    /// Refreshes of its own sent so far.
+    own: u32,
+    /// The refresh it waits on (its `sent_ms`, as the slot knows it) and since when; `gen`
+    /// tells this wait's looks from an earlier one's.
+    wait: Option<(u64, u64)>,
+    gen: u32,
+    /// Its place in its isolate's `waiters`, while it waits.
+    wslot: usize,
     waited: bool,
+    /// Whether it waited on a refresh dropped with its call (`keep_while`), or for the lease
+    /// after the slot was cleared of one.
+    behind_dropped: bool,
     /// Why its first take failed, and whether a refresh was in flight then.
     short: Option<(Short, bool)>,
     taken: Taken,
     /// Its place in its isolate's `running`.
     slot: usize,
+    running: bool,
+    /// Its `keep_while`'s refresh in flight.
+    keep_msg: Option<usize>,
     outcome: Outcome,
     decided: u64,
-}
-
-struct Flight {
-    msg: usize,
-    sent_ms: u64,
-    need: Amounts,
-    asker: Option<usize>,
-    waiters: Vec<usize>,
 }
 
 struct Isolate {
@@ -251,15 +316,36 @@ struct Isolate {
     inc: u64,
     lease: usize,
     view: LeaseView,
-    flight: Option<Flight>,
+    /// `Slot::refreshing`: when the refresh in flight was sent (ms); and which it is.
+    refreshing: Option<u64>,
+    flight: usize,
+    /// `Slot::last`: what the last refresh came to, when it was sent, its waiting call's need.
+    last: Option<(u64, Refreshed, Amounts)>,
+    /// Calls waiting on a refresh, and calls waiting on their own.
+    waiters: Vec<Waiter>,
+    asking: Vec<usize>,
     running: Vec<usize>,
-    ticking: bool,
-    /// The use the last ask carried, and the calls seen since (for "in use").
-    asked_used: Use,
+    /// `MAINTAINING`: when the running `maintain` began (0: none).
+    maintaining: u64,
+    /// The outbox's flush is pending.
+    sending: bool,
+    /// Calls that tried the lease since its last ask.
     seen: u64,
-    asked_at: u64,
-    /// Whether its last ask was lost on its way (its use counts as reported in the view).
-    last_ask_lost: bool,
+    /// Its slot was cleared past `WAIT_MS` (a refresh dropped with its call), and no answer
+    /// granted it a lease since.
+    recovering: bool,
+    /// Its outbox's last flush found use unreported and a refresh in flight (sent before),
+    /// and no ask went out since.
+    skipped: bool,
+}
+
+/// A call waiting on a refresh (a copy of its `wait`, kept together for `clear`).
+#[derive(Clone, Copy)]
+struct Waiter {
+    call: u32,
+    gen: u32,
+    on: u64,
+    since: u64,
 }
 
 struct Msg {
@@ -267,9 +353,16 @@ struct Msg {
     inc: u64,
     lease: usize,
     sent: u64,
-    ask: Box<LeaseAsk>,
+    sent_ms: u64,
+    seq: u64,
+    need: Amounts,
+    owner: Owner,
+    ask: Option<Box<LeaseAsk>>,
     answer: Option<LeaseAnswer>,
-    answer_lost: bool,
+    lost: Lost,
+    /// Answered, failed, or dropped with its call (`abandoned`).
+    done: bool,
+    abandoned: bool,
 }
 
 struct Ledger {
@@ -297,21 +390,36 @@ struct Bin {
 #[derive(Default)]
 struct Stats {
     bins: Vec<Bin>,
-    msgs_hot: u64,
-    msgs_off: u64,
+    /// Refreshes sent by: calls that found no room, `keep_while`, `maintain`, the outbox.
+    sent: [u64; 4],
     lost: u64,
+    /// Asks answered `Failed`, and of them those whose answer was on its way (late).
+    failed: u64,
+    late: u64,
+    /// `keep_while` refreshes dropped with their call; slots found refreshing past `WAIT_MS`.
+    abandoned: u64,
+    stale: u64,
+    /// Calls refused by a refusal they waited on, without asking.
+    remembered: u64,
+    /// Refreshes of idle leases (see `send`).
+    idle: u64,
     freed: u64,
     deaths: u64,
     /// Ended calls' actual cost plus running calls' estimate, over all admitted calls.
     exposure: f64,
     max_exposure: f64,
     max_committed: f64,
-    /// Answers applied that granted less than the lease's calls had already taken: how many,
-    /// by how much money in all, and requests.
+    /// Answers applied that granted less than the lease's calls had already taken (kept
+    /// reserved by the ask's `acked`): how many, by how much money in all, and requests.
     beyond_grant: (u64, f64, u64),
+    /// A live lease's admitted calls (ended: their cost; running: their estimate) beyond what
+    /// the ledger counted and reserved for it: how many times, by how much at most.
+    beyond_reserved: (u64, f64),
     /// Spend a lease reported after the ledger had freed it.
     late_usd: f64,
     first_budget_refusal: Option<(u64, f64)>,
+    /// When the exposure first reached half the cap, or the request bucket was half empty.
+    half_limit_at: Option<u64>,
     admitted_at: Vec<u64>,
     revoked_at: Option<u64>,
     /// When the ledger served its first ask (the request bucket was made then).
@@ -330,8 +438,10 @@ struct Sim {
     calls: Vec<Call>,
     msgs: Vec<Msg>,
     ledger: Ledger,
-    /// By lease number: what its admitted calls cost (billed), and whether its isolate died.
+    /// By lease number: what its admitted calls cost (billed); that with running calls at their
+    /// estimate; whether its isolate died.
     lease_billed: Vec<f64>,
+    lease_admitted: Vec<f64>,
     lease_dead: Vec<bool>,
     s: Stats,
 }
@@ -340,8 +450,45 @@ fn lease_id(n: usize) -> String {
     format!("lease_{n}")
 }
 
+/// When a call that began to wait at `since` (µs) next looks at the slot, at `at` or after:
+/// `leases::wait_for` looks at once, then after pauses of 1, 2, 4, 8, 8, ... ms.
+fn next_look(since: u64, at: u64) -> u64 {
+    if at <= since {
+        return since;
+    }
+    let (mut t, mut pause) = (since, 1);
+    while t < at {
+        t += pause * 1000;
+        pause = (pause * 2).min(POLL_MAX_MS);
+        if pause == POLL_MAX_MS && t < at {
+            // The rest in steps of `POLL_MAX_MS`, at once.
+            let step = POLL_MAX_MS * 1000;
+            return t + (at - t).div_ceil(step) * step;
+        }
+    }
+    t
+}
+
+/// Whether a refusal of `theirs` holds for `need` too (`leases::covers`).
+fn covers(need: Amounts, theirs: Amounts, refusal: &Refusal) -> bool {
+    match refusal {
+        Refusal::Budget(_) => need.usd >= theirs.usd,
+        Refusal::Requests { .. } => need.requests >= theirs.requests.max(1),
+        Refusal::Tokens { .. } => need.tokens >= theirs.tokens,
+    }
+}
+
+fn refused(refusal: &Refusal) -> Outcome {
+    match refusal {
+        Refusal::Budget(_) => Outcome::Budget,
+        _ => Outcome::Requests,
+    }
+}
+
 impl Sim {
     fn new(v: Variant, seed: u64) -> Self {
+        let caps = vec![Cap { window: Window::Day, limit_usd: v.cap_usd, warn_at: None }];
+        let limits = RateLimits { rpm: Some(v.rpm), tpm: None };
         let record = KeyRecord {
             id: "key_000000000000000000000000".into(),
             object: "gateway_key".into(),
@@ -351,26 +498,26 @@ impl Sim {
             created_at: EPOCH_MS / 1000 - 86_400,
             revoked_at: None,
             source: Source::Api,
-            policy: KeyPolicy::default(),
+            policy: KeyPolicy { budgets: caps.clone(), rate_limits: limits, ..KeyPolicy::default() },
         };
-        let base = LeaseAsk {
-            caps: vec![Cap { window: Window::Day, limit_usd: v.cap_usd, warn_at: None }],
-            limits: RateLimits { rpm: Some(v.rpm), tpm: None },
-            ..LeaseAsk::default()
-        };
+        let base = LeaseAsk { caps, limits, record: Some(record.clone()), ..LeaseAsk::default() };
         let isolates = (0..v.isolates)
             .map(|i| Isolate {
                 loc: i % LATENCY_MS.len(),
                 inc: 0,
                 lease: i,
                 view: LeaseView::new(lease_id(i), EPOCH_MS),
-                flight: None,
+                refreshing: None,
+                flight: 0,
+                last: None,
+                waiters: Vec::new(),
+                asking: Vec::new(),
                 running: Vec::new(),
-                ticking: false,
-                asked_used: Use::default(),
+                maintaining: 0,
+                sending: false,
                 seen: 0,
-                asked_at: 0,
-                last_ask_lost: false,
+                skipped: false,
+                recovering: false,
             })
             .collect();
         let bins = ((v.run_ms + DRAIN_MS) / 1000 + 2) as usize;
@@ -394,6 +541,7 @@ impl Sim {
                 record,
             },
             lease_billed: vec![0.0; v.isolates],
+            lease_admitted: vec![0.0; v.isolates],
             lease_dead: vec![false; v.isolates],
             s: Stats { bins: vec![Bin::default(); bins], ..Stats::default() },
         };
@@ -430,9 +578,11 @@ impl Sim {
             self.now = at;
             match ev {
                 Ev::Arrival => self.arrival(),
-                Ev::End(c) => self.end(c),
+                Ev::End(c) => self.end(c as usize),
+                Ev::Keep(c) => self.keep(c as usize),
+                Ev::Look(c, gen) => self.look(c as usize, gen),
                 Ev::AtLedger(m) => {
-                    self.ledger.queue.push_back(m);
+                    self.ledger.queue.push_back(m as usize);
                     self.serve();
                 }
                 Ev::LedgerDone => {
@@ -441,20 +591,31 @@ impl Sim {
                     self.process(m);
                     self.serve();
                 }
-                Ev::Answer(m) => self.answer(m),
-                Ev::Timeout(m) => {
-                    let (i, inc) = (self.msgs[m].iso, self.msgs[m].inc);
-                    if self.isolates[i].inc == inc && self.isolates[i].flight.as_ref().is_some_and(|f| f.msg == m) {
-                        self.resolve(i, None);
+                Ev::Answer(m) => {
+                    let m = m as usize;
+                    if !self.msgs[m].done {
+                        let answer = self.msgs[m].answer.take();
+                        self.resolve(m, answer);
                     }
                 }
-                Ev::Tick(i, inc) => {
-                    if self.isolates[i].inc == inc {
-                        self.isolates[i].ticking = false;
-                        self.maybe_refresh(i);
-                        if self.in_use(i) {
-                            self.ensure_tick(i);
+                Ev::AskTimeout(m) => {
+                    let m = m as usize;
+                    if !self.msgs[m].done {
+                        self.s.failed += 1;
+                        if self.msgs[m].lost == Lost::No {
+                            self.s.late += 1;
                         }
+                        self.resolve(m, None);
+                    }
+                }
+                Ev::Maintain(i, inc, started) => {
+                    if self.isolates[i as usize].inc == u64::from(inc) {
+                        self.maintain(i as usize, EPOCH_MS + u64::from(started));
+                    }
+                }
+                Ev::Flush(i, inc) => {
+                    if self.isolates[i as usize].inc == u64::from(inc) {
+                        self.flush(i as usize);
                     }
                 }
                 Ev::Death => self.death(),
@@ -480,11 +641,17 @@ impl Sim {
             est,
             actual,
             duration,
-            attempts: 0,
+            own: 0,
+            wait: None,
+            gen: 0,
+            wslot: 0,
             waited: false,
+            behind_dropped: false,
             short: None,
             taken: Taken::default(),
             slot: 0,
+            running: false,
+            keep_msg: None,
             outcome: Outcome::Pending,
             decided: 0,
         });
@@ -500,29 +667,121 @@ impl Sim {
         Amounts { usd: self.calls[c].est, requests: 1, tokens: 0 }
     }
 
-    /// One round of the worker's `take`.
+    /// `Slot`'s `in_flight`: when the refresh in flight was sent, unless it is older than
+    /// `WAIT_MS` (then it is taken for abandoned, and the slot cleared).
+    fn in_flight(&mut self, i: usize) -> Option<u64> {
+        let now_ms = self.now_ms();
+        match self.isolates[i].refreshing {
+            Some(sent_ms) if now_ms.saturating_sub(sent_ms) <= WAIT_MS => Some(sent_ms),
+            Some(sent_ms) => {
+                self.s.stale += 1;
+                self.isolates[i].recovering = true;
+                self.clear(i, sent_ms);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// The slot is no longer refreshing with the ask sent at `sent_ms`: the calls waiting on it
+    /// see it when they next look.
+    fn clear(&mut self, i: usize, sent_ms: u64) {
+        let iso = &mut self.isolates[i];
+        if iso.refreshing != Some(sent_ms) {
+            return;
+        }
+        iso.refreshing = None;
+        for w in &iso.waiters {
+            if w.on == sent_ms {
+                self.queue.push(next_look(w.since, self.now), Ev::Look(w.call, w.gen));
+            }
+        }
+    }
+
+    /// One round of the worker's `take` (the top of its loop).
     fn attempt(&mut self, c: usize) {
-        if self.calls[c].attempts >= ATTEMPTS {
+        let (i, need, now_ms) = (self.calls[c].iso, self.need(c), self.now_ms());
+        let arrived_ms = EPOCH_MS + self.calls[c].arrived / 1000;
+        if self.calls[c].own >= OWN_REFRESHES || now_ms - arrived_ms >= ADMIT_MS {
             self.decide(c, Outcome::Exhausted);
             return;
         }
-        self.calls[c].attempts += 1;
-        let (i, need, now_ms) = (self.calls[c].iso, self.need(c), self.now_ms());
         self.isolates[i].seen += 1;
-        self.ensure_tick(i);
         match self.isolates[i].view.take(need, now_ms) {
             Ok(taken) => self.admit(c, taken),
             Err(short) => {
                 self.calls[c].waited = true;
-                if self.calls[c].attempts == 1 {
-                    let behind = self.isolates[i].flight.is_some();
-                    self.calls[c].short = Some((short, behind));
+                self.calls[c].behind_dropped |= self.isolates[i].recovering;
+                if self.calls[c].short.is_none() {
+                    self.calls[c].short = Some((short, self.isolates[i].refreshing.is_some()));
                 }
-                match &mut self.isolates[i].flight {
-                    Some(flight) => flight.waiters.push(c),
-                    None => self.send(i, need, Some(c)),
+                match self.in_flight(i) {
+                    Some(sent_ms) => self.wait(c, sent_ms),
+                    None => {
+                        self.calls[c].own += 1;
+                        self.isolates[i].asking.push(c);
+                        self.send(i, need, Owner::Hot(c));
+                    }
                 }
             }
+        }
+    }
+
+    /// `wait_for`: the call looks at the slot until the refresh sent at `sent_ms` ended (it is
+    /// told then, in `clear`), or until it is older than `WAIT_MS`: only a refresh dropped with
+    /// its call gets that old (any other ends within `ASK_TIMEOUT_MS`), and its waiters' looks
+    /// past `WAIT_MS` are scheduled when it is dropped (`timeout_look`).
+    fn wait(&mut self, c: usize, sent_ms: u64) {
+        let call = &mut self.calls[c];
+        let i = call.iso;
+        call.gen += 1;
+        call.wait = Some((sent_ms, self.now));
+        call.wslot = self.isolates[i].waiters.len();
+        let waiter = Waiter { call: c as u32, gen: call.gen, on: sent_ms, since: self.now };
+        self.isolates[i].waiters.push(waiter);
+        if self.msgs[self.isolates[i].flight].abandoned {
+            self.timeout_look(c);
+        }
+    }
+
+    fn timeout_look(&mut self, c: usize) {
+        self.calls[c].behind_dropped = true;
+        let (sent_ms, since) = self.calls[c].wait.expect("a waiter waits");
+        let past = (sent_ms + WAIT_MS + 1 - EPOCH_MS) * 1000;
+        self.schedule(next_look(since, past), Ev::Look(c as u32, self.calls[c].gen));
+    }
+
+    fn look(&mut self, c: usize, gen: u32) {
+        if self.calls[c].gen != gen || self.calls[c].outcome != Outcome::Pending {
+            return;
+        }
+        let Some((sent_ms, _)) = self.calls[c].wait else { return };
+        let i = self.calls[c].iso;
+        let result = if self.isolates[i].refreshing != Some(sent_ms) {
+            self.isolates[i].last.as_ref().filter(|(at, ..)| *at == sent_ms).map(|&(_, r, need)| (r, need))
+        } else if self.now_ms() - sent_ms > WAIT_MS {
+            self.s.stale += 1;
+            self.isolates[i].recovering = true;
+            self.clear(i, sent_ms);
+            None
+        } else {
+            return; // still in flight: told when it ends
+        };
+        self.calls[c].wait = None;
+        let (waiters, at) = (&mut self.isolates[i].waiters, self.calls[c].wslot);
+        debug_assert_eq!(waiters[at].call as usize, c);
+        waiters.swap_remove(at);
+        if let Some(moved) = waiters.get(at) {
+            self.calls[moved.call as usize].wslot = at;
+        }
+        match result {
+            Some((Refreshed::Denied, _)) => self.decide(c, Outcome::Denied),
+            Some((Refreshed::Failed, _)) => self.decide(c, Outcome::Unavailable),
+            Some((Refreshed::Granted(Some(refusal)), theirs)) if covers(self.need(c), theirs, &refusal) => {
+                self.s.remembered += 1;
+                self.decide(c, refused(&refusal));
+            }
+            _ => self.attempt(c),
         }
     }
 
@@ -531,17 +790,39 @@ impl Sim {
         call.outcome = Outcome::Admitted;
         call.decided = self.now;
         call.taken = taken;
-        let (i, est, actual, end) = (call.iso, call.est, call.actual, self.now + call.duration);
+        call.running = true;
+        let (i, est, actual, duration) = (call.iso, call.est, call.actual, call.duration);
         self.calls[c].slot = self.isolates[i].running.len();
         self.isolates[i].running.push(c);
-        self.schedule(end, Ev::End(c));
+        self.schedule(self.now + duration, Ev::End(c as u32));
+        self.schedule_keep(c);
         self.s.exposure += est;
         self.s.max_exposure = self.s.max_exposure.max(self.s.exposure);
-        self.lease_billed[self.isolates[i].lease] += actual;
+        let level = |rpm: f64, t: u64, admitted: usize| rpm + rpm * t as f64 / 60e6 - admitted as f64;
+        let half_rpm = self.v.rpm < LOOSE_RPM
+            && level(self.v.rpm as f64, self.now, self.s.admitted_at.len()) <= self.v.rpm as f64 / 2.0;
+        if (self.s.exposure >= self.v.cap_usd / 2.0 || half_rpm) && self.s.half_limit_at.is_none() {
+            self.s.half_limit_at = Some(self.now);
+        }
+        let n = self.isolates[i].lease;
+        self.lease_billed[n] += actual;
+        self.lease_admitted[n] += est;
+        self.check_reserved(n);
         self.s.admitted_at.push(self.now);
         if self.s.revoked_at.is_some() {
             self.s.last_admitted_after_revoke = Some(self.now);
             self.s.admitted_after_revoke += 1;
+        }
+    }
+
+    /// What a live lease's calls were admitted with (or cost, ended) is within what the ledger
+    /// counted and reserved for it.
+    fn check_reserved(&mut self, n: usize) {
+        let Some(state) = self.ledger.leases.get(n).and_then(Option::as_ref) else { return };
+        let over = self.lease_admitted[n] - state.counted_usd - state.reserved_usd;
+        if !self.lease_dead[n] && over > 1e-6 {
+            self.s.beyond_reserved.0 += 1;
+            self.s.beyond_reserved.1 = self.s.beyond_reserved.1.max(over);
         }
     }
 
@@ -553,43 +834,61 @@ impl Sim {
         }
     }
 
-    fn send(&mut self, i: usize, need: Amounts, asker: Option<usize>) {
+    /// `leases::refresh`: the ask (pre-taking `need`) goes out; its answer or its timeout
+    /// comes back to `resolve`.
+    fn send(&mut self, i: usize, need: Amounts, owner: Owner) -> usize {
         let now_ms = self.now_ms();
         let iso = &mut self.isolates[i];
-        let ask = iso.view.ask(&self.base, need, now_ms);
-        iso.asked_used = ask.used;
-        iso.seen = 0;
-        iso.asked_at = self.now;
-        let (loc, inc, lease) = (iso.loc, iso.inc, iso.lease);
-        let m = self.msgs.len();
-        iso.flight = Some(Flight { msg: m, sent_ms: now_ms, need, asker, waiters: Vec::new() });
-        if asker.is_some() {
-            self.s.msgs_hot += 1;
-        } else {
-            self.s.msgs_off += 1;
+        assert!(iso.refreshing.is_none(), "one refresh a slot at a time");
+        if iso.running.is_empty() && iso.seen == 0 && !iso.view.unreported() && iso.view.used().held_usd > 0.0 {
+            // Nothing runs, nothing was tried, nothing is unreported: only the float residue of
+            // the settled holds (`used.held_usd`, > 0.0) keeps the lease "in use".
+            assert!(iso.view.used().held_usd < 1e-9);
+            self.s.idle += 1;
         }
-        let lost = if self.v.faults { self.rng.unit() } else { 1.0 };
+        iso.seen = 0;
+        iso.skipped = false;
+        let ask = iso.view.ask(&self.base, need, now_ms);
+        iso.refreshing = Some(now_ms);
+        iso.flight = self.msgs.len();
+        let (loc, inc, lease, seq) = (iso.loc, iso.inc, iso.lease, ask.seq);
+        self.s.sent[match owner {
+            Owner::Hot(_) => 0,
+            Owner::Keep(_) => 1,
+            Owner::Maintain(_) => 2,
+            Owner::Report => 3,
+        }] += 1;
+        let draw = if self.v.faults { self.rng.unit() } else { 1.0 };
+        let lost = match draw {
+            d if d < LOSS / 2.0 => Lost::Answer,
+            d if d < LOSS => Lost::Ask,
+            _ => Lost::No,
+        };
+        if lost != Lost::No {
+            self.s.lost += 1;
+        }
+        let m = self.msgs.len();
         self.msgs.push(Msg {
             iso: i,
             inc,
             lease,
             sent: self.now,
-            ask: Box::new(ask),
+            sent_ms: now_ms,
+            seq,
+            need,
+            owner,
+            ask: Some(Box::new(ask)),
             answer: None,
-            answer_lost: lost < LOSS / 2.0,
+            lost,
+            done: false,
+            abandoned: false,
         });
-        if lost < LOSS {
-            self.s.lost += 1;
-        }
-        self.isolates[i].last_ask_lost = (LOSS / 2.0..LOSS).contains(&lost);
-        if !(LOSS / 2.0..LOSS).contains(&lost) {
+        if lost != Lost::Ask {
             let at = self.now + self.latency_us(loc);
-            self.schedule(at, Ev::AtLedger(m));
+            self.schedule(at, Ev::AtLedger(m as u32));
         }
-        if lost < LOSS {
-            // An answer that comes is never that late (asserted in `answer`).
-            self.schedule(self.now + TIMEOUT_MS * 1000, Ev::Timeout(m));
-        }
+        self.schedule(self.now + ASK_TIMEOUT_MS * 1000, Ev::AskTimeout(m as u32));
+        m
     }
 
     fn serve(&mut self) {
@@ -625,12 +924,15 @@ impl Sim {
                 self.s.freed += 1;
             }
         }
-        let mut ask = *std::mem::take(&mut self.msgs[m].ask);
+        let mut ask = *self.msgs[m].ask.take().expect("an ask");
         let denied = ledger.record.revoked_at.is_some();
         if denied {
             ask.need = Amounts::default();
             ask.want = Amounts::default();
         }
+        // The object's record wins: its caps and limits.
+        ask.caps = ledger.record.policy.budgets.clone();
+        ask.limits = ledger.record.policy.rate_limits;
         let n = self.msgs[m].lease;
         if ledger.leases.len() <= n {
             ledger.leases.resize(n + 1, None);
@@ -664,64 +966,129 @@ impl Sim {
             }
         }
         ledger.leases[n] = Some(state);
-        if !self.msgs[m].answer_lost {
+        self.check_reserved(n);
+        if self.msgs[m].lost != Lost::Answer {
             self.msgs[m].answer = Some(answer);
             let at = self.now + self.latency_us(self.isolates[self.msgs[m].iso].loc);
-            self.schedule(at, Ev::Answer(m));
+            self.schedule(at, Ev::Answer(m as u32));
         }
     }
 
-    fn answer(&mut self, m: usize) {
-        let (i, inc) = (self.msgs[m].iso, self.msgs[m].inc);
-        if self.isolates[i].inc != inc || self.isolates[i].flight.as_ref().is_none_or(|f| f.msg != m) {
+    /// The refresh `m` came to `answer` (`None`: none within `ASK_TIMEOUT_MS`): the worker's
+    /// `refresh` after its `ledger::lease`, then whoever sent it goes on.
+    fn resolve(&mut self, m: usize, answer: Option<LeaseAnswer>) {
+        self.msgs[m].done = true;
+        let msg = &self.msgs[m];
+        let (i, sent_ms, seq, need, owner) = (msg.iso, msg.sent_ms, msg.seq, msg.need, msg.owner);
+        if self.isolates[i].inc != msg.inc {
             return;
         }
-        assert!(self.now - self.msgs[m].sent < TIMEOUT_MS * 1000, "an answer later than the worker waits");
-        let answer = self.msgs[m].answer.take();
-        self.resolve(i, answer);
+        let (answered, outcome) = match answer {
+            Some(LeaseAnswer::Granted { grant, refused: None }) => {
+                (Answered::Granted(*grant), Refreshed::Granted(None))
+            }
+            Some(LeaseAnswer::Granted { grant, refused }) => (Answered::Refused(*grant), Refreshed::Granted(refused)),
+            Some(LeaseAnswer::Denied { .. }) => (Answered::Denied, Refreshed::Denied),
+            None => (Answered::Failed, Refreshed::Failed),
+        };
+        let iso = &mut self.isolates[i];
+        let taken = iso.view.answered(seq, answered, sent_ms);
+        if let (Refreshed::Granted(_), Some(grant)) = (outcome, iso.view.grant()) {
+            // What the lease's calls took since the ask beyond what the answer grants (the
+            // ledger keeps it reserved: the ask's `acked`).
+            let (used, limit) = (iso.view.used(), grant.limit);
+            let over_usd = used.spent_usd + used.held_usd - limit.usd;
+            if over_usd > EPS {
+                self.s.beyond_grant.0 += 1;
+                self.s.beyond_grant.1 += over_usd;
+            }
+            self.s.beyond_grant.2 += used.requests.saturating_sub(limit.requests);
+        }
+        iso.last = Some((sent_ms, outcome, need));
+        if matches!(outcome, Refreshed::Granted(None)) {
+            iso.recovering = false;
+        }
+        self.clear(i, sent_ms);
+        match owner {
+            Owner::Hot(c) => {
+                let asking = &mut self.isolates[i].asking;
+                let at = asking.iter().position(|&a| a == c).expect("an asker is listed");
+                asking.swap_remove(at);
+                match outcome {
+                    Refreshed::Granted(Some(refusal)) => self.decide(c, refused(&refusal)),
+                    Refreshed::Granted(None) => match taken {
+                        Some(taken) => self.admit(c, taken),
+                        None => self.attempt(c),
+                    },
+                    Refreshed::Denied => self.decide(c, Outcome::Denied),
+                    Refreshed::Failed => self.decide(c, Outcome::Unavailable),
+                }
+            }
+            Owner::Keep(c) => {
+                self.calls[c].keep_msg = None;
+                self.schedule_keep(c);
+            }
+            Owner::Maintain(started) => self.maintain(i, started),
+            Owner::Report => {}
+        }
     }
 
-    /// The refresh in flight of isolate `i` came to `answer` (`None`: no answer in time).
-    fn resolve(&mut self, i: usize, answer: Option<LeaseAnswer>) {
-        let flight = self.isolates[i].flight.take().expect("a refresh in flight");
+    /// `keep_while`: the call's next look at its lease, `REFRESH_AFTER_MS` from now, unless it
+    /// ends first.
+    fn schedule_keep(&mut self, c: usize) {
+        let call = &self.calls[c];
+        let at = self.now + REFRESH_AFTER_MS * 1000;
+        if call.running && at < call.decided + call.duration {
+            self.schedule(at, Ev::Keep(c as u32));
+        }
+    }
+
+    /// `leases::keep`: a refresh when one is due and none is in flight.
+    fn keep(&mut self, c: usize) {
+        if !self.calls[c].running {
+            return;
+        }
+        let (i, now_ms) = (self.calls[c].iso, self.now_ms());
+        if self.isolates[i].view.due_in(now_ms) == Some(0) && self.in_flight(i).is_none() {
+            let m = self.send(i, Amounts::default(), Owner::Keep(c));
+            self.calls[c].keep_msg = Some(m);
+        } else {
+            self.schedule_keep(c);
+        }
+    }
+
+    /// One round of `leases::maintain`'s loop.
+    fn maintain(&mut self, i: usize, started: u64) {
         let now_ms = self.now_ms();
-        match answer {
-            Some(LeaseAnswer::Granted { grant, refused }) => {
-                let view = &mut self.isolates[i].view;
-                view.granted(*grant, flight.sent_ms);
-                // What the lease's calls took since the ask beyond what the answer grants: taken
-                // from the old grant's free part, which the ledger no longer holds for them.
-                let (used, limit) = (view.used(), view.grant().expect("granted").limit);
-                let over_usd = used.spent_usd + used.held_usd - limit.usd;
-                if over_usd > EPS {
-                    self.s.beyond_grant.0 += 1;
-                    self.s.beyond_grant.1 += over_usd;
-                }
-                self.s.beyond_grant.2 += used.requests.saturating_sub(limit.requests);
-                if let Some(c) = flight.asker {
-                    match refused {
-                        Some(Refusal::Budget(_)) => self.decide(c, Outcome::Budget),
-                        Some(_) => self.decide(c, Outcome::Requests),
-                        None => match self.isolates[i].view.take(flight.need, now_ms) {
-                            Ok(taken) => self.admit(c, taken),
-                            Err(_) => self.attempt(c),
-                        },
-                    }
-                }
-                for w in flight.waiters {
-                    self.attempt(w);
-                }
+        let due_in = self.isolates[i].view.due_in(now_ms);
+        if now_ms.saturating_sub(started) >= MAINTAIN_MS - REFRESH_AFTER_MS || due_in.is_none() {
+            if self.isolates[i].maintaining == started {
+                self.isolates[i].maintaining = 0;
             }
-            Some(LeaseAnswer::Denied { .. }) => {
-                self.isolates[i].view.deny();
-                for c in flight.asker.into_iter().chain(flight.waiters) {
-                    self.decide(c, Outcome::Denied);
-                }
+            return;
+        }
+        match due_in {
+            Some(0) if self.in_flight(i).is_none() => {
+                self.send(i, Amounts::default(), Owner::Maintain(started));
             }
-            None => {
-                for c in flight.asker.into_iter().chain(flight.waiters) {
-                    self.decide(c, Outcome::Timeout);
+            Some(ms) => {
+                let at = self.now + ms.max(MAINTAIN_FLOOR_MS) * 1000;
+                let (inc, started) = (self.isolates[i].inc as u32, (started - EPOCH_MS) as u32);
+                self.schedule(at, Ev::Maintain(i as u32, inc, started));
+            }
+            None => unreachable!(),
+        }
+    }
+
+    /// The outbox's flush: `leases::report`.
+    fn flush(&mut self, i: usize) {
+        self.isolates[i].sending = false;
+        if self.isolates[i].view.unreported() {
+            match self.in_flight(i) {
+                None => {
+                    self.send(i, Amounts::default(), Owner::Report);
                 }
+                Some(_) => self.isolates[i].skipped = true,
             }
         }
     }
@@ -740,31 +1107,30 @@ impl Sim {
         if let Some(&moved) = iso.running.get(at) {
             self.calls[moved].slot = at;
         }
-        self.s.exposure -= est - actual;
-        self.maybe_refresh(i);
-    }
-
-    fn in_use(&self, i: usize) -> bool {
-        let iso = &self.isolates[i];
-        !iso.running.is_empty() || iso.seen > 0 || iso.view.used() != iso.asked_used
-    }
-
-    /// The worker's `maintain`: it sleeps until the lease falls due by its age, `TICK_MS` at
-    /// least (and a call's end looks too, in `end`).
-    fn ensure_tick(&mut self, i: usize) {
-        if !self.isolates[i].ticking {
-            self.isolates[i].ticking = true;
-            let inc = self.isolates[i].inc;
-            let due_at = self.isolates[i].asked_at + REFRESH_AFTER_MS * 1000;
-            let at = due_at.max(self.now + TICK_MS * 1000);
-            self.schedule(at, Ev::Tick(i, inc));
+        self.calls[c].running = false;
+        if let Some(m) = self.calls[c].keep_msg.take() {
+            // `keep_while` returns with the call: the refresh it was awaiting is dropped.
+            self.msgs[m].done = true;
+            self.msgs[m].abandoned = true;
+            self.s.abandoned += 1;
+            for k in 0..self.isolates[i].waiters.len() {
+                let w = self.isolates[i].waiters[k];
+                if w.on == self.msgs[m].sent_ms {
+                    self.timeout_look(w.call as usize);
+                }
+            }
         }
-    }
-
-    fn maybe_refresh(&mut self, i: usize) {
-        let now_ms = self.now_ms();
-        if self.isolates[i].flight.is_none() && self.isolates[i].view.due(now_ms) {
-            self.send(i, Amounts::default(), None);
+        self.s.exposure -= est - actual;
+        self.lease_admitted[self.isolates[i].lease] -= est - actual;
+        // After the response, in `wait_until`: the outbox's flush and `maintain`.
+        let (now_ms, inc) = (self.now_ms(), self.isolates[i].inc);
+        if !std::mem::replace(&mut self.isolates[i].sending, true) {
+            self.schedule(self.now + FLUSH_MS * 1000, Ev::Flush(i as u32, inc as u32));
+        }
+        let running = self.isolates[i].maintaining;
+        if running == 0 || now_ms.saturating_sub(running) >= MAINTAIN_MS {
+            self.isolates[i].maintaining = now_ms;
+            self.maintain(i, now_ms);
         }
     }
 
@@ -775,41 +1141,48 @@ impl Sim {
         for c in old {
             // Billed in full by the vendor; never reported.
             self.s.exposure -= self.calls[c].est - self.calls[c].actual;
+            self.calls[c].running = false;
         }
-        if let Some(flight) = self.isolates[i].flight.take() {
-            for c in flight.asker.into_iter().chain(flight.waiters) {
-                self.decide(c, Outcome::Died);
-            }
+        let waiting = std::mem::take(&mut self.isolates[i].waiters);
+        let asking = std::mem::take(&mut self.isolates[i].asking);
+        for c in waiting.into_iter().map(|w| w.call as usize).chain(asking) {
+            self.decide(c, Outcome::Died);
         }
         self.lease_dead[self.isolates[i].lease] = true;
         let n = self.lease_billed.len();
         self.lease_billed.push(0.0);
+        self.lease_admitted.push(0.0);
         self.lease_dead.push(false);
         let now_ms = self.now_ms();
         let iso = &mut self.isolates[i];
         iso.inc += 1;
         iso.lease = n;
         iso.view = LeaseView::new(lease_id(n), now_ms);
-        iso.ticking = false;
-        iso.asked_used = Use::default();
+        iso.refreshing = None;
+        iso.last = None;
+        iso.maintaining = 0;
+        iso.sending = false;
         iso.seen = 0;
-        iso.asked_at = self.now;
+        iso.skipped = false;
+        iso.recovering = false;
         let next = self.now + self.rng.exp(DEATH_MEAN_S * 1e6 / self.v.isolates as f64) as u64;
         if next < self.v.run_ms * 1000 {
             self.schedule(next, Ev::Death);
         }
     }
 }
-
 /// The figures of one run.
 struct Report {
     v: Variant,
     calls: usize,
     /// From 1 s (the first leases are asked for) to 3 s before the first refusal (429, or the
-    /// revocation), and from 3 s after it to the end of arrivals: µs.
+    /// revocation) or until half the cap is exposed (half the request bucket used), and from
+    /// 3 s after the first refusal to the end of arrivals: µs.
     steady: (u64, u64),
     limited: Option<(u64, u64)>,
     waited_steady: f64,
+    /// Of them, behind a refresh dropped with its call.
+    dropped_steady: f64,
     waited_admitted: f64,
     /// Of the calls that waited in the steady state: why (no lease, expired, too small), and
     /// how many found a refresh in flight.
@@ -817,7 +1190,7 @@ struct Report {
     /// Added wait of admitted calls, ms: p50, p99, p99.9 in the steady state and over the run.
     wait_steady: [f64; 3],
     wait_run: [f64; 3],
-    /// The wait before a refusal (429, 401, 503 after its rounds), ms.
+    /// The wait before a refusal (429, 401, 503 with no room), ms.
     wait_refused: [f64; 3],
     msgs_per_1k: [f64; 3],
     util: [f64; 3],
@@ -828,12 +1201,21 @@ struct Report {
     billed_usd: f64,
     unreported_dead_usd: f64,
     unreported_alive_usd: f64,
-    /// Live isolates' whose last ask was lost: `LeaseView::ask` took it for reported.
-    unreported_lost_last_usd: f64,
+    /// Of that, live isolates' whose outbox's last flush was skipped behind an older refresh.
+    unreported_skipped_usd: f64,
     max_committed: f64,
     max_exposure: f64,
     late_usd: f64,
     beyond_grant: (u64, f64, u64),
+    beyond_reserved: (u64, f64),
+    /// Refreshes sent by calls, `keep_while`, `maintain`, the outbox.
+    sent: [u64; 4],
+    failed: u64,
+    late: u64,
+    abandoned: u64,
+    stale: u64,
+    remembered: u64,
+    idle: u64,
     /// Requests: admitted in all; the most in any 60 s; the least slack of `rpm + rpm * t / 60 s`.
     admitted: u64,
     max_60s: u64,
@@ -849,8 +1231,8 @@ const OUTCOMES: [(Outcome, &str); 8] = [
     (Outcome::Budget, "429 budget"),
     (Outcome::Requests, "429 rpm"),
     (Outcome::Denied, "401 revoked"),
-    (Outcome::Exhausted, "503 after 4 rounds"),
-    (Outcome::Timeout, "503 ledger timeout"),
+    (Outcome::Exhausted, "503 no room"),
+    (Outcome::Unavailable, "503 no answer"),
     (Outcome::Died, "isolate died"),
     (Outcome::Pending, "pending"),
 ];
@@ -874,12 +1256,13 @@ fn report(sim: &Sim) -> Report {
         .calls
         .iter()
         .filter(|c| matches!(c.outcome, Outcome::Budget | Outcome::Requests))
-        .map(|c| c.arrived)
+        .map(|c| c.decided)
         .min()
         .into_iter()
         .chain(s.revoked_at)
         .min();
-    let steady = (1_000_000, first_refusal.map_or(run_us, |t| t.saturating_sub(3_000_000)).max(2_000_000));
+    let end = first_refusal.map_or(run_us, |t| t.saturating_sub(3_000_000)).min(s.half_limit_at.unwrap_or(run_us));
+    let steady = (1_000_000, end.max(2_000_000));
     let limited = first_refusal.map(|t| (t + 3_000_000, run_us)).filter(|(a, b)| a < b);
     let within = |t: u64, (a, b): (u64, u64)| t >= a && t < b;
     let admitted: Vec<&Call> = sim.calls.iter().filter(|c| c.outcome == Outcome::Admitted).collect();
@@ -893,7 +1276,7 @@ fn report(sim: &Sim) -> Report {
     };
     let util = |(a, b): (u64, u64)| bins((a, b)).iter().map(|b| b.busy_us).sum::<f64>() / (b - a) as f64;
     let counted = |n: usize| sim.ledger.leases.get(n).and_then(|s| s.as_ref()).map_or(0.0, |s| s.counted_usd);
-    let (mut dead, mut alive, mut alive_lost) = (0.0, 0.0, 0.0);
+    let (mut dead, mut alive, mut skipped) = (0.0, 0.0, 0.0f64);
     for (n, billed) in sim.lease_billed.iter().enumerate() {
         if sim.lease_dead[n] {
             dead += billed - counted(n);
@@ -901,10 +1284,9 @@ fn report(sim: &Sim) -> Report {
     }
     for iso in &sim.isolates {
         let gap = sim.lease_billed[iso.lease] - counted(iso.lease);
-        if iso.last_ask_lost {
-            alive_lost += gap;
-        } else {
-            alive += gap;
+        alive += gap;
+        if iso.skipped {
+            skipped += gap;
         }
     }
     let (rpm, at) = (sim.v.rpm as f64, &s.admitted_at);
@@ -928,6 +1310,8 @@ fn report(sim: &Sim) -> Report {
         steady,
         limited,
         waited_steady: share(&steady_admitted),
+        dropped_steady: steady_admitted.iter().filter(|c| c.behind_dropped).count() as f64
+            / steady_admitted.len().max(1) as f64,
         waited_admitted: share(&admitted),
         why_steady: steady_admitted.iter().filter_map(|c| c.short).fold([0; 4], |mut n, (short, behind)| {
             n[match short {
@@ -960,11 +1344,19 @@ fn report(sim: &Sim) -> Report {
         billed_usd: sim.lease_billed.iter().sum(),
         unreported_dead_usd: dead,
         unreported_alive_usd: alive,
-        unreported_lost_last_usd: alive_lost,
+        unreported_skipped_usd: skipped,
         max_committed: s.max_committed,
         max_exposure: s.max_exposure,
         late_usd: s.late_usd,
         beyond_grant: s.beyond_grant,
+        beyond_reserved: s.beyond_reserved,
+        sent: s.sent,
+        failed: s.failed,
+        late: s.late,
+        abandoned: s.abandoned,
+        stale: s.stale,
+        remembered: s.remembered,
+        idle: s.idle,
         admitted: at.len() as u64,
         max_60s,
         least_slack,
@@ -1022,8 +1414,8 @@ fn table(reports: &[Report]) -> String {
     row(&mut out, "steady state; after the limit", &|r| {
         format!("{}; {}", secs(r.steady), r.limited.map_or("-".into(), secs))
     });
-    row(&mut out, "admitted calls that waited: steady; whole run", &|r| {
-        format!("{}; {}", pct(r.waited_steady), pct(r.waited_admitted))
+    row(&mut out, "admitted calls that waited: steady (behind a dropped refresh); whole run", &|r| {
+        format!("{} ({}); {}", pct(r.waited_steady), pct(r.dropped_steady), pct(r.waited_admitted))
     });
     row(&mut out, "why, steady: no lease / expired / too small (behind a refresh in flight)", &|r| {
         let w = r.why_steady;
@@ -1031,10 +1423,21 @@ fn table(reports: &[Report]) -> String {
     });
     row(&mut out, "added wait p50 / p99 / p99.9, steady", &|r| ms(r.wait_steady));
     row(&mut out, "added wait p50 / p99 / p99.9, whole run", &|r| ms(r.wait_run));
-    row(&mut out, "wait before a refusal (429, 401, 503 after 4 rounds) p50 / p99 / p99.9", &|r| ms(r.wait_refused));
+    row(&mut out, "wait before a refusal (429, 401, 503 no room) p50 / p99 / p99.9", &|r| ms(r.wait_refused));
     row(&mut out, "ledger messages per 1,000 calls: steady; after the limit; run", &|r| {
         format!("{}; {}; {}", num(r.msgs_per_1k[0]), num(r.msgs_per_1k[1]), num(r.msgs_per_1k[2]))
     });
+    row(&mut out, "refreshes sent by: calls / keep_while / maintain / outbox", &|r| {
+        let n = r.sent;
+        format!("{} / {} / {} / {}", n[0], n[1], n[2], n[3])
+    });
+    row(
+        &mut out,
+        "asks failed (of them late answers); keep refreshes dropped with their call; slots cleared past WAIT_MS",
+        &|r| format!("{} ({}); {}; {}", r.failed, r.late, r.abandoned, r.stale),
+    );
+    row(&mut out, "calls refused by the refusal they waited on (no ask)", &|r| r.remembered.to_string());
+    row(&mut out, "refreshes of idle leases (a float residue of their holds)", &|r| r.idle.to_string());
     row(&mut out, "ledger utilisation: steady; after the limit; run; busiest second", &|r| {
         format!("{}; {}; {}; {}", pct(r.util[0]), pct(r.util[1]), pct(r.util[2]), pct(r.util_peak))
     });
@@ -1064,14 +1467,18 @@ fn table(reports: &[Report]) -> String {
             format!("${:.2}; ${:.2}", r.counted_usd, r.billed_usd)
         }
     });
-    row(&mut out, "billed, never reported: dead isolates'; live isolates' (whose last ask was lost)", &|r| {
-        format!(
-            "${:.2}; ${:.2} (${:.2})",
-            r.unreported_dead_usd,
-            (r.unreported_alive_usd + r.unreported_lost_last_usd).max(0.0),
-            r.unreported_lost_last_usd.max(0.0)
-        )
-    });
+    row(
+        &mut out,
+        "billed, never reported: dead isolates'; live isolates' (last flush skipped behind an older refresh)",
+        &|r| {
+            format!(
+                "${:.2}; ${:.2} (${:.2})",
+                r.unreported_dead_usd,
+                r.unreported_alive_usd.max(0.0),
+                r.unreported_skipped_usd.max(0.0)
+            )
+        },
+    );
     row(&mut out, "most committed in the ledger; most exposure (billed + held)", &|r| {
         if capped(r) {
             format!("${:.4}; ${:.4}", r.max_committed, r.max_exposure)
@@ -1079,8 +1486,11 @@ fn table(reports: &[Report]) -> String {
             "-".into()
         }
     });
-    row(&mut out, "answers granting less than already taken: count; $; requests", &|r| {
+    row(&mut out, "answers granting less than already taken (kept reserved): count; $; requests", &|r| {
         format!("{}; ${:.2}; {}", r.beyond_grant.0, r.beyond_grant.1, r.beyond_grant.2)
+    });
+    row(&mut out, "a live lease's calls beyond what the ledger counted and reserved for it: times; most", &|r| {
+        format!("{}; ${:.4}", r.beyond_reserved.0, r.beyond_reserved.1)
     });
     row(&mut out, "spend reported after the ledger freed its lease; leases freed", &|r| {
         format!("${:.2}; {}", r.late_usd, r.freed)
@@ -1122,7 +1532,9 @@ fn leases_at_scale() {
         v("revoke, 600", 600, LOOSE_CAP_USD, LOOSE_RPM, true, true, REVOKE_AT_MS + 5_000),
         v("free, 6000", 6000, LOOSE_CAP_USD, LOOSE_RPM, false, false, 10_000),
     ];
-    // Two at a time (each run is deterministic on its own): the machine has two cores.
+    // Two at a time (each run is deterministic on its own): the machine has two cores. The
+    // longest first ("rpm": its calls queue for the refilling bucket, each refresh waking them).
+    const LONGEST_FIRST: [usize; 7] = [2, 0, 4, 1, 5, 6, 3];
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut reports: Vec<(usize, Report)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..2)
@@ -1131,7 +1543,8 @@ fn leases_at_scale() {
                     let mut done = Vec::new();
                     loop {
                         let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&v) = variants.get(k) else { return done };
+                        let Some(&k) = LONGEST_FIRST.get(k) else { return done };
+                        let v = variants[k];
                         let t = std::time::Instant::now();
                         let sim = Sim::new(v, seed).run();
                         if std::env::var_os("LEASES_SIM_TIMES").is_some() {
@@ -1164,30 +1577,35 @@ fn leases_at_scale() {
 /// Every call came to an end, and no isolate still waits for the ledger.
 fn check_run(sim: &Sim) {
     assert!(sim.calls.iter().all(|c| c.outcome != Outcome::Pending), "{}: a call still waits", sim.v.name);
-    assert!(sim.isolates.iter().all(|i| i.flight.is_none()), "{}: a refresh still in flight", sim.v.name);
+    // (But for refreshes the end of the run cut short.)
+    let end = (sim.v.run_ms + DRAIN_MS - ASK_TIMEOUT_MS) * 1000;
+    assert!(sim.msgs.iter().all(|m| m.done || m.sent > end), "{}: a refresh still in flight", sim.v.name);
+    assert!(sim.isolates.iter().all(|i| i.waiters.is_empty() && i.asking.is_empty()));
     assert!(sim.ledger.queue.is_empty());
 }
 
-/// The invariants, each as precisely as it holds (see the module's notes on the overruns).
+/// The invariants, each as precisely as it holds.
 fn check(r: &Report) {
     let name = r.v.name;
+    // What a live lease's calls were admitted with is always counted or reserved in the ledger:
+    // whatever the ledger answers, however late, lost or dropped.
+    assert_eq!(r.beyond_reserved.0, 0, "{name}: a lease's calls beyond its reservation by ${}", r.beyond_reserved.1);
+    // And every live isolate's spend is counted by the end, but where its outbox's last flush
+    // found a refresh in flight (sent before the use) and skipped the report, and nothing asked
+    // since (`maintain` had ended, or ended on that refresh's answer).
+    let unexplained = r.unreported_alive_usd - r.unreported_skipped_usd;
+    assert!(unexplained.abs() < 1e-6, "{name}: live isolates' spend unreported: {unexplained}");
     if r.v.cap_usd < LOOSE_CAP_USD {
-        // No cap is overrun but by what the overruns' known sources allow: answers that granted
-        // a lease less than its calls had taken meanwhile, spend reported after its lease was
-        // freed, dead isolates' calls (billed, never reported), and live isolates' whose last
-        // ask was lost (`LeaseView::ask` takes the use it carries for reported).
-        let explained = r.beyond_grant.1 + r.late_usd;
-        let unreported = r.unreported_dead_usd + r.unreported_lost_last_usd.max(0.0);
+        // No cap is overrun but by spend reported after its lease was freed, and by calls
+        // billed but never reported (dead isolates', and live ones' whose report was skipped):
+        // their reservations are freed `LEASE_GRACE_MS` after their leases' expiry.
+        let explained = r.late_usd;
+        let unreported = r.unreported_dead_usd + r.unreported_skipped_usd;
         assert!(r.max_committed <= r.v.cap_usd + explained + EPS, "{name}: committed {}", r.max_committed);
         assert!(r.max_exposure <= r.v.cap_usd + explained + unreported + EPS, "{name}: exposure {}", r.max_exposure);
         assert!(r.billed_usd <= r.v.cap_usd + explained + unreported + EPS, "{name}: billed {}", r.billed_usd);
-        // Otherwise what the ledger counted is what the live isolates' calls cost, and the cap
-        // is used: less than 1% of it is left when the run ends.
-        assert!(
-            r.unreported_alive_usd.abs() < 1e-6,
-            "{name}: live isolates' spend unreported: {}",
-            r.unreported_alive_usd
-        );
+        // The cap is used: less than 1% of it is left when the run ends, and refusals start at
+        // 95% of it or more.
         assert!(r.counted_usd >= 0.99 * r.v.cap_usd, "{name}: only ${} of the cap used", r.counted_usd);
         let (_, exposure) = r.first_budget_refusal.expect("the cap was reached");
         assert!(exposure >= 0.95 * r.v.cap_usd, "{name}: refusals began at ${exposure}");
@@ -1196,8 +1614,8 @@ fn check(r: &Report) {
         // Requests: from the moment the bucket was made (full), no more were admitted than it
         // holds plus its refill (`rpm + rpm * t / 60 s`, for every t); hence in any 60 s window
         // no more than twice the limit.
-        assert!(r.least_slack >= -(r.beyond_grant.2 as f64), "{name}: the bucket was overrun by {}", -r.least_slack);
-        assert!(r.max_60s <= 2 * r.v.rpm + r.beyond_grant.2, "{name}: {} in 60 s", r.max_60s);
+        assert!(r.least_slack >= 0.0, "{name}: the bucket was overrun by {}", -r.least_slack);
+        assert!(r.max_60s <= 2 * r.v.rpm, "{name}: {} in 60 s", r.max_60s);
         // And the limit is used: at least 98% of what the bucket allowed was admitted.
         let allowed = r.v.rpm as f64 * (1.0 + r.v.run_ms as f64 / 60_000.0);
         assert!(r.admitted as f64 >= 0.98 * allowed, "{name}: {} admitted of {allowed}", r.admitted);
@@ -1208,15 +1626,45 @@ fn check(r: &Report) {
         let bound = LEASE_TTL_MS as f64 + LATENCY_MS.iter().copied().fold(0.0, f64::max);
         assert!(after_ms <= bound, "{name}: a call admitted {after_ms} ms after the revocation");
     }
-    // Most calls in the steady state are admitted with no wait, while the ledger keeps up.
+    // Most calls in the steady state are admitted with no wait, while the ledger keeps up, but
+    // for those that waited behind a refresh dropped with its call (`keep_while`). (The bounds
+    // were 1% and 2% before the outbox reported leases: its reports ask for a quarter of the
+    // headroom, `frequent_reports_do_not_shrink_the_headroom_asked_for`.)
     if r.util[0] < 0.5 {
-        let bound = if r.v.isolates > 100 { 0.02 } else { 0.01 };
-        assert!(r.waited_steady <= bound, "{name}: {} of calls waited in the steady state", r.waited_steady);
+        let bound = if r.v.isolates > 100 { 0.13 } else { 0.03 };
+        let waited = r.waited_steady - r.dropped_steady;
+        assert!(waited <= bound, "{name}: {waited} of calls waited in the steady state");
     }
 }
 
-// Two scenarios the simulation found, reduced to the lease functions alone: each fails today
-// (`cargo test -p switchyard-core --test leases -- --ignored`), and passes once it is fixed.
+/// The worker's constants and loop, mirrored at the top of this file, are still the worker's.
+#[test]
+fn the_worker_is_modelled_with_its_own_constants() {
+    let read = |path: &str| {
+        let path = format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let (leases, outbox) = (read("src/leases.rs"), read("src/outbox.rs"));
+    for (source, text) in [
+        (&leases, "const WAIT_MS: u64 = ASK_TIMEOUT_MS + 500;"),
+        (&leases, "const ADMIT_MS: u64 = 3 * ASK_TIMEOUT_MS;"),
+        (&leases, "while own < 3 && "),
+        (&leases, "const MAINTAIN_MS: u64 = 10_000;"),
+        (&leases, ".max(50)"),
+        (&leases, "pause_ms = (pause_ms * 2).min(8);"),
+        (&leases, "covers(need, theirs, &refusal)"),
+        (&outbox, "const FLUSH_MS: u64 = 200;"),
+    ] {
+        assert!(source.contains(text), "the worker changed (`{text}` is gone): update the simulation's model of it");
+    }
+    let metering = read("src/metering.rs");
+    assert!(
+        metering.contains("if let Some(output) = crate::upstream::within(REFRESH_AFTER_MS, &mut call).await {"),
+        "`keep_while` changed: update the simulation's model of it"
+    );
+}
+
+// Scenarios the simulation found, reduced to the lease functions alone.
 
 fn cap_of(limit_usd: f64) -> Vec<Cap> {
     vec![Cap { window: Window::Day, limit_usd, warn_at: None }]
@@ -1226,12 +1674,30 @@ fn usd(usd: f64) -> Amounts {
     Amounts { usd, requests: 1, tokens: 0 }
 }
 
+/// The ledger's answer to `ask` (from an isolate whose lease has `live` others beside it), and
+/// what it hands the waiting call.
+fn ask_ledger(
+    scope: &mut Scope,
+    state: Option<LeaseState>,
+    view: &mut LeaseView,
+    ask: &LeaseAsk,
+    live: usize,
+    now: u64,
+) -> (LeaseState, Option<Taken>) {
+    let (state, refused) = lease::refresh(scope, state, ask, live, now);
+    let answer = match refused {
+        None => Answered::Granted(state.grant.clone()),
+        Some(_) => Answered::Refused(state.grant.clone()),
+    };
+    let taken = view.answered(ask.seq, answer, now);
+    (state, taken)
+}
+
 /// An isolate goes on taking calls from its lease while its refresh is in flight (as the worker
 /// does); the ledger, meanwhile short of headroom, answers with a smaller free part, sized on
-/// the use the ask reported. What was taken since the ask beyond the new grant is then reserved
-/// nowhere, and the ledger hands it out again.
+/// the use the ask reported. What was taken since the ask beyond the new grant must stay
+/// reserved (the ask's `acked`), not be handed out again.
 #[test]
-#[ignore = "lease::refresh shrinks a lease below what its calls took while the refresh was in flight"]
 fn calls_taken_while_a_refresh_is_in_flight_stay_reserved() {
     let now = EPOCH_MS;
     let (cap, base) = (1.0, LeaseAsk { caps: cap_of(1.0), ..LeaseAsk::default() });
@@ -1240,10 +1706,8 @@ fn calls_taken_while_a_refresh_is_in_flight_stay_reserved() {
     let mut a = LeaseView::new("a", now);
     assert_eq!(a.take(usd(0.1), now), Err(Short::NoLease));
     let ask = a.ask(&base, usd(0.1), now);
-    let (state_a, refused) = lease::refresh(&mut scope, None, &ask, 0, now);
-    assert!(refused.is_none());
-    a.granted(state_a.grant.clone(), now);
-    a.take(usd(0.1), now).unwrap();
+    let (state_a, taken) = ask_ledger(&mut scope, None, &mut a, &ask, 0, now);
+    assert!(taken.is_some());
     assert!((a.grant().unwrap().limit.usd - 0.3).abs() < 1e-9);
     // Its refresh falls due and is sent (it reports $0.1 held); while it is on its way, two
     // more calls take $0.2 from the lease, which allows it.
@@ -1254,34 +1718,25 @@ fn calls_taken_while_a_refresh_is_in_flight_stay_reserved() {
     // Isolate B asks first: $0.6 of the $0.7 left.
     let mut b = LeaseView::new("b", t1);
     let ask = b.ask(&base, usd(0.6), t1);
-    let (state_b, refused) = lease::refresh(&mut scope, None, &ask, 1, t1);
-    assert!(refused.is_none());
-    b.granted(state_b.grant.clone(), t1);
-    b.take(usd(0.6), t1).unwrap();
-    // Then A's refresh: $0.1 held by its account, so its lease shrinks to $0.175 in all.
-    let (state_a, _) = lease::refresh(&mut scope, Some(state_a), &refresh_a, 1, t1 + 1);
-    a.granted(state_a.grant.clone(), t1);
-    // Isolate C asks for $0.2, which the ledger finds free.
+    let (_, taken) = ask_ledger(&mut scope, None, &mut b, &ask, 1, t1);
+    assert!(taken.is_some());
+    // Then A's refresh: $0.1 held by its account, so its lease shrinks.
+    let _ = ask_ledger(&mut scope, Some(state_a), &mut a, &refresh_a, 1, t1 + 1);
+    // Isolate C asks for $0.2: free only if A's calls taken meanwhile were given up.
     let mut c = LeaseView::new("c", t1);
     let ask = c.ask(&base, usd(0.2), t1 + 2);
-    let (state_c, refused) = lease::refresh(&mut scope, None, &ask, 2, t1 + 2);
-    if refused.is_none() {
-        c.granted(state_c.grant.clone(), t1 + 2);
-        c.take(usd(0.2), t1 + 2).unwrap();
-    }
-    // The calls running now may cost what they hold: $0.3 + $0.6 + $0.2 against a $1 cap.
+    let _ = ask_ledger(&mut scope, None, &mut c, &ask, 2, t1 + 2);
+    // The calls running now may cost what they hold.
     let held = a.used().held_usd + b.used().held_usd + c.used().held_usd;
     assert!(held <= cap + EPS, "calls running hold ${held:.3} against a ${cap} cap");
+    assert!(scope.committed(Window::Day, t1 + 2) <= cap + EPS);
 }
 
-/// A refresh is lost on its way. The worker gives up on it after its timeout (`TIMEOUT_MS`,
-/// 5 s) and asks again; but the ledger frees the lease `LEASE_TTL_MS + LEASE_GRACE_MS` (5 s)
-/// after the last ask it served, which was sent before the lost one: the next ask comes after
-/// the lease was freed, and what its calls in flight hold went back to the cap and was handed
-/// out again. (A lost answer frees it too, whenever the next ask is a little slower than the
-/// lost one.)
+/// A refresh is lost on its way, as late as a lease in use is refreshed (at its expiry). The
+/// worker gives up on it after `ASK_TIMEOUT_MS` and asks again at once; the ledger must not
+/// have freed the lease meanwhile (`LEASE_GRACE_MS` past its expiry), or what its calls in
+/// flight hold goes back to the cap and is handed out again.
 #[test]
-#[ignore = "LEASE_GRACE_MS is shorter than the worker's wait for a lost refresh: a live lease's holds are freed"]
 fn a_lost_refresh_does_not_free_what_calls_in_flight_hold() {
     let now = EPOCH_MS;
     let (cap, base) = (1.0, LeaseAsk { caps: cap_of(1.0), ..LeaseAsk::default() });
@@ -1289,31 +1744,117 @@ fn a_lost_refresh_does_not_free_what_calls_in_flight_hold() {
     // A call of $0.5 (a long stream) holds its estimate in isolate A's lease.
     let mut a = LeaseView::new("a", now);
     let ask = a.ask(&base, usd(0.5), now);
-    let (state_a, _) = lease::refresh(&mut scope, None, &ask, 0, now);
-    a.granted(state_a.grant.clone(), now);
-    a.take(usd(0.5), now).unwrap();
-    // Its refresh falls due and is sent; it never arrives.
-    let t1 = now + REFRESH_AFTER_MS;
+    let (state_a, taken) = ask_ledger(&mut scope, None, &mut a, &ask, 0, now);
+    assert!(taken.is_some());
+    // Its refresh is sent as late as the lease lasts; it never arrives.
+    let t1 = now + LEASE_TTL_MS - 1;
     assert!(a.due(t1));
-    let _lost = a.ask(&base, Amounts::default(), t1);
-    // Before the worker gives up on it, another isolate's ask makes the ledger sweep its stale
-    // leases, and is granted what it needs.
-    let swept = t1 + TIMEOUT_MS - 1;
+    let lost = a.ask(&base, Amounts::default(), t1);
+    assert!(a.answered(lost.seq, Answered::Failed, t1).is_none());
+    // Just before A's next ask reaches it (the farthest latency away), another isolate's ask
+    // makes the ledger sweep its stale leases, and is granted what it needs.
+    let again = t1 + ASK_TIMEOUT_MS;
+    let arrives = again + LATENCY_MS.iter().copied().fold(0.0, f64::max) as u64;
     let mut state_a = state_a;
-    if state_a.expired(swept) {
-        lease::free(&mut scope, &mut state_a, swept);
+    if state_a.expired(arrives - 1) {
+        lease::free(&mut scope, &mut state_a, arrives - 1);
     }
-    let mut b = LeaseView::new("b", swept);
-    let ask = b.ask(&base, usd(0.9), swept);
-    let (state_b, refused) = lease::refresh(&mut scope, None, &ask, 1, swept);
-    if refused.is_none() {
-        b.granted(state_b.grant, swept);
-        b.take(usd(0.9), swept).unwrap();
-    }
+    let mut b = LeaseView::new("b", arrives - 1);
+    let ask = b.ask(&base, usd(0.9), arrives - 1);
+    let _ = ask_ledger(&mut scope, None, &mut b, &ask, 1, arrives - 1);
     // A asks again, with its call still running.
-    let again = t1 + TIMEOUT_MS;
+    assert!(a.due(again));
     let ask = a.ask(&base, Amounts::default(), again);
-    let _ = lease::refresh(&mut scope, Some(state_a), &ask, 1, again + 10);
-    let committed = scope.committed(Window::Day, again + 10);
+    let _ = ask_ledger(&mut scope, Some(state_a), &mut a, &ask, 1, arrives);
+    let committed = scope.committed(Window::Day, arrives);
     assert!(committed <= cap + EPS, "the ledger has ${committed:.2} committed against a ${cap} cap");
+}
+
+/// A report whose ask got no answer (the ask or the answer lost) is sent again, and its spend
+/// counts once.
+#[test]
+fn a_report_that_got_no_answer_is_sent_again() {
+    let now = EPOCH_MS;
+    let base = LeaseAsk { caps: cap_of(10.0), ..LeaseAsk::default() };
+    let mut scope = Scope::default();
+    let mut a = LeaseView::new("a", now);
+    let ask = a.ask(&base, usd(0.5), now);
+    let (state, taken) = ask_ledger(&mut scope, None, &mut a, &ask, 0, now);
+    // The call ends, costing $0.4; its report reaches the ledger, but its answer is lost.
+    a.settle(&taken.unwrap(), 0.4, 0);
+    assert!(a.unreported());
+    let report = a.ask(&base, Amounts::default(), now + 10);
+    assert!(!a.unreported());
+    let (state, _) = lease::refresh(&mut scope, Some(state), &report, 0, now + 10);
+    a.answered(report.seq, Answered::Failed, now + 10);
+    // The use is reported again (by the outbox's next flush, or `maintain` once it is due),
+    // and counted once.
+    let later = now + 10 + REFRESH_AFTER_MS;
+    assert!(a.unreported() && a.due(later));
+    let again = a.ask(&base, Amounts::default(), later);
+    let (state, _) = ask_ledger(&mut scope, Some(state), &mut a, &again, 0, later);
+    assert!(!a.unreported());
+    assert!((state.counted_usd - 0.4).abs() < 1e-9, "{}", state.counted_usd);
+}
+
+/// A lease whose use is reported every `FLUSH_MS` or so (the outbox reports a lease with
+/// unreported use `FLUSH_MS` after a call ends) asks for as much headroom as one refreshed every
+/// `REFRESH_AFTER_MS` under the same traffic: what the traffic would use in `HEADROOM_LIFETIMES`
+/// lifetimes. `LeaseView::want` measures the rate over `max(elapsed, REFRESH_AFTER_MS)`, so a
+/// report after 250 ms asks for a quarter of it, and the lease runs short.
+#[test]
+#[ignore = "LeaseView::want takes the calls seen since an ask under REFRESH_AFTER_MS for a rate over REFRESH_AFTER_MS"]
+fn frequent_reports_do_not_shrink_the_headroom_asked_for() {
+    let base = LeaseAsk { caps: cap_of(1_000.0), ..LeaseAsk::default() };
+    // 83 calls a second (one each 12 ms) of $0.005, at a lease asking every `every` ms: what it
+    // wants.
+    let wants = |every: u64| {
+        let mut scope = Scope::default();
+        let mut view = LeaseView::new("a", EPOCH_MS);
+        let ask = view.ask(&base, usd(0.005), EPOCH_MS);
+        let (mut state, taken) = ask_ledger(&mut scope, None, &mut view, &ask, 0, EPOCH_MS);
+        view.settle(&taken.unwrap(), 0.004, 0);
+        let mut want = 0.0;
+        for tick in 1..=4_000u64 {
+            let now = EPOCH_MS + tick;
+            if tick % 12 == 0 {
+                if let Ok(taken) = view.take(usd(0.005), now) {
+                    view.settle(&taken, 0.004, 0);
+                }
+            }
+            if tick % every == 0 {
+                let ask = view.ask(&base, Amounts::default(), now);
+                want = ask.want.usd;
+                state = ask_ledger(&mut scope, Some(state), &mut view, &ask, 0, now).0;
+            }
+        }
+        want
+    };
+    let (reported, refreshed) = (wants(250), wants(REFRESH_AFTER_MS));
+    // 83 calls a second for 3 s: $1.25.
+    assert!((refreshed - 1.25).abs() < 0.1, "refreshed every {REFRESH_AFTER_MS} ms: ${refreshed:.3}");
+    assert!(reported >= 0.9 * refreshed, "reported every 250 ms: ${reported:.3}, against ${refreshed:.3}");
+}
+
+/// A lease whose calls all ended, and whose use is reported, is idle: it is left to lapse, and
+/// `maintain` stops refreshing it. Holds are money, added and taken back in any order: their
+/// float sum need not come back to 0.0 exactly, and `LeaseView::due_in` takes any positive
+/// `held_usd` for a call in flight.
+#[test]
+#[ignore = "LeaseView::due_in takes a float residue of settled holds for a call in flight"]
+fn a_lease_whose_calls_all_ended_is_idle() {
+    let base = LeaseAsk { caps: cap_of(10.0), ..LeaseAsk::default() };
+    let mut scope = Scope::default();
+    let mut view = LeaseView::new("a", EPOCH_MS);
+    let ask = view.ask(&base, usd(0.3), EPOCH_MS);
+    let (state, first) = ask_ledger(&mut scope, None, &mut view, &ask, 0, EPOCH_MS);
+    let (b, c) = (view.take(usd(0.1), EPOCH_MS).unwrap(), view.take(usd(0.2), EPOCH_MS).unwrap());
+    for taken in [first.unwrap(), b, c] {
+        view.settle(&taken, taken.usd / 2.0, 0);
+    }
+    let later = EPOCH_MS + REFRESH_AFTER_MS;
+    let report = view.ask(&base, Amounts::default(), later);
+    let _ = ask_ledger(&mut scope, Some(state), &mut view, &report, 0, later);
+    assert!(!view.unreported());
+    assert_eq!(view.due_in(later + 10), None, "held ${:e} after every call ended", view.used().held_usd);
 }
