@@ -235,7 +235,22 @@ async fn refresh(env: &Env, slot: &Slot, models: &[&str], need: Amounts) -> (Ref
     let mut ask = slot.view.borrow_mut().ask(&slot.base.borrow(), need, sent_ms);
     ask.models = models.iter().map(|m| (*m).to_owned()).collect();
     slot.refreshing.set(Some(sent_ms));
+    // Dropped before its answer (a call that ended while its refresh ran beside it): the ask
+    // counts as failed at once, rather than leaving others to wait for it.
+    struct Unanswered<'a>(&'a Slot, u64, u64, bool);
+    impl Drop for Unanswered<'_> {
+        fn drop(&mut self) {
+            if !self.3 {
+                self.0.view.borrow_mut().answered(self.2, Answered::Failed, self.1);
+                if self.0.refreshing.get() == Some(self.1) {
+                    self.0.refreshing.set(None);
+                }
+            }
+        }
+    }
+    let mut unanswered = Unanswered(slot, sent_ms, ask.seq, false);
     let answer = ledger::lease(env, &slot.instance, &ask).await;
+    unanswered.3 = true;
     let (answered, outcome) = match answer {
         Ok(LeaseAnswer::Granted { grant, refused: None }) => {
             (Answered::Granted(*grant), Refreshed::Granted { refused: None })

@@ -511,9 +511,13 @@ impl LeaseView {
         }
         self.reported = self.used;
         let want = self.want(need, now_ms);
-        self.seen = Amounts::default();
-        self.seen_calls = 0;
-        self.seen_since_ms = now_ms;
+        // The demand is measured over at least a refresh's interval: asks that come sooner (a
+        // report after a call's end) leave it to grow.
+        if now_ms.saturating_sub(self.seen_since_ms) >= REFRESH_AFTER_MS {
+            self.seen = Amounts::default();
+            self.seen_calls = 0;
+            self.seen_since_ms = now_ms;
+        }
         LeaseAsk {
             lease_id: self.id.clone(),
             seq: self.seq,
@@ -612,8 +616,13 @@ impl LeaseView {
         if self.due(now_ms) {
             return Some(0);
         }
-        let in_use = self.seen_calls > 0 || self.used.held_usd > 0.0 || self.used != self.reported;
+        let in_use = self.in_use();
         (self.grant.is_some() && in_use).then(|| self.asked_ms.saturating_add(REFRESH_AFTER_MS).saturating_sub(now_ms))
+    }
+
+    /// Whether calls used the lease since its last ask, hold part of it, or left use to report.
+    fn in_use(&self) -> bool {
+        self.seen_calls > 0 || self.used.held_usd > EPSILON_USD || self.used != self.reported
     }
 
     /// Whether use (spend or tokens) waits to be reported to the ledger.
@@ -628,7 +637,7 @@ impl LeaseView {
     /// to lapse.
     pub fn due(&self, now_ms: u64) -> bool {
         let Some(grant) = &self.grant else { return false };
-        let in_use = self.seen_calls > 0 || self.used.held_usd > 0.0 || self.used != self.reported;
+        let in_use = self.in_use();
         if !in_use {
             return false;
         }

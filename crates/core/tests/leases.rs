@@ -1803,7 +1803,6 @@ fn a_report_that_got_no_answer_is_sent_again() {
 /// lifetimes. `LeaseView::want` measures the rate over `max(elapsed, REFRESH_AFTER_MS)`, so a
 /// report after 250 ms asks for a quarter of it, and the lease runs short.
 #[test]
-#[ignore = "LeaseView::want takes the calls seen since an ask under REFRESH_AFTER_MS for a rate over REFRESH_AFTER_MS"]
 fn frequent_reports_do_not_shrink_the_headroom_asked_for() {
     let base = LeaseAsk { caps: cap_of(1_000.0), ..LeaseAsk::default() };
     // 83 calls a second (one each 12 ms) of $0.005, at a lease asking every `every` ms: what it
@@ -1841,7 +1840,6 @@ fn frequent_reports_do_not_shrink_the_headroom_asked_for() {
 /// float sum need not come back to 0.0 exactly, and `LeaseView::due_in` takes any positive
 /// `held_usd` for a call in flight.
 #[test]
-#[ignore = "LeaseView::due_in takes a float residue of settled holds for a call in flight"]
 fn a_lease_whose_calls_all_ended_is_idle() {
     let base = LeaseAsk { caps: cap_of(10.0), ..LeaseAsk::default() };
     let mut scope = Scope::default();
