@@ -324,20 +324,7 @@ pub fn refresh(
     state.reserved_usd = reserved;
     state.windows = windows;
 
-    let warnings = ask
-        .caps
-        .iter()
-        .filter_map(|cap| {
-            let warn_at = cap.warn_at?;
-            let committed_usd = scope.account.committed(cap.window, now_ms);
-            (committed_usd >= warn_at * cap.limit_usd).then_some(Warning {
-                window: cap.window,
-                limit_usd: cap.limit_usd,
-                committed_usd,
-                resets_at_ms: cap.window.reset_ms(now_ms),
-            })
-        })
-        .collect();
+    let warnings = scope.warnings(&ask.caps, now_ms);
     let requests = ask.limits.rpm.zip(scope.requests.as_ref()).map(|(rpm, b)| b.remaining(rpm));
     let tokens = ask.limits.tpm.zip(scope.tokens.as_ref()).map(|(tpm, b)| b.remaining(tpm));
     state.grant = Grant {

@@ -306,20 +306,7 @@ impl Scope {
         let reservation = self.account.reserve(&ask.caps, ask.amount_usd, now_ms).map_err(Refusal::Budget)?;
         let requests = ask.limits.rpm.zip(self.requests.as_mut()).map(|(limit, b)| b.take(limit, 1));
         let tokens = ask.limits.tpm.zip(self.tokens.as_mut()).map(|(limit, b)| b.take(limit, ask.tokens));
-        let warnings = ask
-            .caps
-            .iter()
-            .filter_map(|cap| {
-                let warn_at = cap.warn_at?;
-                let committed_usd = self.account.committed(cap.window, now_ms);
-                (committed_usd >= warn_at * cap.limit_usd).then_some(Warning {
-                    window: cap.window,
-                    limit_usd: cap.limit_usd,
-                    committed_usd,
-                    resets_at_ms: cap.window.reset_ms(now_ms),
-                })
-            })
-            .collect();
+        let warnings = self.warnings(&ask.caps, now_ms);
         Ok(Admitted { hold: Hold { reservation, tokens: ask.tokens, at_ms: now_ms }, warnings, requests, tokens })
     }
 
@@ -348,6 +335,22 @@ impl Scope {
     /// Settled plus reserved spend in `window` now.
     pub fn committed(&mut self, window: Window, now_ms: u64) -> f64 {
         self.account.committed(window, now_ms)
+    }
+
+    /// The caps whose settled and reserved spend is past their warning share now.
+    pub(crate) fn warnings(&mut self, caps: &[Cap], now_ms: u64) -> Vec<Warning> {
+        caps.iter()
+            .filter_map(|cap| {
+                let warn_at = cap.warn_at?;
+                let committed_usd = self.account.committed(cap.window, now_ms);
+                (committed_usd >= warn_at * cap.limit_usd).then_some(Warning {
+                    window: cap.window,
+                    limit_usd: cap.limit_usd,
+                    committed_usd,
+                    resets_at_ms: cap.window.reset_ms(now_ms),
+                })
+            })
+            .collect()
     }
 }
 
