@@ -424,6 +424,23 @@ impl Request {
         Ok(Some((kept, withheld)))
     }
 
+    /// Whether the client marked any part or tool for the prompt cache (`cache_control`).
+    pub fn has_cache_markers(&self) -> bool {
+        fn marked(part: &Part) -> bool {
+            match part {
+                Part::Text { cache, .. }
+                | Part::Image { cache, .. }
+                | Part::Document { cache, .. }
+                | Part::ToolCall { cache, .. } => cache.is_some(),
+                Part::ToolResult { cache, content, .. } => cache.is_some() || content.iter().any(marked),
+                Part::Audio { .. } | Part::Thinking { .. } | Part::RedactedThinking { .. } => false,
+            }
+        }
+        self.system.iter().any(marked)
+            || self.turns.iter().any(|turn| turn.parts.iter().any(marked))
+            || self.tools.iter().any(|tool| tool.cache.is_some())
+    }
+
     /// The reasoning effort asked for by name, if it was asked for so.
     pub fn effort(&self) -> Option<&str> {
         match &self.reasoning {

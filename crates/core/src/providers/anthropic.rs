@@ -283,7 +283,7 @@ pub fn chat_request(
         let outbound = OutboundRequest { url: format!("{}/messages", provider.base_url), headers, body };
         return Ok(Prepared { outbound, report: super::ParamReport::default(), plan: ChatPlan::of(request) });
     }
-    let mut policy = ParamPolicy::new("Anthropic", strict);
+    let mut policy = ParamPolicy::new("Anthropic", request, strict);
     let mut plan = ChatPlan::of(request);
 
     if request.choices > 1 {
@@ -357,8 +357,7 @@ pub fn chat_request(
     let budget_tokens = thinking_budget(request)?;
     let max_tokens = max_tokens(request, vendor_model, budget_tokens);
     if request.max_output_tokens.is_some_and(|asked| asked != max_tokens) {
-        let name = if request.source.dialect == Dialect::OpenaiResponses { "max_output_tokens" } else { "max_tokens" };
-        policy.adjust(name, max_tokens)?;
+        policy.adjust("max_tokens", max_tokens)?;
     }
     let thinking = budget_tokens.map(|budget_tokens| Thinking { kind: "enabled", budget_tokens });
 
@@ -394,7 +393,7 @@ pub fn chat_request(
         policy.drop("seed")?;
     }
     for name in request.extra.keys() {
-        policy.drop(name)?;
+        policy.drop_extra(name)?;
     }
 
     let body = MessagesRequest {

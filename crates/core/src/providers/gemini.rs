@@ -189,15 +189,6 @@ pub fn fit_thinking_budget(vendor_model: &str, budget: u32) -> u32 {
     }
 }
 
-/// The client's name for its reasoning parameter, for the report of an adjusted budget.
-fn reasoning_param(request: &Request) -> &'static str {
-    match (&request.reasoning, request.source.dialect) {
-        (Some(Reasoning::Budget(_)), _) => "thinking.budget_tokens",
-        (_, crate::canonical::Dialect::OpenaiResponses) => "reasoning.effort",
-        _ => "reasoning_effort",
-    }
-}
-
 /// Schema keywords Gemini's `Schema` object accepts; every other keyword is removed.
 const SCHEMA_KEYWORDS: &[&str] = &[
     "type",
@@ -408,7 +399,7 @@ pub fn chat_request(
     api_key: Option<&str>,
     strict: bool,
 ) -> Result<Prepared, GatewayError> {
-    let mut policy = ParamPolicy::new("Gemini", strict);
+    let mut policy = ParamPolicy::new("Gemini", request, strict);
     let plan = ChatPlan::of(request);
 
     let mut system = Vec::new();
@@ -508,7 +499,7 @@ pub fn chat_request(
     if let Some(asked) = thinking_budget(request)? {
         let thinking_budget = fit_thinking_budget(vendor_model, asked);
         if thinking_budget != asked {
-            policy.adjust(reasoning_param(request), thinking_budget)?;
+            policy.adjust("reasoning_effort", thinking_budget)?;
         }
         // Thoughts are shown when the client asked for thinking, not when the model insists.
         generation_config.thinking_config = Some(ThinkingConfig { thinking_budget, include_thoughts: asked > 0 });
@@ -517,11 +508,16 @@ pub fn chat_request(
         match name.as_str() {
             "presence_penalty" => generation_config.presence_penalty = request.extra[name].as_f64(),
             "frequency_penalty" => generation_config.frequency_penalty = request.extra[name].as_f64(),
-            other => policy.drop(other)?,
+            other => policy.drop_extra(other)?,
         }
     }
     if request.user.is_some() {
         policy.drop("user")?;
+    }
+    if request.has_cache_markers() {
+        // Gemini caches prompt prefixes by itself (implicit caching); an explicit cache is a
+        // resource made beforehand, which a marker in the request cannot make.
+        policy.note_dropped("cache_control");
     }
 
     let body = GenerateRequest {

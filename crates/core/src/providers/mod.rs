@@ -39,16 +39,28 @@ pub struct ParamReport {
 }
 
 /// Decides, parameter by parameter, what happens to one the vendor cannot honour: in lenient
-/// mode it is dropped (or adjusted) and reported; in strict mode the request is refused.
+/// mode it is dropped (or adjusted) and reported; in strict mode the request is refused. Both
+/// name the parameter as the client's dialect does (an Anthropic client sent `stop_sequences`,
+/// not `stop`): adapters name the canonical parameters as Chat Completions does, and the
+/// policy translates.
 pub struct ParamPolicy {
     strict: bool,
     vendor: &'static str,
+    dialect: Dialect,
+    /// The request's reasoning is a budget of tokens (Anthropic's `thinking.budget_tokens`).
+    budget: bool,
     pub report: ParamReport,
 }
 
 impl ParamPolicy {
-    pub fn new(vendor: &'static str, strict: bool) -> Self {
-        Self { strict, vendor, report: ParamReport::default() }
+    pub fn new(vendor: &'static str, request: &Request, strict: bool) -> Self {
+        Self {
+            strict,
+            vendor,
+            dialect: request.source.dialect,
+            budget: matches!(request.reasoning, Some(crate::canonical::Reasoning::Budget(_))),
+            report: ParamReport::default(),
+        }
     }
 
     fn refuse(&self, name: &str, what: &str) -> GatewayError {
@@ -64,7 +76,28 @@ impl ParamPolicy {
         .with_param(name)
     }
 
+    /// The client's name of a canonical parameter, named as Chat Completions names it.
+    pub fn client_name<'n>(&self, name: &'n str) -> &'n str {
+        match (self.dialect, name) {
+            (_, "reasoning_effort") if self.budget => "thinking.budget_tokens",
+            (Dialect::AnthropicMessages, "stop") => "stop_sequences",
+            (Dialect::AnthropicMessages, "user") => "metadata.user_id",
+            (Dialect::AnthropicMessages, "parallel_tool_calls") => "tool_choice.disable_parallel_tool_use",
+            (Dialect::OpenaiResponses, "max_tokens") => "max_output_tokens",
+            (Dialect::OpenaiResponses, "reasoning_effort") => "reasoning.effort",
+            (Dialect::OpenaiResponses, "response_format") => "text.format",
+            _ => name,
+        }
+    }
+
+    /// Drops a canonical parameter (named as Chat Completions names it).
     pub fn drop(&mut self, name: &str) -> Result<(), GatewayError> {
+        self.drop_extra(self.client_name(name))
+    }
+
+    /// Drops a parameter the canonical model does not hold (`Request::extra`), already named in
+    /// the client's terms.
+    pub fn drop_extra(&mut self, name: &str) -> Result<(), GatewayError> {
         if self.strict {
             return Err(self.refuse(name, "The parameter"));
         }
@@ -72,7 +105,18 @@ impl ParamPolicy {
         Ok(())
     }
 
+    /// Reports a hint the vendor is not sent but whose purpose it serves its own way (a
+    /// `cache_control` marker to a vendor that caches prompt prefixes by itself): reported as
+    /// dropped, never refused, strict or not.
+    pub fn note_dropped(&mut self, name: &str) {
+        if !self.report.dropped.iter().any(|d| d == name) {
+            self.report.dropped.push(name.to_owned());
+        }
+    }
+
+    /// Sends a canonical parameter (named as Chat Completions names it) changed to `used`.
     pub fn adjust(&mut self, name: &str, used: impl std::fmt::Display) -> Result<(), GatewayError> {
+        let name = self.client_name(name);
         if self.strict {
             return Err(self.refuse(name, "The value of"));
         }
@@ -660,17 +704,69 @@ mod tests {
 
     #[test]
     fn strict_policy_refuses_and_lenient_reports() {
-        let mut lenient = ParamPolicy::new("Anthropic", false);
+        let request =
+            crate::ingress::openai_chat::decode(&br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#[..])
+                .unwrap();
+        let mut lenient = ParamPolicy::new("Anthropic", &request, false);
         lenient.drop("logprobs").unwrap();
         lenient.adjust("temperature", 1).unwrap();
         assert_eq!(lenient.report.dropped, ["logprobs"]);
         assert_eq!(lenient.report.adjusted, ["temperature=1"]);
-        let mut strict = ParamPolicy::new("Anthropic", true);
+        let mut strict = ParamPolicy::new("Anthropic", &request, true);
         let e = strict.drop("logprobs").unwrap_err();
         assert_eq!(
             (e.status, e.param.as_deref(), e.code.as_deref()),
             (400, Some("logprobs"), Some("unsupported_parameter"))
         );
+    }
+
+    #[test]
+    fn dropped_and_adjusted_parameters_are_named_in_the_clients_dialect() {
+        use crate::config::Config;
+        use crate::ingress::{anthropic_messages, openai_responses};
+        let config = Config::parse(
+            r#"{"providers": {"o": {"kind": "openai", "base_url": "http://x"}, "a": {"kind": "anthropic", "base_url": "http://x"},
+                              "g": {"kind": "gemini", "base_url": "http://x"}}}"#,
+        )
+        .unwrap();
+        let provider = |name: &str| config.providers.iter().find(|p| p.name == name).unwrap();
+        let anthropic = anthropic_messages::decode(
+            br#"{"model":"m","max_tokens":4000,"top_k":5,"stop_sequences":["END"],"metadata":{"user_id":"u1"},
+                "thinking":{"type":"enabled","budget_tokens":3000},
+                "tools":[{"name":"t","input_schema":{"type":"object"},"cache_control":{"type":"ephemeral"}}],
+                "tool_choice":{"type":"auto","disable_parallel_tool_use":true},
+                "system":[{"type":"text","text":"be brief","cache_control":{"type":"ephemeral","ttl":"1h"}}],
+                "messages":[{"role":"user","content":"hi"}]}"#
+                .to_vec(),
+        )
+        .unwrap();
+        let report =
+            |p: &str, request: &Request| prepare_chat(provider(p), "model-x", request, None, false).unwrap().report;
+        let openai = report("o", &anthropic);
+        assert_eq!(openai.dropped, ["top_k", "cache_control"]);
+        assert_eq!(openai.adjusted, ["thinking.budget_tokens=medium"], "the budget went as an effort");
+        let gemini = report("g", &anthropic);
+        assert_eq!(gemini.dropped, ["tool_choice.disable_parallel_tool_use", "metadata.user_id", "cache_control"]);
+        // Strict mode refuses in the same terms (a cache marker is reported, never refused).
+        let e = prepare_chat(provider("o"), "model-x", &anthropic, None, true).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("thinking.budget_tokens"), "{e}");
+        assert!(e.message.contains("'thinking.budget_tokens'"), "{e}");
+        let e = prepare_chat(provider("g"), "model-x", &anthropic, None, true).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("tool_choice.disable_parallel_tool_use"), "{e}");
+
+        // A Responses client's limit and effort, as it named them.
+        let (responses, _) = openai_responses::decode(
+            br#"{"model":"m","input":"hi","max_output_tokens":1000,"reasoning":{"effort":"high"}}"#.to_vec(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(report("a", &responses).adjusted, ["max_output_tokens=17384"]);
+        // Chat clients keep Chat's names.
+        let chat = crate::ingress::openai_chat::decode(
+            &br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"parallel_tool_calls":false,"user":"u","stop":["x"]}"#[..],
+        )
+        .unwrap();
+        assert_eq!(report("g", &chat).dropped, ["parallel_tool_calls", "user"]);
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub fn chat_request(
         let body = request.source.rewritten(vendor_model, usage);
         return Ok(Prepared { outbound: OutboundRequest { url, headers, body }, report: ParamReport::default(), plan });
     }
-    let mut policy = super::ParamPolicy::new("OpenAI-format", strict);
+    let mut policy = super::ParamPolicy::new("OpenAI-format", request, strict);
     let body = encode_request(request, vendor_model, provider.stream_usage, &mut policy)?;
     Ok(Prepared { outbound: OutboundRequest { url, headers, body }, report: policy.report, plan })
 }
@@ -317,18 +317,22 @@ fn encode_request(
     let reasoning_effort = match &request.reasoning {
         None => None,
         Some(Reasoning::Effort(effort)) => Some(effort.as_str()),
-        // A budget of tokens as the nearest effort.
-        Some(Reasoning::Budget(budget)) => Some(match budget {
-            0..=2_047 => "low",
-            2_048..=8_191 => "medium",
-            _ => "high",
-        }),
+        // A budget of tokens as the nearest effort: a change of what was asked, reported.
+        Some(Reasoning::Budget(budget)) => {
+            let effort = effort_of_budget(*budget);
+            policy.adjust("reasoning_effort", effort)?;
+            Some(effort)
+        }
     };
     if request.top_k.is_some() {
         policy.drop("top_k")?;
     }
+    if request.has_cache_markers() {
+        // OpenAI caches long prompt prefixes by itself; the marker has no field to go to.
+        policy.note_dropped("cache_control");
+    }
     for name in request.extra.keys() {
-        policy.drop(name)?;
+        policy.drop_extra(name)?;
     }
     let body = ChatBody {
         model: vendor_model,
@@ -351,6 +355,15 @@ fn encode_request(
     };
     serde_json::to_vec(&body)
         .map_err(|e| GatewayError::invalid_request("", format!("The request cannot be encoded: {e}")))
+}
+
+/// The reasoning effort nearest a budget of thinking tokens.
+pub fn effort_of_budget(budget: u32) -> &'static str {
+    match budget {
+        0..=2_047 => "low",
+        2_048..=8_191 => "medium",
+        _ => "high",
+    }
 }
 
 // ---- The answer in canonical terms ----
