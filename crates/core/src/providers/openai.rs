@@ -9,7 +9,7 @@ use crate::canonical::{
     Answer, Block, BlockKind, Delta, Dialect, Egress, Event, Finish, Media, Output, OutputFormat, Part, Reasoning,
     Request, Role, ToolChoice,
 };
-use crate::chat::{ChatCompletion, FinishReason, Usage};
+use crate::chat::{AssistantMessage, FinishReason, Usage};
 use crate::config::Provider;
 use crate::error::GatewayError;
 use serde::{Deserialize, Serialize};
@@ -368,9 +368,33 @@ pub fn effort_of_budget(budget: u32) -> &'static str {
 
 // ---- The answer in canonical terms ----
 
+/// A chat completion as a vendor sends it: Chat Completions' shape, and the stop sequence
+/// that ended a choice where the vendor names it.
+#[derive(Deserialize)]
+struct Completion {
+    id: String,
+    #[allow(dead_code)]
+    object: serde::de::IgnoredAny,
+    #[allow(dead_code)]
+    created: serde::de::IgnoredAny,
+    model: String,
+    choices: Vec<CompletionChoice>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct CompletionChoice {
+    index: u32,
+    message: AssistantMessage,
+    finish_reason: FinishReason,
+    #[serde(default)]
+    stop_reason: Option<serde_json::Value>,
+}
+
 /// An OpenAI-format chat completion as a canonical answer.
 pub fn chat_response(provider: &str, body: &[u8]) -> Result<Answer, GatewayError> {
-    let completion: ChatCompletion =
+    let completion: Completion =
         serde_json::from_slice(body).map_err(|e| super::invalid_answer(provider, super::decode_cause(&e)))?;
     let outputs = completion
         .choices
@@ -394,18 +418,24 @@ pub fn chat_response(provider: &str, body: &[u8]) -> Result<Answer, GatewayError
                     arguments: call.function.arguments,
                 });
             }
-            Output { index: choice.index, blocks, finish: finish(Some(choice.finish_reason)) }
+            let finish = finish(Some(choice.finish_reason), choice.stop_reason.as_ref());
+            Output { index: choice.index, blocks, finish }
         })
         .collect();
     Ok(Answer { id: completion.id, model: completion.model, outputs, usage: completion.usage })
 }
 
-fn finish(reason: Option<FinishReason>) -> Finish {
+/// Why a choice ended. OpenAI's `stop` is a natural end or a stop sequence alike; vendors on
+/// vLLM or SGLang say which sequence in `stop_reason` (a string; a number is a stop token).
+fn finish(reason: Option<FinishReason>, stop_reason: Option<&serde_json::Value>) -> Finish {
     match reason {
         Some(FinishReason::Length) => Finish::Length,
         Some(FinishReason::ToolCalls | FinishReason::FunctionCall) => Finish::ToolCalls,
         Some(FinishReason::ContentFilter) => Finish::ContentFilter,
-        Some(FinishReason::Stop) | None => Finish::Stop,
+        Some(FinishReason::Stop) | None => match stop_reason.and_then(serde_json::Value::as_str) {
+            Some(sequence) => Finish::StopSequence(Some(sequence.to_owned())),
+            None => Finish::Stop,
+        },
     }
 }
 
@@ -900,6 +930,8 @@ struct ChunkChoice<'a> {
     delta: Option<ChunkDelta<'a>>,
     #[serde(default)]
     finish_reason: Option<FinishReason>,
+    #[serde(default)]
+    stop_reason: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -1050,7 +1082,8 @@ impl ChunkDecoder {
             if let Some(reason) = choice.finish_reason {
                 self.close(c, out);
                 self.choices[c as usize].finished = true;
-                self.end.emit(Event::Finish { choice: c, finish: finish(Some(reason)) }, out);
+                let finish = finish(Some(reason), choice.stop_reason.as_ref());
+                self.end.emit(Event::Finish { choice: c, finish }, out);
             }
         }
         if let Some(usage) = chunk.usage {
