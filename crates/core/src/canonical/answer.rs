@@ -34,6 +34,9 @@ pub enum Block {
         id: String,
         name: String,
         arguments: String,
+        /// The vendor's signature of the call, which it needs back with the call in the next
+        /// turn (Gemini's `thoughtSignature`).
+        signature: Option<String>,
     },
     /// The model declined to answer (OpenAI's `refusal`).
     Refusal(String),

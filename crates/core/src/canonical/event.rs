@@ -43,8 +43,15 @@ pub enum Event<'a> {
 pub enum BlockKind<'a> {
     Text,
     Thinking,
-    RedactedThinking { data: &'a str },
-    ToolCall { id: &'a str, name: &'a str },
+    RedactedThinking {
+        data: &'a str,
+    },
+    /// A tool call, with the signature its vendor needs back with it (Gemini's `thoughtSignature`).
+    ToolCall {
+        id: &'a str,
+        name: &'a str,
+        signature: Option<&'a str>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -10,6 +10,7 @@
 mod answer;
 mod event;
 pub mod request;
+pub mod signature;
 
 pub use answer::{Answer, Block, Finish, Output};
 pub use event::{BlockKind, Delta, Egress, Event};

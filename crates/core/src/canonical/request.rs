@@ -211,6 +211,8 @@ pub enum Part {
         name: String,
         /// The arguments as JSON text (an object).
         arguments: String,
+        /// The signature its vendor gave the call (Gemini's `thoughtSignature`), to go back to it.
+        signature: Option<String>,
         cache: Option<Value>,
     },
     /// What a tool call returned.

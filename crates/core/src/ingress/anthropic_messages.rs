@@ -29,6 +29,7 @@
 //!   vendor's overload are 529 `overloaded_error`; a spent budget (`insufficient_quota`, 429 in
 //!   OpenAI's terms) is 402 `billing_error`, which the SDKs do not retry.
 
+use crate::canonical::signature::fold;
 use crate::canonical::{
     Answer, Block, BlockKind, Delta, Dialect, Egress, Event, Finish, Media, Part, Reasoning, Request, Role, Source,
     ToolChoice, ToolDef, Turn, Usage,
@@ -625,11 +626,14 @@ fn block_parts(
                     format!("'{at}.input' must be an object."),
                 ));
             }
+            let (id, signature) = crate::canonical::signature::unfold(&id);
+            let id = id.to_owned();
             context.tool_names.insert(id.clone(), name.clone());
-            out.push(Part::ToolCall { id, name, arguments: input.to_string(), cache: block.cache_control });
+            out.push(Part::ToolCall { id, name, arguments: input.to_string(), signature, cache: block.cache_control });
         }
         "tool_result" if place == Place::Turn => {
             let id = required(block.tool_use_id, at, "tool_use_id", "a tool_result block")?;
+            let id = crate::canonical::signature::call_id(&id).to_owned();
             let mut content = Vec::new();
             if let Some(c) = block.content {
                 content_parts(c, &format!("{at}.content"), Place::ToolResult, context, &mut content)?;
@@ -906,11 +910,11 @@ pub fn encode_answer(answer: &Answer) -> Vec<u8> {
                 ContentOut::Thinking { thinking: text, signature: signature.as_deref().unwrap_or("") }
             }
             Block::RedactedThinking(data) => ContentOut::RedactedThinking { data },
-            Block::ToolCall { id: call_id, name, arguments } => ContentOut::ToolUse {
-                id: if call_id.is_empty() {
-                    derived_id("toolu_", &format!("{id}:{i}")).into()
-                } else {
-                    call_id.as_str().into()
+            Block::ToolCall { id: call_id, name, arguments, signature } => ContentOut::ToolUse {
+                id: match (call_id.is_empty(), signature) {
+                    (true, _) => fold(&derived_id("toolu_", &format!("{id}:{i}")), signature.as_deref()).into(),
+                    (false, None) => call_id.as_str().into(),
+                    (false, Some(signature)) => fold(call_id, Some(signature)).into(),
                 },
                 name,
                 input: tool_input(arguments),
@@ -1166,11 +1170,13 @@ impl Stream {
                 out.push(b'}');
                 Open::RedactedThinking
             }
-            BlockKind::ToolCall { id, name } => {
+            BlockKind::ToolCall { id, name, signature } => {
                 out.extend_from_slice(br#"{"type":"tool_use","id":"#);
                 if id.is_empty() {
                     let seed = format!("{}:{}:{index}", self.seed, self.id.as_deref().unwrap_or(""));
-                    let _ = serde_json::to_writer(&mut *out, &derived_id("toolu_", &seed));
+                    let _ = serde_json::to_writer(&mut *out, &fold(&derived_id("toolu_", &seed), *signature));
+                } else if signature.is_some() {
+                    let _ = serde_json::to_writer(&mut *out, &fold(id, *signature));
                 } else {
                     let _ = serde_json::to_writer(&mut *out, id);
                 }
@@ -1397,7 +1403,7 @@ mod tests {
         assert!(matches!(&t[0], Part::Thinking { text, signature: Some(s) }
             if text.starts_with("The user wants") && s.starts_with("EqQBCkYIBxgCKkDx")));
         assert_eq!(t[1], Part::text("I'll run the test suite to see what fails."));
-        let Part::ToolCall { id, name, arguments, cache } = &t[2] else { panic!("{:?}", t[2]) };
+        let Part::ToolCall { id, name, arguments, cache, .. } = &t[2] else { panic!("{:?}", t[2]) };
         assert_eq!((id.as_str(), name.as_str(), cache), ("toolu_01A09q90qw90lq917835lq9", "Bash", &None));
         let args: Value = serde_json::from_str(arguments).unwrap();
         assert_eq!(
@@ -1617,7 +1623,13 @@ mod tests {
         );
         assert_eq!(
             r.turns[1].parts[0],
-            Part::ToolCall { id: "later".into(), name: "shot".into(), arguments: "{}".into(), cache: None }
+            Part::ToolCall {
+                signature: None,
+                id: "later".into(),
+                name: "shot".into(),
+                arguments: "{}".into(),
+                cache: None
+            }
         );
         let Part::ToolResult { name, content, cache, .. } = &r.turns[2].parts[0] else { panic!() };
         assert_eq!((name.as_deref(), cache), (Some("shot"), &ephemeral()));
@@ -1785,10 +1797,20 @@ mod tests {
                 Block::RedactedThinking("enc".into()),
                 Block::Text("Hello".into()),
                 Block::Refusal("I can't".into()),
-                Block::ToolCall { id: "toolu_1".into(), name: "f".into(), arguments: r#"{"a":[1,2]}"#.into() },
-                Block::ToolCall { id: "toolu_2".into(), name: "g".into(), arguments: String::new() },
-                Block::ToolCall { id: "toolu_3".into(), name: "h".into(), arguments: "{\"a\":".into() },
-                Block::ToolCall { id: "toolu_4".into(), name: "i".into(), arguments: "[1]".into() },
+                Block::ToolCall {
+                    signature: None,
+                    id: "toolu_1".into(),
+                    name: "f".into(),
+                    arguments: r#"{"a":[1,2]}"#.into(),
+                },
+                Block::ToolCall { signature: None, id: "toolu_2".into(), name: "g".into(), arguments: String::new() },
+                Block::ToolCall {
+                    signature: None,
+                    id: "toolu_3".into(),
+                    name: "h".into(),
+                    arguments: "{\"a\":".into(),
+                },
+                Block::ToolCall { signature: None, id: "toolu_4".into(), name: "i".into(), arguments: "[1]".into() },
             ],
             Finish::ToolCalls,
             Some(usage(1000, 50, 600, Some(300))),
@@ -1845,7 +1867,7 @@ mod tests {
         );
         // Only the first output is written; a tool call without an id gets one.
         let mut a = answer(
-            vec![Block::ToolCall { id: String::new(), name: "f".into(), arguments: "{}".into() }],
+            vec![Block::ToolCall { signature: None, id: String::new(), name: "f".into(), arguments: "{}".into() }],
             Finish::ToolCalls,
             None,
         );
@@ -2122,7 +2144,7 @@ mod tests {
             block_start(1, BlockKind::Text),
             delta(1, Delta::Text("Checking \"the\" weather\n")),
             block_stop(1),
-            block_start(2, BlockKind::ToolCall { id: "toolu_01", name: "get_weather" }),
+            block_start(2, BlockKind::ToolCall { signature: None, id: "toolu_01", name: "get_weather" }),
             delta(2, Delta::ToolArguments("")),
             delta(2, Delta::ToolArguments("{\"city\":")),
             delta(2, Delta::ToolArguments("\"Paris\"}")),
@@ -2167,7 +2189,7 @@ mod tests {
             Event::Delta { choice: 1, block: 0, delta: Delta::Text("other choice") },
             block_start(4, BlockKind::RedactedThinking { data: "enc" }),
             delta(4, Delta::Text("d")), // closes the redacted block
-            block_start(5, BlockKind::ToolCall { id: "", name: "f" }),
+            block_start(5, BlockKind::ToolCall { signature: None, id: "", name: "f" }),
             Event::Finish { choice: 1, finish: Finish::Length },
             Event::Finish { choice: 0, finish: Finish::StopSequence(Some("END".into())) },
         ];
@@ -2301,7 +2323,7 @@ mod tests {
                         KindSpec::Text => BlockKind::Text,
                         KindSpec::Thinking => BlockKind::Thinking,
                         KindSpec::Redacted(data) => BlockKind::RedactedThinking { data },
-                        KindSpec::Tool(id, name) => BlockKind::ToolCall { id, name },
+                        KindSpec::Tool(id, name) => BlockKind::ToolCall { signature: None, id, name },
                     },
                 },
                 Spec::Delta(choice, block, delta) => Event::Delta {

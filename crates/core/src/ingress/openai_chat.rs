@@ -53,10 +53,12 @@ pub fn from_chat(request: ChatRequest) -> Request {
             Role::Assistant => {
                 let mut content = m.content.map(parts).unwrap_or_default();
                 for call in m.tool_calls.into_iter().flatten() {
+                    let (id, signature) = crate::canonical::signature::unfold(&call.id);
                     content.push(Part::ToolCall {
-                        id: call.id,
+                        id: id.to_owned(),
                         name: call.function.name,
                         arguments: call.function.arguments,
+                        signature,
                         cache: None,
                     });
                 }
@@ -65,7 +67,7 @@ pub fn from_chat(request: ChatRequest) -> Request {
             Role::Tool | Role::Function => {
                 let (id, name) = match (m.role, m.tool_call_id) {
                     (Role::Function, _) => (m.name.clone().unwrap_or_default(), m.name),
-                    (_, Some(id)) => (id, None),
+                    (_, Some(id)) => (crate::canonical::signature::call_id(&id).to_owned(), None),
                     (_, None) => (m.name.clone().unwrap_or_default(), m.name),
                 };
                 let content = m.content.map(parts).unwrap_or_default();
@@ -214,8 +216,8 @@ pub fn encode_answer(answer: &Answer, created: u64) -> ChatCompletion {
                     Block::Thinking { text: t, .. } => reasoning.push_str(t),
                     Block::RedactedThinking(_) => {}
                     Block::Refusal(r) => refusal.push_str(r),
-                    Block::ToolCall { id, name, arguments } => tool_calls.push(ToolCall {
-                        id: id.clone(),
+                    Block::ToolCall { id, name, arguments, signature } => tool_calls.push(ToolCall {
+                        id: crate::canonical::signature::fold(id, signature.as_deref()),
                         kind: FunctionType::Function,
                         function: FunctionCall { name: name.clone(), arguments: arguments.clone() },
                     }),
@@ -332,12 +334,13 @@ impl Egress for Stream {
                     state.tool_of_block.resize(i + 1, u32::MAX);
                 }
                 state.flush(writer, choice, "", out);
-                if let BlockKind::ToolCall { id, name } = kind {
+                if let BlockKind::ToolCall { id, name, signature } = kind {
                     let index = state.tool_calls;
                     state.tool_calls = state.tool_calls.saturating_add(1);
                     state.tool_of_block[i] = index;
                     // A vendor that sent no id: one the answer's later turns can name.
                     let id = if id.is_empty() { format!("call_{created}_{choice}_{index}") } else { id.to_owned() };
+                    let id = crate::canonical::signature::fold(&id, signature);
                     state.pending = Some((block, index, id, name.to_owned()));
                 }
             }

@@ -814,7 +814,7 @@ impl Conversation {
                 }
             }
             "function_call" => {
-                let call_id = required_str(obj, "call_id", path)?;
+                let (call_id, signature) = crate::canonical::signature::unfold(required_str(obj, "call_id", path)?);
                 let name = required_str(obj, "name", path)?;
                 let arguments = required_str(obj, "arguments", path)?;
                 self.call_names.insert(call_id.to_owned(), name.to_owned());
@@ -822,12 +822,13 @@ impl Conversation {
                     id: call_id.to_owned(),
                     name: name.to_owned(),
                     arguments: arguments.to_owned(),
+                    signature,
                     cache: None,
                 };
                 push(&mut self.turns, Role::Assistant, vec![call]);
             }
             "function_call_output" => {
-                let call_id = required_str(obj, "call_id", path)?;
+                let call_id = crate::canonical::signature::call_id(required_str(obj, "call_id", path)?);
                 let output_path = format!("{path}.output");
                 let content = match obj.get("output") {
                     None | Some(Value::Null) => return Err(missing(&output_path)),
@@ -1219,10 +1220,11 @@ fn items_of(blocks: &[Block], cut: bool, response_id: &str) -> Vec<Value> {
                 let id = item_id("rs", response_id, items.len());
                 items.push(reasoning_item(&id, "", Some(data), "completed"));
             }
-            Block::ToolCall { id, name, arguments } => {
+            Block::ToolCall { id, name, arguments, signature } => {
                 flush(&mut items, &mut message, "completed");
                 let index = items.len();
                 let call_id = unique_call_id(id, &mut call_ids, response_id, index);
+                let call_id = crate::canonical::signature::fold(&call_id, signature.as_deref());
                 items.push(function_call_item(
                     &item_id("fc", response_id, index),
                     &call_id,
@@ -1519,7 +1521,8 @@ impl Stream {
                 let fields = json!({"item_id": id, "output_index": index, "name": name, "arguments": arguments});
                 self.write(out, "response.function_call_arguments.done", fields);
                 let item = function_call_item(&id, &call_id, &name, &arguments, other_status);
-                (index, item, Block::ToolCall { id: call_id, name, arguments })
+                let (call_id, signature) = crate::canonical::signature::unfold(&call_id);
+                (index, item, Block::ToolCall { id: call_id.to_owned(), name, arguments, signature })
             }
         };
         self.write(out, "response.output_item.done", json!({"output_index": index, "item": item}));
@@ -1616,10 +1619,11 @@ impl Stream {
                 self.add(out, reasoning_item(&id, "", Some(data), "in_progress"));
                 self.current = Some(Current::Redacted { id, index, block, data: data.to_owned() });
             }
-            BlockKind::ToolCall { id: vendor_id, name } => {
+            BlockKind::ToolCall { id: vendor_id, name, signature } => {
                 self.close(out, "completed", "completed");
                 let index = self.items.len();
                 let call_id = unique_call_id(vendor_id, &mut self.call_ids, &self.id, index);
+                let call_id = crate::canonical::signature::fold(&call_id, signature);
                 let id = item_id("fc", &self.id, index);
                 self.add(out, function_call_item(&id, &call_id, name, "", "in_progress"));
                 self.current =
@@ -1953,6 +1957,7 @@ mod tests {
                     signature: Some("gAAAAB-opaque".into())
                 },
                 Part::ToolCall {
+                    signature: None,
                     id: "call_12345xyz".into(),
                     name: "get_weather".into(),
                     arguments: "{\"location\":\"Paris, France\"}".into(),
@@ -2066,6 +2071,7 @@ mod tests {
                     Block::Thinking { text: "I should look it up.".into(), signature: Some("EqQBCkYIBx".into()) },
                     Block::Text("Let me check.".into()),
                     Block::ToolCall {
+                        signature: None,
                         id: "toolu_01".into(),
                         name: "get_weather".into(),
                         arguments: "{\"location\":\"Paris\"}".into(),
@@ -2102,6 +2108,7 @@ mod tests {
                 Part::Thinking { text: "I should look it up.".into(), signature: Some("EqQBCkYIBx".into()) },
                 Part::text("Let me check."),
                 Part::ToolCall {
+                    signature: None,
                     id: "toolu_01".into(),
                     name: "get_weather".into(),
                     arguments: "{\"location\":\"Paris\"}".into(),
@@ -2387,16 +2394,23 @@ mod tests {
                     vec![
                         Block::RedactedThinking("EmwKAhgBEgy3va3pzix".into()),
                         Block::ToolCall {
+                            signature: None,
                             id: "toolu_01".into(),
                             name: "get_weather".into(),
                             arguments: "{\"location\":\"Paris\"}".into(),
                         },
                         Block::ToolCall {
+                            signature: None,
                             id: "toolu_01".into(),
                             name: "get_weather".into(),
                             arguments: "{\"location\":\"Lyon\"}".into(),
                         },
-                        Block::ToolCall { id: String::new(), name: "get_weather".into(), arguments: "{}".into() },
+                        Block::ToolCall {
+                            signature: None,
+                            id: String::new(),
+                            name: "get_weather".into(),
+                            arguments: "{}".into(),
+                        },
                     ],
                     Finish::ToolCalls,
                     Some(Usage::new(80, 60)),
@@ -2844,8 +2858,8 @@ mod tests {
                     (BlockKind::Thinking, d)
                 }
                 Block::RedactedThinking(data) => (BlockKind::RedactedThinking { data }, vec![]),
-                Block::ToolCall { id, name, arguments } => (
-                    BlockKind::ToolCall { id, name },
+                Block::ToolCall { id, name, arguments, signature } => (
+                    BlockKind::ToolCall { id, name, signature: signature.as_deref() },
                     cut(arguments).into_iter().map(|(i, j)| Delta::ToolArguments(&arguments[i..j])).collect(),
                 ),
             };
@@ -2941,7 +2955,11 @@ mod tests {
             // Deltas with no block start, of kinds that do not match their blocks.
             vec![
                 Event::Delta { choice: 0, block: 4, delta: Delta::Text("a") },
-                Event::BlockStart { choice: 0, block: 0, kind: BlockKind::ToolCall { id: "c", name: "f" } },
+                Event::BlockStart {
+                    choice: 0,
+                    block: 0,
+                    kind: BlockKind::ToolCall { signature: None, id: "c", name: "f" },
+                },
                 Event::Delta { choice: 0, block: 0, delta: Delta::Text("b") },
                 Event::Delta { choice: 0, block: 0, delta: Delta::ToolArguments("{}") },
                 Event::Delta { choice: 0, block: 1, delta: Delta::Signature("s") },
@@ -2952,8 +2970,16 @@ mod tests {
             vec![
                 Event::BlockStart { choice: 1, block: 0, kind: BlockKind::Text },
                 Event::Delta { choice: 1, block: 0, delta: Delta::Text("other choice") },
-                Event::BlockStart { choice: 0, block: 0, kind: BlockKind::ToolCall { id: "c", name: "f" } },
-                Event::BlockStart { choice: 0, block: 1, kind: BlockKind::ToolCall { id: "c", name: "f" } },
+                Event::BlockStart {
+                    choice: 0,
+                    block: 0,
+                    kind: BlockKind::ToolCall { signature: None, id: "c", name: "f" },
+                },
+                Event::BlockStart {
+                    choice: 0,
+                    block: 1,
+                    kind: BlockKind::ToolCall { signature: None, id: "c", name: "f" },
+                },
                 Event::Delta { choice: 0, block: 1, delta: Delta::ToolArguments("{\"a\":1}") },
                 Event::Finish { choice: 0, finish: Finish::Length },
                 Event::Delta { choice: 0, block: 2, delta: Delta::Text("after the finish") },
@@ -2982,6 +3008,7 @@ mod tests {
                     item["content"].as_array().unwrap().iter().map(|p| p["text"].as_str().unwrap()).collect(),
                 ),
                 "function_call" => Block::ToolCall {
+                    signature: None,
                     id: item["call_id"].as_str().unwrap().into(),
                     name: item["name"].as_str().unwrap().into(),
                     arguments: item["arguments"].as_str().unwrap().into(),
@@ -3043,7 +3070,7 @@ mod tests {
                 .prop_map(|(text, signature)| Block::Thinking { text, signature }),
             "[A-Za-z0-9]{0,6}".prop_map(Block::RedactedThinking),
             (prop::sample::select(vec!["", "call_1", "call_2", "toolu_x"]), "[a-z_]{1,6}", "[{}a-z\":,0-9]{0,12}")
-                .prop_map(|(id, name, arguments)| Block::ToolCall { id: id.into(), name, arguments }),
+                .prop_map(|(id, name, arguments)| Block::ToolCall { signature: None, id: id.into(), name, arguments }),
         ]
     }
 
@@ -3085,7 +3112,9 @@ mod tests {
                     0 => BlockKind::Text,
                     1 => BlockKind::Thinking,
                     2 => BlockKind::RedactedThinking { data: "opaque" },
-                    _ => BlockKind::ToolCall { id: if *block == 0 { "" } else { "call_1" }, name: "f" },
+                    _ => {
+                        BlockKind::ToolCall { signature: None, id: if *block == 0 { "" } else { "call_1" }, name: "f" }
+                    }
                 },
             },
             Op::Delta(choice, block, kind, text) => Event::Delta {

@@ -196,7 +196,8 @@ fn block<'a>(part: &'a Part, at: &str) -> Result<Option<Block<'a>>, GatewayError
         Part::Audio { .. } => {
             return Err(GatewayError::invalid_request(at, "Anthropic models do not take audio input."))
         }
-        Part::ToolCall { id, name, arguments, cache } => {
+        // Another vendor's signature of a call means nothing to Anthropic.
+        Part::ToolCall { id, name, arguments, cache, .. } => {
             let input = tool_arguments(arguments, at)?;
             Block::ToolUse { id, name, input, cache_control: cache.as_ref() }
         }
@@ -578,7 +579,7 @@ pub fn chat_response(provider: &str, body: &[u8], plan: &ChatPlan) -> Result<Ans
                 AnswerBlock::Text(input.to_string())
             }
             ResponseBlock::ToolUse { id, name, input } => {
-                AnswerBlock::ToolCall { id, name, arguments: input.to_string() }
+                AnswerBlock::ToolCall { id, name, arguments: input.to_string(), signature: None }
             }
             ResponseBlock::Thinking { thinking, signature } => AnswerBlock::Thinking { text: thinking, signature },
             ResponseBlock::RedactedThinking { data } => AnswerBlock::RedactedThinking(data),
@@ -857,7 +858,9 @@ impl Stream {
                     Some(StartBlock::ToolUse { name, .. }) if self.plan.json_tool.as_deref() == Some(name.as_str()) => {
                         (Kind::Json, Some(BlockKind::Text))
                     }
-                    Some(StartBlock::ToolUse { id, name }) => (Kind::Tool, Some(BlockKind::ToolCall { id, name })),
+                    Some(StartBlock::ToolUse { id, name }) => {
+                        (Kind::Tool, Some(BlockKind::ToolCall { id, name, signature: None }))
+                    }
                     Some(StartBlock::Thinking { .. }) => (Kind::Thinking, Some(BlockKind::Thinking)),
                     Some(StartBlock::RedactedThinking { data }) => {
                         (Kind::Other, Some(BlockKind::RedactedThinking { data }))

@@ -52,10 +52,36 @@ struct Turn<'a> {
 #[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 enum GeminiPart<'a> {
     Text(Cow<'a, str>),
-    InlineData { mime_type: &'a str, data: &'a str },
-    FileData { mime_type: Cow<'a, str>, file_uri: &'a str },
-    FunctionCall { name: &'a str, args: Value },
-    FunctionResponse { name: &'a str, response: Value },
+    InlineData {
+        mime_type: &'a str,
+        data: &'a str,
+    },
+    FileData {
+        mime_type: Cow<'a, str>,
+        file_uri: &'a str,
+    },
+    FunctionResponse {
+        name: &'a str,
+        response: Value,
+    },
+    /// `{"functionCall": {...}, "thoughtSignature": "..."}`: the signature Gemini gave the call,
+    /// which Gemini 3 requires back, is a sibling of `functionCall` in the part.
+    #[serde(untagged)]
+    FunctionCall(SignedCall<'a>),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SignedCall<'a> {
+    function_call: CallOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thought_signature: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct CallOut<'a> {
+    name: &'a str,
+    args: Value,
 }
 
 #[derive(Serialize)]
@@ -353,8 +379,10 @@ fn part<'a>(part: &'a Part, at: &str, out: &mut Vec<GeminiPart<'a>>) -> Result<(
             }
             out.push(GeminiPart::InlineData { mime_type, data });
         }
-        Part::ToolCall { name, arguments, .. } => {
-            out.push(GeminiPart::FunctionCall { name, args: tool_arguments(arguments, at)? });
+        Part::ToolCall { name, arguments, signature, .. } => {
+            let signature = signature.as_deref();
+            let function_call = CallOut { name, args: tool_arguments(arguments, at)? };
+            out.push(GeminiPart::FunctionCall(SignedCall { function_call, thought_signature: signature }));
         }
         // Named by the caller, which knows the calls made before.
         Part::ToolResult { .. } => {}
@@ -582,6 +610,8 @@ struct ResponsePart {
     thought: bool,
     #[serde(default)]
     function_call: Option<ResponseFunctionCall>,
+    #[serde(default)]
+    thought_signature: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -696,7 +726,8 @@ pub fn chat_response(provider: &str, body: &[u8]) -> Result<Answer, GatewayError
                         let id = call_id(call.id, &response_id, candidate.index, calls, &call.name);
                         calls += 1;
                         let arguments = if call.args.is_null() { "{}".to_owned() } else { call.args.to_string() };
-                        blocks.push(Block::ToolCall { id, name: call.name, arguments });
+                        let signature = part.thought_signature.filter(|s| !s.is_empty());
+                        blocks.push(Block::ToolCall { id, name: call.name, arguments, signature });
                     }
                     (None, None) => {}
                 }
@@ -836,6 +867,8 @@ struct StreamPart<'a> {
     thought: bool,
     #[serde(default)]
     function_call: Option<ResponseFunctionCall>,
+    #[serde(default, borrow)]
+    thought_signature: Option<Cow<'a, str>>,
 }
 
 /// Gemini's event stream (each event a partial `GenerateContentResponse`) to canonical events.
@@ -973,7 +1006,8 @@ impl Stream {
                         state.tool_calls = state.tool_calls.saturating_add(1);
                         let id = call_id(call.id, &self.response_id, choice, position, &call.name);
                         let arguments = if call.args.is_null() { "{}".to_owned() } else { call.args.to_string() };
-                        let kind = BlockKind::ToolCall { id: &id, name: &call.name };
+                        let signature = part.thought_signature.as_deref().filter(|s| !s.is_empty());
+                        let kind = BlockKind::ToolCall { id: &id, name: &call.name, signature };
                         self.end.emit(Event::BlockStart { choice, block, kind }, out);
                         let delta = Delta::ToolArguments(&arguments);
                         self.end.emit(Event::Delta { choice, block, delta }, out);
@@ -1257,6 +1291,44 @@ mod tests {
 
     /// The budget sent is one the model takes, and the client learns of the change in the
     /// client's own name for the parameter; strict mode refuses instead.
+    #[test]
+    fn a_gemini_3_call_signature_comes_back_with_the_call_through_a_chat_client() {
+        // Gemini 3 signs its calls and refuses a history whose calls lack their signatures.
+        let answer = br#"{"candidates":[{"content":{"role":"model","parts":[
+            {"functionCall":{"name":"get_weather","args":{"city":"Paris"}},"thoughtSignature":"CiQB+/x9Ag=="},
+            {"functionCall":{"name":"get_weather","args":{"city":"Lyon"}}}]},"finishReason":"STOP","index":0}],
+            "modelVersion":"gemini-3-pro-preview","responseId":"r1"}"#;
+        let answer = chat_response("g", answer).unwrap();
+        let completion = serde_json::to_value(crate::ingress::openai_chat::encode_answer(&answer, 0)).unwrap();
+        let message = &completion["choices"][0]["message"];
+        let ids: Vec<&str> =
+            message["tool_calls"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+        assert!(ids[0].contains("__ts__") && !ids[1].contains("__ts__"), "{ids:?}");
+        // The client's next turn, as the OpenAI SDK sends it back: the message, then the results.
+        let next = json!({"model": "m", "messages": [
+            {"role": "user", "content": "weather?"},
+            message,
+            {"role": "tool", "tool_call_id": ids[0], "content": "14"},
+            {"role": "tool", "tool_call_id": ids[1], "content": "12"},
+        ]});
+        let request = crate::ingress::openai_chat::decode(serde_json::to_vec(&next).unwrap()).unwrap();
+        let prepared = chat_request(&gemini(), "gemini-3-pro-preview", &request, None, false).unwrap();
+        let sent: Value = serde_json::from_slice(&prepared.outbound.body).unwrap();
+        let model = &sent["contents"][1]["parts"];
+        assert_eq!(model[0]["thoughtSignature"], "CiQB+/x9Ag==", "the signature as Gemini sent it: {sent}");
+        assert_eq!(model[0]["functionCall"]["name"], "get_weather");
+        assert!(model[1].get("thoughtSignature").is_none(), "{sent}");
+        let results = &sent["contents"][2]["parts"];
+        assert_eq!(
+            (results[0]["functionResponse"]["name"].as_str(), results.as_array().unwrap().len()),
+            (Some("get_weather"), 2)
+        );
+        assert!(
+            !String::from_utf8_lossy(&prepared.outbound.body).contains("__ts__"),
+            "no folded id reaches the vendor"
+        );
+    }
+
     #[test]
     fn a_budget_the_model_does_not_take_is_adjusted_and_reported() {
         let sent = |prepared: &Prepared| {

@@ -416,6 +416,7 @@ pub fn chat_response(provider: &str, body: &[u8]) -> Result<Answer, GatewayError
                     id: call.id,
                     name: call.function.name,
                     arguments: call.function.arguments,
+                    signature: None,
                 });
             }
             let finish = finish(Some(choice.finish_reason), choice.stop_reason.as_ref());
@@ -1071,7 +1072,7 @@ impl ChunkDecoder {
                         self.choices[c as usize].tools.push(i);
                         let id = call.id.map(Cow::into_owned).unwrap_or_else(|| format!("call_{c}_{i}"));
                         let name = name.as_deref().unwrap_or_default();
-                        self.open(c, Open::Tool(i), BlockKind::ToolCall { id: &id, name }, out)
+                        self.open(c, Open::Tool(i), BlockKind::ToolCall { id: &id, name, signature: None }, out)
                     };
                     if let Some(arguments) = arguments.filter(|a| !a.is_empty()) {
                         let delta = Delta::ToolArguments(&arguments);
