@@ -16,6 +16,8 @@ pub struct ModelInfo {
     pub per_video_second: f64,
     pub per_audio_minute: f64,
     pub per_million_characters: f64,
+    /// A web search a server tool made (Anthropic's `web_search`: $10 a thousand).
+    pub per_web_search: f64,
     pub context_window: u64,
     /// The most tokens one answer can hold (0: not limited beyond the context window).
     pub max_output: u64,
@@ -33,6 +35,7 @@ const NOTHING: ModelInfo = ModelInfo {
     per_video_second: 0.0,
     per_audio_minute: 0.0,
     per_million_characters: 0.0,
+    per_web_search: 0.0,
     context_window: 0,
     max_output: 0,
     vision: false,
@@ -56,6 +59,11 @@ const fn chat(
     vision: bool,
 ) -> ModelInfo {
     ModelInfo { input, cached_input, output, context_window, max_output, vision, tools: true, json: true, ..NOTHING }
+}
+
+/// An Anthropic model: a chat model whose server tools bill web searches ($10 a thousand).
+const fn claude(input: f64, cached_input: f64, output: f64, context_window: u64, max_output: u64) -> ModelInfo {
+    ModelInfo { per_web_search: 0.01, ..chat(input, cached_input, output, context_window, max_output, true) }
 }
 
 const fn embedding(input: f64) -> ModelInfo {
@@ -93,13 +101,13 @@ const EMBEDDED: &[(&str, ModelInfo)] = &[
     ("o3", chat(2.00, 0.50, 8.00, 200_000, 100_000, true)),
     ("text-embedding-3-small", embedding(0.02)),
     ("text-embedding-3-large", embedding(0.13)),
-    ("claude-opus-4", chat(15.00, 1.50, 75.00, 200_000, 32_000, true)),
-    ("claude-sonnet-4", chat(3.00, 0.30, 15.00, 200_000, 64_000, true)),
-    ("claude-3-7-sonnet", chat(3.00, 0.30, 15.00, 200_000, 64_000, true)),
-    ("claude-3-5-sonnet", chat(3.00, 0.30, 15.00, 200_000, 8_192, true)),
-    ("claude-haiku-4", chat(1.00, 0.10, 5.00, 200_000, 64_000, true)),
-    ("claude-3-5-haiku", chat(0.80, 0.08, 4.00, 200_000, 8_192, true)),
-    ("claude-3-haiku", chat(0.25, 0.03, 1.25, 200_000, 4_096, true)),
+    ("claude-opus-4", claude(15.00, 1.50, 75.00, 200_000, 32_000)),
+    ("claude-sonnet-4", claude(3.00, 0.30, 15.00, 200_000, 64_000)),
+    ("claude-3-7-sonnet", claude(3.00, 0.30, 15.00, 200_000, 64_000)),
+    ("claude-3-5-sonnet", claude(3.00, 0.30, 15.00, 200_000, 8_192)),
+    ("claude-haiku-4", claude(1.00, 0.10, 5.00, 200_000, 64_000)),
+    ("claude-3-5-haiku", claude(0.80, 0.08, 4.00, 200_000, 8_192)),
+    ("claude-3-haiku", claude(0.25, 0.03, 1.25, 200_000, 4_096)),
     ("gemini-2.5-pro", chat(1.25, 0.31, 10.00, 1_048_576, 65_536, true)),
     ("gemini-2.5-flash-lite", chat(0.10, 0.025, 0.40, 1_048_576, 65_536, true)),
     ("gemini-2.5-flash", chat(0.30, 0.075, 2.50, 1_048_576, 65_536, true)),
@@ -168,6 +176,7 @@ impl ModelInfo {
             ("per_video_second", self.per_video_second),
             ("per_audio_minute", self.per_audio_minute),
             ("per_million_characters", self.per_million_characters),
+            ("per_web_search", self.per_web_search),
         ]
         .into_iter()
         .find(|(_, price)| !price.is_finite() || *price < 0.0)
@@ -191,18 +200,22 @@ impl ModelInfo {
 
     /// What a call cost, in USD, from the usage the vendor reported: cached prompt tokens at
     /// the cached price, prompt tokens written to a prompt cache at 1.25 times the input price
-    /// (Anthropic's rate for its five-minute cache), the rest of the prompt at the input price,
-    /// completion (reasoning included) at the output price.
+    /// (Anthropic's rate for its five-minute cache) or twice it (its one-hour cache), the rest
+    /// of the prompt at the input price, completion (reasoning included) at the output price,
+    /// and each web search a server tool made at `per_web_search`.
     pub fn cost(&self, usage: &crate::chat::Usage) -> f64 {
         let details = usage.prompt_tokens_details.unwrap_or_default();
         let cached = details.cached_tokens.min(usage.prompt_tokens);
         let written = details.cache_creation_tokens.unwrap_or(0).min(usage.prompt_tokens - cached);
+        let written_1h = usage.billed.cache_write_1h_tokens.min(written);
         let plain = usage.prompt_tokens - cached - written;
         (plain as f64 * self.input
             + cached as f64 * self.cached_input
-            + written as f64 * self.input * 1.25
+            + (written - written_1h) as f64 * self.input * 1.25
+            + written_1h as f64 * self.input * 2.0
             + usage.completion_tokens as f64 * self.output)
             / 1e6
+            + usage.billed.web_search_requests as f64 * self.per_web_search
     }
 
     /// The most a request of `prompt_tokens` and up to `max_output` tokens can cost, in USD.
@@ -270,6 +283,33 @@ mod tests {
             Some(PromptTokensDetails { cached_tokens: 400_000, cache_creation_tokens: Some(100_000) });
         // 500k plain at 3, 400k cached at 0.3, 100k written at 3.75, 100k out at 15.
         assert!((m.cost(&usage) - (1.5 + 0.12 + 0.375 + 1.5)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn one_hour_cache_writes_and_web_searches_are_priced() {
+        // An Anthropic message's usage as its API sends it: 100k written to the cache, 40k of
+        // them to the one-hour cache, and three web searches.
+        let body = br#"{"id":"msg_01","type":"message","role":"assistant","content":[],"usage":{
+            "input_tokens":500000,"cache_creation_input_tokens":100000,"cache_read_input_tokens":400000,
+            "cache_creation":{"ephemeral_5m_input_tokens":60000,"ephemeral_1h_input_tokens":40000},
+            "output_tokens":100000,"server_tool_use":{"web_search_requests":3},"service_tier":"standard"}}"#;
+        let usage = crate::providers::anthropic::usage_of(body).unwrap();
+        let m = embedded("claude-sonnet-4-5").unwrap();
+        // 500k plain at 3, 400k cached at 0.3, 60k at 3.75 (5 min), 40k at 6 (1 h), 100k out at
+        // 15, 3 searches at $0.01.
+        let expected = 1.5 + 0.12 + 0.225 + 0.24 + 1.5 + 0.03;
+        assert!((m.cost(&usage) - expected).abs() < 1e-9, "{} != {expected}", m.cost(&usage));
+        // A stream's usage comes in pieces (message_start, then message_delta): the same cost.
+        let mut stream = crate::providers::anthropic::Passthrough::new("a", None);
+        let mut out = Vec::new();
+        crate::providers::StreamTranslator::push(
+            &mut stream,
+            b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"usage\":{\"input_tokens\":500000,\"cache_creation_input_tokens\":100000,\"cache_read_input_tokens\":400000,\"cache_creation\":{\"ephemeral_5m_input_tokens\":60000,\"ephemeral_1h_input_tokens\":40000},\"output_tokens\":1}}}\n\n\
+              event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":100000,\"server_tool_use\":{\"web_search_requests\":3}}}\n\n",
+            &mut out,
+        );
+        let streamed = crate::providers::StreamTranslator::usage(&stream).unwrap();
+        assert!((m.cost(&streamed) - expected).abs() < 1e-9, "{} != {expected}", m.cost(&streamed));
     }
 
     #[test]

@@ -452,6 +452,10 @@ pub struct Usage {
     pub prompt_tokens_details: Option<PromptTokensDetails>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<CompletionTokensDetails>,
+    /// What the vendor bills beyond the counts above (Anthropic's one-hour cache writes and
+    /// server tool uses): the gateway's, for the cost, never sent to a client.
+    #[serde(skip)]
+    pub billed: Billed,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -466,6 +470,16 @@ pub struct PromptTokensDetails {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompletionTokensDetails {
     pub reasoning_tokens: u64,
+}
+
+/// Usage Anthropic bills apart from its token counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Billed {
+    /// Of the prompt tokens written to the cache, those written to its one-hour cache (billed
+    /// at twice the input price, not 1.25 times).
+    pub cache_write_1h_tokens: u64,
+    /// Web searches a server tool made (`usage.server_tool_use.web_search_requests`).
+    pub web_search_requests: u64,
 }
 
 impl Usage {

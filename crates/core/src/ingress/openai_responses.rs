@@ -2340,6 +2340,7 @@ mod tests {
             total_tokens: 1500,
             prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: 1000, cache_creation_tokens: Some(100) }),
             completion_tokens_details: Some(CompletionTokensDetails { reasoning_tokens: 120 }),
+            billed: Default::default(),
         }
     }
 
@@ -3041,6 +3042,7 @@ mod tests {
             completion_tokens_details: Some(CompletionTokensDetails {
                 reasoning_tokens: u["output_tokens_details"]["reasoning_tokens"].as_u64().unwrap(),
             }),
+            billed: Default::default(),
         });
         let model = r["model"].as_str().unwrap().to_owned();
         let answer = Answer { id: String::new(), model, outputs: vec![Output { index: 0, blocks, finish }], usage };

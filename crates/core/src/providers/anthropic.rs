@@ -521,6 +521,23 @@ struct AnthropicUsage {
     cache_creation_input_tokens: Option<u64>,
     #[serde(default)]
     cache_read_input_tokens: Option<u64>,
+    /// The cache writes by lifetime (`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`).
+    #[serde(default)]
+    cache_creation: Option<CacheCreation>,
+    #[serde(default)]
+    server_tool_use: Option<ServerToolUse>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+struct CacheCreation {
+    #[serde(default)]
+    ephemeral_1h_input_tokens: u64,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+struct ServerToolUse {
+    #[serde(default)]
+    web_search_requests: u64,
 }
 
 impl AnthropicUsage {
@@ -530,6 +547,8 @@ impl AnthropicUsage {
         self.output_tokens = newer.output_tokens.or(self.output_tokens);
         self.cache_creation_input_tokens = newer.cache_creation_input_tokens.or(self.cache_creation_input_tokens);
         self.cache_read_input_tokens = newer.cache_read_input_tokens.or(self.cache_read_input_tokens);
+        self.cache_creation = newer.cache_creation.or(self.cache_creation);
+        self.server_tool_use = newer.server_tool_use.or(self.server_tool_use);
     }
 
     fn canonical(self) -> Usage {
@@ -542,6 +561,10 @@ impl AnthropicUsage {
             cached_tokens: cache_read,
             cache_creation_tokens: self.cache_creation_input_tokens,
         });
+        usage.billed = crate::chat::Billed {
+            cache_write_1h_tokens: self.cache_creation.map_or(0, |c| c.ephemeral_1h_input_tokens),
+            web_search_requests: self.server_tool_use.map_or(0, |s| s.web_search_requests),
+        };
         usage
     }
 }
