@@ -151,6 +151,9 @@ pub async fn create(
         None => (Vec::new(), None),
     };
     let (request, mut params) = openai_responses::decode(body, &history)?;
+    if params.store {
+        within_quota(env, key).await?;
+    }
     params.assign_ids(&entropy());
     let id = openai_responses::new_id("resp", &entropy());
     let store = params.store;
@@ -167,6 +170,39 @@ pub async fn create(
     let (completed, admission) = chat::complete(config, env, key, request, asked).await?;
     let store = store.then(|| Pending { reply, owner: key.id.clone() });
     Ok(Created { completed, admission, store })
+}
+
+/// Refuses a call that would store a response when its key's stored responses are at its
+/// quota (in number or in bytes): before the vendor is called, so the refusal costs nothing.
+async fn within_quota(env: &Env, key: &KeyRecord) -> Result<(), Rejection> {
+    let limits = response_store::limits(env);
+    let used = response_store::quota_use(env, &key.id).await.map_err(|e| {
+        worker::console_error!("response store: the quota of {} could not be read: {e}", key.id);
+        Rejection::from(GatewayError::new(
+            503,
+            "server_error",
+            "store_unavailable",
+            "The response store did not answer; try again.",
+        ))
+    })?;
+    let over = if used.count >= limits.count {
+        Some(format!("{} stored responses, its limit", used.count))
+    } else if used.bytes >= limits.bytes {
+        Some(format!("{} MiB of stored responses, its limit of {} MiB", used.bytes >> 20, limits.bytes >> 20))
+    } else {
+        None
+    };
+    let Some(over) = over else { return Ok(()) };
+    let error = GatewayError::new(
+        429,
+        "insufficient_quota",
+        "stored_responses_quota_exceeded",
+        format!(
+            "This key has {over}: delete some (DELETE /v1/responses/{{id}}), let them expire, or send \"store\": false."
+        ),
+    )
+    .with_param("store");
+    Err(Rejection { error, headers: vec![("x-should-retry".to_owned(), "false".to_owned())] })
 }
 
 /// `GET /v1/responses/{id}`.
@@ -202,6 +238,9 @@ pub async fn delete(config: &Config, env: &Env, key: &KeyRecord, id: &str) -> Re
             "The response store did not answer.",
         ))
     })?;
+    if let Err(e) = response_store::forget_in_quota(env, &key.id, id).await {
+        worker::console_error!("response store: the quota of {} still counts {id}: {e}", key.id);
+    }
     Ok(http::json(200, &serde_json::json!({"id": id, "object": "response", "deleted": true})))
 }
 

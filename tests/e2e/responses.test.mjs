@@ -215,3 +215,45 @@ test("review: ids that are not the gateway's are not looked up; an item is refer
   assert.equal(twice.status, 400);
   assert.equal((await twice.json()).error.param, "input[2].id");
 });
+
+test("a key at its quota of stored responses is refused in OpenAI's shape before any vendor is called; store: false and a deletion free it", async () => {
+  const limited = await startGateway({
+    config: testConfig(mock, await closedPort()),
+    secrets: { UPSTREAM_KEY: VENDOR_KEY, STORED_RESPONSES_PER_KEY: "2" },
+  });
+  try {
+    // maxRetries 2: the refusal says not to retry (x-should-retry: false), and the SDK does not.
+    const sdk = new OpenAI({ baseURL: `${limited.url}/v1`, apiKey: GATEWAY_KEY, maxRetries: 2, timeout: 10_000 });
+    const kept = [];
+    for (const input of ["one", "two"]) {
+      const response = await sdk.responses.create({ model: "gpt-test", input });
+      await sdk.responses.retrieve(response.id); // stored (and counted) before the next call
+      kept.push(response.id);
+    }
+    const calls = (await mock.requests()).length;
+    const refused = await call(limited, "/v1/responses", { body: { model: "gpt-test", input: "three" } });
+    assert.equal(refused.status, 429);
+    assert.equal(refused.headers.get("x-should-retry"), "false");
+    const { error } = await refused.json();
+    assert.deepEqual(
+      [error.type, error.code, error.param],
+      ["insufficient_quota", "stored_responses_quota_exceeded", "store"],
+    );
+    assert.match(error.message, /2 stored responses/);
+    assert.equal((await mock.requests()).length, calls, "no vendor call for a refused request");
+    await assert.rejects(sdk.responses.create({ model: "gpt-test", input: "three" }), (e) => {
+      assert.equal(e.status, 429);
+      assert.equal(e.code, "stored_responses_quota_exceeded");
+      return true;
+    });
+    // Not stored: not counted, not refused.
+    const unstored = await sdk.responses.create({ model: "gpt-test", input: "three", store: false });
+    assert.equal(unstored.status, "completed");
+    // A deletion frees its place at once.
+    await sdk.responses.delete(kept[0]);
+    const again = await sdk.responses.create({ model: "gpt-test", input: "four" });
+    assert.equal(again.status, "completed");
+  } finally {
+    await limited.stop();
+  }
+});
