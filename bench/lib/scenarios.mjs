@@ -1,5 +1,5 @@
 // What is sent in each scenario, and how a good answer looks. Every system gets the same
-// conversation; only the wire format (OpenAI or Anthropic), the model name and the headers a
+// conversation; only the wire format (OpenAI Chat, OpenAI Responses or Anthropic), the model name and the headers a
 // system needs differ.
 
 // With `mock-upstream --stream-chunks 50`: 50 content chunks a streamed answer (and 50 words
@@ -20,7 +20,8 @@ const QUESTION =
 
 /**
  * The scenarios, in report order. `wire`: what the upstream speaks; `client`: what the client
- * speaks to a gateway (OpenAI's Chat Completions unless it says `anthropic`, the Messages API).
+ * speaks to a gateway (OpenAI's Chat Completions unless it says `anthropic`, the Messages API,
+ * or `responses`, OpenAI's Responses API).
  */
 export const SCENARIOS = [
   { id: "chat", wire: "openai", stream: false, title: "non-streamed chat, 1 KB prompt, passed through (OpenAI in, OpenAI out)" },
@@ -29,6 +30,7 @@ export const SCENARIOS = [
   { id: "translated-stream", wire: "anthropic", stream: true, title: `streamed chat, ${STREAM_CHUNKS} chunks, translated (OpenAI in, Anthropic out)` },
   { id: "messages-stream", client: "anthropic", wire: "anthropic", stream: true, title: `streamed chat, ${STREAM_CHUNKS} chunks, passed through (Anthropic in, Anthropic out)` },
   { id: "messages-translated-stream", client: "anthropic", wire: "openai", stream: true, title: `streamed chat, ${STREAM_CHUNKS} chunks, translated (Anthropic in, OpenAI out)` },
+  { id: "responses-stream", client: "responses", wire: "responses", stream: true, title: `streamed Responses call, ${STREAM_CHUNKS} chunks, store: false, passed through (Responses in, OpenAI Responses out)` },
 ];
 
 /** An OpenAI Chat Completions request (about 1 KB) for `model`. */
@@ -57,6 +59,19 @@ export function anthropicBody(model, stream) {
   });
 }
 
+/** The same conversation as an OpenAI Responses request; `store: false`, so that what is measured is the call, not the store. */
+export function responsesBody(model, stream) {
+  return JSON.stringify({
+    model,
+    instructions: SYSTEM,
+    input: QUESTION,
+    max_output_tokens: 256,
+    temperature: 0.2,
+    store: false,
+    ...(stream ? { stream: true } : {}),
+  });
+}
+
 const dataEvents = (text) =>
   text
     .split(/\r?\n\r?\n/)
@@ -72,7 +87,12 @@ export function checkAnswer(wire, stream, status, text) {
   try {
     if (!stream) {
       const body = JSON.parse(text);
-      const content = wire === "openai" ? body.choices?.[0]?.message?.content : body.content?.[0]?.text;
+      const content =
+        wire === "openai"
+          ? body.choices?.[0]?.message?.content
+          : wire === "responses"
+            ? body.output?.find((o) => o.type === "message")?.content?.[0]?.text
+            : body.content?.[0]?.text;
       return typeof content === "string" && content.length > 0 ? null : `no content in ${text.slice(0, 300)}`;
     }
     const events = dataEvents(text);
@@ -82,6 +102,12 @@ export function checkAnswer(wire, stream, status, text) {
       const content = chunks.filter((c) => c.choices?.[0]?.delta?.content);
       if (content.length !== STREAM_CHUNKS) return `${content.length} content chunks, expected ${STREAM_CHUNKS}`;
       return chunks.some((c) => c.usage) ? null : "no usage chunk (stream_options.include_usage)";
+    }
+    if (wire === "responses") {
+      const parsed = events.map((e) => JSON.parse(e));
+      const deltas = parsed.filter((e) => e.type === "response.output_text.delta");
+      if (deltas.length !== STREAM_CHUNKS) return `${deltas.length} output_text deltas, expected ${STREAM_CHUNKS}`;
+      return parsed.at(-1)?.type === "response.completed" ? null : `stream does not end with response.completed: ...${text.slice(-200)}`;
     }
     const deltas = events.map((e) => JSON.parse(e)).filter((e) => e.type === "content_block_delta");
     return deltas.length === STREAM_CHUNKS ? null : `${deltas.length} content deltas, expected ${STREAM_CHUNKS}`;

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startProcess, waitReady, freePort } from "./processes.mjs";
 import { writeWorkerdConfig, gatewayModules } from "./workerd.mjs";
-import { openaiBody, anthropicBody, checkAnswer } from "./scenarios.mjs";
+import { openaiBody, anthropicBody, responsesBody, checkAnswer } from "./scenarios.mjs";
 
 // Keys: the gateway's own (checked against the sha256 in its configuration) and the ones the
 // upstream is given (mock-upstream only checks they are present).
@@ -17,6 +17,8 @@ const ANTHROPIC_MODEL = "claude-sonnet-4-5";
 // The public model names the gateways route (to the OpenAI-format and the Anthropic provider).
 const PASS_MODEL = "gpt-4o-mini";
 const TRANSLATED_MODEL = "claude-sonnet";
+// The public model name routed to the provider that serves OpenAI's Responses API.
+const RESPONSES_MODEL = "gpt-4o-mini-responses";
 
 export const LITELLM_VERSION = "1.102.4";
 export const PORTKEY_VERSION = "1.15.2";
@@ -36,6 +38,9 @@ export async function probe(request, scenario, wire = "openai") {
 
 /** What the upstream itself is sent: the baseline for each scenario, and what the floor forwards. */
 function upstreamRequest(base, scenario) {
+  if (scenario.wire === "responses") {
+    return { url: `${base}/v1/responses`, headers: { ...jsonHeaders, authorization: `Bearer ${VENDOR_KEY}` }, body: responsesBody(OPENAI_MODEL, scenario.stream) };
+  }
   return scenario.wire === "openai"
     ? { url: `${base}/v1/chat/completions`, headers: { ...jsonHeaders, authorization: `Bearer ${VENDOR_KEY}` }, body: openaiBody(OPENAI_MODEL, scenario.stream) }
     : { url: `${base}/v1/messages`, headers: anthropicHeaders, body: anthropicBody(ANTHROPIC_MODEL, scenario.stream) };
@@ -44,6 +49,9 @@ function upstreamRequest(base, scenario) {
 /** What a client sends a gateway: OpenAI's format, or Anthropic's where the scenario says; the model picks the provider. */
 function gatewayRequest(base, scenario, headers, translatedModel = TRANSLATED_MODEL) {
   const model = scenario.wire === "openai" ? PASS_MODEL : translatedModel;
+  if (scenario.client === "responses") {
+    return { url: `${base}/v1/responses`, headers: { ...jsonHeaders, ...headers }, body: responsesBody(RESPONSES_MODEL, scenario.stream) };
+  }
   if (scenario.client === "anthropic") {
     const anthropic = { ...jsonHeaders, "anthropic-version": "2023-06-01", ...headers };
     return { url: `${base}/v1/messages`, headers: anthropic, body: anthropicBody(model, scenario.stream) };
@@ -63,10 +71,12 @@ function switchyardConfig(mockUrl, withLimits) {
     providers: {
       openai: { kind: "openai", base_url: `${mockUrl}/v1`, api_key_secret: "OPENAI_API_KEY" },
       anthropic: { kind: "anthropic", base_url: `${mockUrl}/v1`, api_key_secret: "ANTHROPIC_API_KEY" },
+      "openai-responses": { kind: "openai", base_url: `${mockUrl}/v1`, api_key_secret: "OPENAI_API_KEY", responses_api: true },
     },
     models: [
       { name: PASS_MODEL, targets: [{ provider: "openai", model: OPENAI_MODEL }] },
       { name: TRANSLATED_MODEL, targets: [{ provider: "anthropic", model: ANTHROPIC_MODEL }] },
+      { name: RESPONSES_MODEL, targets: [{ provider: "openai-responses", model: OPENAI_MODEL }] },
     ],
     keys: [key],
   };
