@@ -6,7 +6,7 @@
 import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 import Anthropic from "@anthropic-ai/sdk";
-import { startMock, startGateway, call, GATEWAY_KEY, VENDOR_KEY } from "./harness.mjs";
+import { startMock, startGateway, call, sseEvents, GATEWAY_KEY, VENDOR_KEY } from "./harness.mjs";
 import { testConfig, closedPort } from "./config.mjs";
 import { checkAnthropicStream } from "./anthropic-grammar.mjs";
 
@@ -60,12 +60,17 @@ async function rawStream(body, headers = {}, strict = true) {
 
 for (const { model, vendor, passthrough } of TARGETS) {
   test(`${vendor}: a message comes back in Anthropic's shape, through the SDK`, async () => {
-    const message = await client.messages.create({
-      model,
-      max_tokens: 200,
-      system: [{ type: "text", text: "Be brief.", cache_control: { type: "ephemeral" } }],
-      messages: [{ role: "user", content: "Hi there" }],
-    });
+    const { data: message, response } = await client.messages
+      .create({
+        model,
+        max_tokens: 200,
+        system: [{ type: "text", text: "Be brief.", cache_control: { type: "ephemeral" } }],
+        messages: [{ role: "user", content: "Hi there" }],
+      })
+      .withResponse();
+    // A cache marker a vendor cannot take is reported, in the client's terms.
+    const dropped = (response.headers.get("x-switchyard-dropped-params") ?? "").split(", ");
+    assert.equal(dropped.includes("cache_control"), vendor === "openai" || vendor === "gemini", dropped.join());
     assert.equal(message.type, "message");
     assert.equal(message.role, "assistant");
     assert.ok(message.content.length >= 1, JSON.stringify(message));
@@ -79,14 +84,20 @@ for (const { model, vendor, passthrough } of TARGETS) {
   test(`${vendor}: a stream obeys Anthropic's grammar and the SDK accumulates it`, async () => {
     const body = { model, max_tokens: 200, messages: [{ role: "user", content: "Tell me something" }] };
     // Anthropic's own streams (passed through) need not follow the gateway's stricter habits.
-    const { message } = await rawStream(body, {}, !passthrough);
+    const { message, text } = await rawStream(body, {}, !passthrough);
     assert.equal(message.stop_reason, "end_turn");
+    // A translated stream's input tokens: in message_start where the vendor told them by then,
+    // and always in message_delta, whose figures the SDKs take as the message's (an OpenAI
+    // vendor tells them at the end only). Anthropic's own stream passes through as it came.
+    const delta = sseEvents(text).find((e) => e.type === "message_delta");
+    if (!passthrough) assert.ok(delta.usage.input_tokens > 0, JSON.stringify(delta));
     const stream = client.messages.stream(body);
     const final = await stream.finalMessage();
     assert.equal(final.content[0].type, "text");
     assert.ok(final.content[0].text.length > 0);
     assert.equal(final.stop_reason, "end_turn");
     assert.ok(final.usage.output_tokens > 0);
+    assert.ok(final.usage.input_tokens > 0, JSON.stringify(final.usage));
   });
 
   if (vendor !== "mock") {
