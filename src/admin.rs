@@ -1,7 +1,7 @@
 //! `/admin/*`: operator endpoints, authenticated by the `ADMIN_TOKEN` secret, never by a
 //! gateway key.
 //!
-//! - `GET /admin/health`: every target's health record;
+//! - `GET /admin/health`: every target's health record, from every shard (each with its `shard`);
 //! - `POST /admin/keys`: a new key (its text in the answer, once); `GET /admin/keys`: every key;
 //!   `GET|PATCH|DELETE /admin/keys/{id}`: one key, a change of its policy, its revocation;
 //! - `GET /admin/usage?from=&to=&group_by=key|model|provider|tag`: usage and cost.
@@ -70,11 +70,10 @@ pub async fn health(req: &Request, env: &Env) -> Result<Response, GatewayError> 
     if let Err(e) = crate::config::current(env) {
         return Ok(http::health(Some(e), &[], true));
     }
-    let mut snapshot = provider_health::snapshot(env).await.map_err(|e| {
+    let records = provider_health::snapshot_all(env).await.map_err(|e| {
         GatewayError::new(503, "server_error", "health_unavailable", format!("The health record is unavailable: {e}"))
     })?;
-    let body = snapshot.bytes().await.unwrap_or_default();
-    Ok(http::bytes_response(200, "application/json", body))
+    Ok(http::json(200, &records))
 }
 
 /// `/admin/keys` and `/admin/keys/{id}`.

@@ -5,7 +5,9 @@
 //! after responses (`maintain`, inside `ctx.wait_until`), which also reports their use: the
 //! ledger counts what a lease's calls cost within `REFRESH_AFTER_MS` of their end.
 //!
-//! One refresh of a lease is in flight at a time; calls that need it meanwhile wait for it.
+//! One refresh of a lease is in flight at a time; calls that need it meanwhile wait for it (and
+//! ask themselves if it got no answer, while `ADMIT_MS` allows), unless the ledger's last answer
+//! said a rate limit's bucket is dry (`LeaseView::dry`): then they are refused at once.
 //! They wait on their own timers, looking at the lease now and then: a request must never poll
 //! (or be woken by) another request's I/O, which the runtime refuses or cancels with that
 //! request. A refresh whose request ended before it did never finishes: after `WAIT_MS` it is
@@ -160,10 +162,23 @@ pub async fn take(
         if let Ok(taken) = taken {
             return Ok(Part { slot, taken });
         }
+        // A rate limit's bucket the ledger said is dry, and this lease's part of its refill not
+        // in yet: refused at once, not queued for the ledger.
+        let refreshing = in_flight(&slot, now).is_some();
+        if let Some(refusal) = slot.view.borrow().dry(need, now, refreshing) {
+            return Err(Refused::Limit(refusal));
+        }
         if let Some(sent_ms) = in_flight(&slot, now) {
             match wait_for(&slot, sent_ms).await {
                 Some((Refreshed::Denied(record), _)) => return Err(Refused::Denied(record)),
-                Some((Refreshed::Failed(e), _)) => return Err(Refused::Unavailable(e)),
+                // Another call's ask got no answer: this one asks itself, if an ask of its own
+                // can still end within `ADMIT_MS`.
+                Some((Refreshed::Failed(e), _)) => {
+                    if Date::now().as_millis().saturating_sub(started) + ASK_TIMEOUT_MS > ADMIT_MS {
+                        return Err(Refused::Unavailable(e));
+                    }
+                    continue;
+                }
                 // Refused for a need no larger than this one: so is this one, without asking.
                 Some((Refreshed::Granted { refused: Some(refusal) }, theirs)) if covers(need, theirs, &refusal) => {
                     return Err(Refused::Limit(refusal))
@@ -321,13 +336,31 @@ pub async fn maintain(env: &Env) {
 
 /// Reports the use of every lease whose calls' costs the ledger does not know yet (by a
 /// refresh). The outbox runs it before it sends usage rows, so that a call's cost counts
-/// against its caps by the time its usage shows.
+/// against its caps by the time its usage shows. A lease whose refresh is in flight is reported
+/// after it, if that refresh (sent before the use) left use unreported.
 pub async fn report(env: &Env) {
-    let now = Date::now().as_millis();
     let slots: Vec<Rc<Slot>> =
         SLOTS.with(|slots| slots.borrow().values().filter(|slot| slot.view.borrow().unreported()).cloned().collect());
-    let unreported = slots.iter().filter(|slot| in_flight(slot, now).is_none());
-    futures::future::join_all(unreported.map(|slot| refresh(env, slot, &[], Amounts::default()))).await;
+    futures::future::join_all(slots.iter().map(|slot| report_one(env, slot))).await;
+}
+
+/// The most rounds `report_one` waits on other refreshes or sends its own.
+const REPORT_ROUNDS: u32 = 3;
+
+async fn report_one(env: &Env, slot: &Slot) {
+    for _ in 0..REPORT_ROUNDS {
+        if !slot.view.borrow().unreported() {
+            return;
+        }
+        match in_flight(slot, Date::now().as_millis()) {
+            Some(sent_ms) => {
+                wait_for(slot, sent_ms).await;
+            }
+            None => {
+                refresh(env, slot, &[], Amounts::default()).await;
+            }
+        }
+    }
 }
 
 /// Refreshes what is due among `instances`' leases now: for a call that runs long (a stream),

@@ -244,7 +244,7 @@ fn record_then(
     let mut report = completed.report;
     report.completions = health_view::take_completions();
     outbox::report(report);
-    let refresh = health_view::claim_refresh(worker::Date::now().as_millis());
+    let refresh = health_view::claim_refresh(&config, worker::Date::now().as_millis());
     let answered = completed.answered;
     let env = env.clone();
     ctx.wait_until(async move {
@@ -260,11 +260,7 @@ fn record_then(
             }
             futures::join!(outbox::deliver(&env), leases::maintain(&env));
         };
-        let refreshed = async {
-            if refresh {
-                health_view::refresh(&env).await;
-            }
-        };
+        let refreshed = health_view::refresh(&env, refresh);
         // The health report goes now; the settlement with the batch after it.
         futures::join!(settled, refreshed, outbox::deliver(&env));
     });

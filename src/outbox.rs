@@ -84,23 +84,25 @@ pub async fn deliver(env: &Env) {
     let sending = Sending;
     worker::Delay::from(std::time::Duration::from_millis(FLUSH_MS)).await;
     drop(sending);
-    // The leases' use first: a call's cost counts against its caps before its usage shows.
-    crate::leases::report(env).await;
-    let (report, batches) = OUTBOX.with(|outbox| {
-        let mut outbox = outbox.borrow_mut();
-        (outbox.report.take(), std::mem::take(&mut outbox.batches))
-    });
+    let report = OUTBOX.with(|outbox| outbox.borrow_mut().report.take());
     let health = async {
         if let Some(report) = report {
             provider_health::report(env, report).await;
         }
     };
-    let ledgers = futures::future::join_all(batches.into_iter().map(|(instance, batch)| async move {
-        if let Err(e) = ledger::settle(env, &instance, &batch).await {
-            worker::console_error!("ledger {instance}: settlement failed, kept for the next batch: {e}");
-            requeue(instance, batch);
-        }
-    }));
+    let ledgers = async {
+        // The leases' use first (after a refresh in flight, if it left use unreported): a
+        // call's cost counts against its caps before its usage shows.
+        crate::leases::report(env).await;
+        let batches = OUTBOX.with(|outbox| std::mem::take(&mut outbox.borrow_mut().batches));
+        futures::future::join_all(batches.into_iter().map(|(instance, batch)| async move {
+            if let Err(e) = ledger::settle(env, &instance, &batch).await {
+                worker::console_error!("ledger {instance}: settlement failed, kept for the next batch: {e}");
+                requeue(instance, batch);
+            }
+        }))
+        .await;
+    };
     futures::join!(health, ledgers);
 }
 

@@ -1,5 +1,7 @@
-//! The `ProviderHealth` Durable Object: one instance (named "global") keeps every target's
-//! record in SQLite, so that every isolate and every edge location sees the same health.
+//! The `ProviderHealth` Durable Object: each target's record lives in SQLite in one of
+//! `health::HEALTH_SHARDS` instances (`health::shard_of`, a stable hash of its name), so that every
+//! isolate and every edge location sees the same health, and no one object takes every report.
+//! The instance of a target grants its half-open probe: once across the world.
 //!
 //! - `POST /report` with a `Report` (the breaker policy and the outcomes of one request's
 //!   attempts): folds the outcomes into the records;
@@ -8,14 +10,13 @@
 //! - `GET /snapshot`: every target's record, as JSON.
 
 use switchyard_core::breaker::{Admission, BreakerPolicy};
-use switchyard_core::health::{Report, TargetHealth};
+use switchyard_core::health::{self, Report, TargetHealth};
 use worker::{
     durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorage, SqlStorageValue,
     State,
 };
 
 pub const BINDING: &str = "HEALTH";
-pub const INSTANCE: &str = "global";
 
 #[durable_object]
 pub struct ProviderHealth {
@@ -130,40 +131,69 @@ impl ProviderHealth {
     }
 }
 
-fn stub(env: &Env) -> Result<worker::Stub> {
-    env.durable_object(BINDING)?.id_from_name(INSTANCE)?.get_stub()
+fn stub(env: &Env, instance: &str) -> Result<worker::Stub> {
+    env.durable_object(BINDING)?.id_from_name(instance)?.get_stub()
 }
 
-/// Sends the outcomes of one request's attempts to the record. Runs after the response
-/// (`ctx.wait_until`); a failure here is logged, never the client's problem.
+/// Sends the outcomes of requests' attempts to the records: one message for each instance that
+/// keeps one of their targets, at the same time. Runs after the response (`ctx.wait_until`); a
+/// failure here is logged, never the client's problem.
 pub async fn report(env: &Env, report: Report) {
-    let sent = async {
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(serde_json::to_string(&report)?.into()));
-        stub(env)?.fetch_with_request(Request::new_with_init("https://health/report", &init)?).await
-    };
-    if let Err(e) = sent.await {
-        worker::console_error!("provider health: report failed: {e}");
+    let sends = report.by_shard().into_iter().map(|(instance, part)| async move {
+        let sent = async {
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post).with_body(Some(serde_json::to_string(&part)?.into()));
+            stub(env, &instance)?.fetch_with_request(Request::new_with_init("https://health/report", &init)?).await
+        };
+        if let Err(e) = sent.await {
+            worker::console_error!("provider health {instance}: report failed: {e}");
+        }
+    });
+    futures::future::join_all(sends).await;
+}
+
+/// The records one instance keeps.
+pub async fn snapshot_of(env: &Env, instance: &str) -> Result<Vec<TargetHealth>> {
+    stub(env, instance)?.fetch_with_str("https://health/snapshot").await?.json().await
+}
+
+/// A record as the admin API shows it: with the instance that keeps it.
+#[derive(serde::Serialize)]
+pub struct Kept {
+    #[serde(flatten)]
+    pub record: TargetHealth,
+    pub shard: String,
+}
+
+/// Every target's record, from every instance at the same time, by target. For one release the
+/// instance that kept them all before (`health::LEGACY_INSTANCE`) is read too: its record of a
+/// target shows only where no shard has a newer one.
+pub async fn snapshot_all(env: &Env) -> Result<Vec<Kept>> {
+    let instances: Vec<String> =
+        health::shards().into_iter().chain(std::iter::once(health::LEGACY_INSTANCE.to_owned())).collect();
+    let read = futures::future::join_all(instances.iter().map(|instance| snapshot_of(env, instance))).await;
+    let mut by_target: std::collections::BTreeMap<String, Kept> = std::collections::BTreeMap::new();
+    for (instance, records) in instances.into_iter().zip(read) {
+        let records = records.map_err(|e| worker::Error::RustError(format!("instance {instance}: {e}")))?;
+        for record in records {
+            let newer =
+                by_target.get(&record.target).is_none_or(|kept| record.updated_at_ms > kept.record.updated_at_ms);
+            if newer {
+                by_target.insert(record.target.clone(), Kept { record, shard: instance.clone() });
+            }
+        }
     }
+    Ok(by_target.into_values().collect())
 }
 
-/// Every target's record.
-pub async fn snapshot(env: &Env) -> Result<Response> {
-    stub(env)?.fetch_with_str("https://health/snapshot").await
-}
-
-/// Every target's record, parsed.
-pub async fn snapshot_records(env: &Env) -> Result<Vec<TargetHealth>> {
-    snapshot(env).await?.json().await
-}
-
-/// Asks the shared record whether an attempt may go to `target` now (used for half-open probes).
+/// Asks the instance that keeps `target`'s record whether an attempt may go to it now (used for
+/// half-open probes: that instance grants the one probe across every isolate and location).
 pub async fn admit(env: &Env, target: &str, policy: &BreakerPolicy) -> Result<Admission> {
     let mut init = RequestInit::new();
     let asked = AdmitRequest { target: target.to_owned(), policy: policy.clone() };
     init.with_method(Method::Post).with_body(Some(serde_json::to_string(&asked)?.into()));
-    let answer: AdmitAnswer =
-        stub(env)?.fetch_with_request(Request::new_with_init("https://health/admit", &init)?).await?.json().await?;
+    let request = Request::new_with_init("https://health/admit", &init)?;
+    let answer: AdmitAnswer = stub(env, &health::shard_of(target))?.fetch_with_request(request).await?.json().await?;
     Ok(match (answer.admission.as_str(), answer.until_ms) {
         ("reject", Some(until_ms)) => Admission::Reject { until_ms },
         ("probe", _) => Admission::Probe,

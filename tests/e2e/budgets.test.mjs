@@ -283,6 +283,38 @@ test("past a key's requests per minute: 429 with Retry-After and the x-ratelimit
   });
 });
 
+test("a burst past a key's requests per minute: exactly the limit admitted, the rest a prompt 429, no 503", async () => {
+  // 30 a minute: one request each 2 s refills. Once the ledger has said the bucket is dry, the
+  // lease refuses the rest at once (`LeaseView::dry`), with the time its part of the refill
+  // takes; a call it wrongly refused would show as fewer than 30 admitted.
+  const { key } = await createKey({ name: "rpm-burst", rate_limits: { rpm: 30 } });
+  const started = Date.now();
+  const results = await Promise.all(
+    Array.from({ length: 45 }, async () => {
+      const res = await chat(key);
+      if (res.status === 429) {
+        const error = await openaiError(res);
+        assert.equal(error.code, "rate_limit_exceeded");
+        const retryMs = Number(res.headers.get("retry-after-ms"));
+        assert.ok(retryMs >= 1 && retryMs <= 2_000, `retry-after-ms ${retryMs}: one request refills in 2 s`);
+        assert.ok(Number(res.headers.get("retry-after")) >= 1);
+        assert.equal(res.headers.get("x-ratelimit-remaining-requests"), "0");
+      } else await res.arrayBuffer();
+      return res.status;
+    }),
+  );
+  const elapsed = Date.now() - started;
+  const admitted = results.filter((s) => s === 200).length;
+  assert.deepEqual([...new Set(results)].sort(), [200, 429], `statuses: ${results}`);
+  // The bucket's 30, and what refilled meanwhile (one each 2 s).
+  assert.ok(admitted >= 30 && admitted <= 30 + Math.ceil(elapsed / 2_000), `${admitted} admitted in ${elapsed} ms`);
+  // And a call right after is refused at once too.
+  const t = Date.now();
+  const res = await chat(key);
+  await res.arrayBuffer();
+  if (res.status === 429) assert.ok(Date.now() - t < 1_000, `refused after ${Date.now() - t} ms`);
+});
+
 test("tokens per minute count the prompt and the allowed output, corrected by the real usage", async () => {
   const { key } = await createKey({ name: "tpm", rate_limits: { tpm: 100 } });
   // Two at once, each allowed 90 tokens of output: the second does not fit.

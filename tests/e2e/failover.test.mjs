@@ -199,3 +199,34 @@ test("500 requests, 50 at a time, 30% of the primary's answers failing: every on
   const failedAtPrimary = [...primary.keys()].filter((k) => backup.has(k)).length;
   assert.ok(failedAtPrimary > 0, "some of the primary's answers failed over");
 });
+
+// The shard a target's record lives in: FNV-1a of `provider/model`, modulo 16, as the gateway
+// computes it (`health::shard_of`), written again here so that the test checks it.
+const shardOf = (target) => {
+  let h = 0xcbf29ce484222325n;
+  for (const b of Buffer.from(target)) h = ((h ^ BigInt(b)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  return `targets:${h % 16n}`;
+};
+
+test("two targets' records live in different health shards, and the admin snapshot shows both", async () => {
+  const targets = ["upstream/vendor-gpt", "upstream/vendor-limited"];
+  assert.notEqual(shardOf(targets[0]), shardOf(targets[1]), "the test needs targets of two shards");
+  for (const model of ["gpt-test", "rate-limited"]) {
+    const res = await call(gateway, "/v1/chat/completions", { body: chat(model) });
+    assert.equal(res.status, 200);
+    await res.text();
+  }
+  let records = [];
+  for (let i = 0; i < 60; i++) {
+    const res = await call(gateway, "/admin/health", { method: "GET", key: ADMIN_TOKEN });
+    assert.equal(res.status, 200);
+    records = (await res.json()).filter((h) => targets.includes(h.target) && h.successes > 0);
+    if (records.length === 2) break;
+    await sleep(50);
+  }
+  assert.equal(records.length, 2, JSON.stringify(records));
+  for (const record of records) {
+    assert.equal(record.shard, shardOf(record.target), `${record.target} is kept by its own shard`);
+  }
+  assert.notEqual(records[0].shard, records[1].shard);
+});

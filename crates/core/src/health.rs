@@ -1,7 +1,8 @@
 //! Target health: what each attempt at a target came to, folded into a record per target that
 //! holds its circuit breaker, its latency figures and when the vendor asked not to be called
-//! before (Retry-After). The `ProviderHealth` Durable Object keeps the shared records; each
-//! isolate keeps a recent copy and folds its own outcomes in at once.
+//! before (Retry-After). The `ProviderHealth` Durable Objects keep the shared records, one of
+//! `HEALTH_SHARDS` instances a target (`shard_of`); each isolate keeps a recent copy and folds
+//! its own outcomes in at once.
 
 use crate::breaker::{Admission, Breaker, BreakerPolicy};
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,46 @@ pub struct Report {
     /// Completions of earlier answers, sent along with the next report.
     #[serde(default)]
     pub completions: Vec<Completion>,
+}
+
+/// How many `ProviderHealth` instances keep the target records: a target's record lives in one
+/// of them, by its name, so that no single object takes every isolate's reports and probes.
+pub const HEALTH_SHARDS: u64 = 16;
+
+/// The instance that kept every record before they were sharded: read (never written) by the
+/// admin API for one release, so that its last records stay visible during the upgrade.
+pub const LEGACY_INSTANCE: &str = "global";
+
+/// The instance that keeps `target`'s record (and grants its half-open probe).
+pub fn shard_of(target: &str) -> String {
+    // FNV-1a: stable across versions and platforms (a target's record must not move).
+    let hash = target.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("targets:{}", hash % HEALTH_SHARDS)
+}
+
+/// Every instance that may keep records, in order.
+pub fn shards() -> Vec<String> {
+    (0..HEALTH_SHARDS).map(|n| format!("targets:{n}")).collect()
+}
+
+impl Report {
+    /// This report split by the instance that keeps each target's record, in the instances' order.
+    pub fn by_shard(self) -> Vec<(String, Report)> {
+        let mut split: std::collections::BTreeMap<String, Report> = std::collections::BTreeMap::new();
+        let empty =
+            |policy: &BreakerPolicy| Report { policy: policy.clone(), outcomes: Vec::new(), completions: Vec::new() };
+        for outcome in self.outcomes {
+            split.entry(shard_of(&outcome.target)).or_insert_with(|| empty(&self.policy)).outcomes.push(outcome);
+        }
+        for completion in self.completions {
+            split
+                .entry(shard_of(&completion.target))
+                .or_insert_with(|| empty(&self.policy))
+                .completions
+                .push(completion);
+        }
+        split.into_iter().collect()
+    }
 }
 
 /// Latency samples kept per target for its p95.
@@ -266,6 +307,43 @@ mod tests {
         assert_eq!(retry_after_until(Some("Wed, 21 Oct 2015 07:28:00 GMT"), None, 10), None);
         assert_eq!(retry_after_until(Some("-1"), None, 10), None);
         assert_eq!(retry_after_until(Some("999999"), None, 0), Some(3_600_000));
+    }
+
+    #[test]
+    fn targets_are_spread_over_the_shards_by_a_stable_hash() {
+        // Pinned: a target's record must not move between versions (FNV-1a of the name).
+        assert_eq!(shard_of("upstream/vendor-primary"), shard_of("upstream/vendor-primary"));
+        assert_eq!(shard_of(""), format!("targets:{}", 0xcbf2_9ce4_8422_2325u64 % HEALTH_SHARDS));
+        assert_eq!(shard_of("a"), format!("targets:{}", 0xaf63_dc4c_8601_ec8cu64 % HEALTH_SHARDS));
+        assert!(shards().contains(&shard_of("openai/gpt-4o")));
+        assert_eq!(shards().len() as u64, HEALTH_SHARDS);
+        // A hundred targets land in most shards, none in more than a fifth of them.
+        let mut counts = std::collections::HashMap::new();
+        for i in 0..100 {
+            *counts.entry(shard_of(&format!("provider{}/model-{i}", i % 7))).or_insert(0) += 1;
+        }
+        assert!(counts.len() >= 12 && counts.values().all(|&n| n <= 20), "{counts:?}");
+    }
+
+    #[test]
+    fn a_report_is_split_by_the_shard_of_each_target() {
+        let policy = BreakerPolicy::default();
+        let (a, b) = ("upstream/vendor-primary", "upstream/vendor-backup");
+        let mut report = Report { policy: policy.clone(), outcomes: vec![], completions: vec![] };
+        for target in [a, b, a] {
+            report.outcomes.push(Outcome { target: target.into(), ..outcome(true, 1.0, 1) });
+        }
+        report.completions.push(Completion { target: b.into(), total_ms: 5.0, at_ms: 2 });
+        let split = report.by_shard();
+        let total: usize = split.iter().map(|(_, r)| r.outcomes.len() + r.completions.len()).sum();
+        assert_eq!(total, 4);
+        for (shard, part) in &split {
+            assert!(part.outcomes.iter().all(|o| &shard_of(&o.target) == shard));
+            assert!(part.completions.iter().all(|c| &shard_of(&c.target) == shard));
+            assert_eq!(part.policy, policy);
+        }
+        let of_a = split.iter().find(|(s, _)| *s == shard_of(a)).unwrap();
+        assert_eq!(of_a.1.outcomes.iter().filter(|o| o.target == a).count(), 2, "in order, none lost");
     }
 
     #[test]

@@ -135,6 +135,10 @@ pub struct Grant {
     /// The key's record as the ledger holds it, for the isolate's checks while the lease lasts.
     #[serde(default)]
     pub record: Option<KeyRecord>,
+    /// How many live leases share the scope's buckets, this one included (0: not said): a
+    /// lease's part of a bucket's refill, when the bucket is empty (`LeaseView::dry`).
+    #[serde(default)]
+    pub live: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -337,6 +341,7 @@ pub fn refresh(
         requests,
         tokens,
         record: ask.record.clone(),
+        live: live as u64,
     };
     (state, refused)
 }
@@ -640,6 +645,58 @@ impl LeaseView {
                 && low(grant.limit.tokens as f64, self.used.tokens as f64, want.tokens as f64))
     }
 
+    /// A refusal for a call the lease cannot take (`take` said `Insufficient`) because a rate
+    /// limit's bucket is dry: the ledger's last answer left the scope's bucket with less than a
+    /// lease's lifetime of refill (what it keeps back for other leases, `SHARE`, aside, the limit
+    /// binds), and either a refresh of the lease is in flight (`refreshing`: its answer brings
+    /// at most this lease's part of the refill, which the calls before this one take) or this
+    /// lease's part of the refill (the bucket's rate over its live leases) has not brought what
+    /// the call misses since the answer's ask. The refusal's `retry_after_ms` is when that part
+    /// will have. The call is then refused at once rather than queued for the ledger, which
+    /// would grant a call here and there of the refill and leave the rest to wait until they
+    /// give up. `None`: the call asks the ledger (or waits for the refresh in flight), as before;
+    /// a burst into a bucket with room is admitted in full.
+    pub fn dry(&self, need: Amounts, now_ms: u64, refreshing: bool) -> Option<Refusal> {
+        let grant = self.grant.as_ref()?;
+        if !self.usable(now_ms) {
+            return None;
+        }
+        let share = grant.live.max(1) as f64;
+        // When the lease's part of the refill brings what the call misses: `None` if it is free.
+        let refills_at = |limit: u64, remaining: Option<Remaining>, granted: u64, used: u64, need: u64| {
+            let missing = (used + need).saturating_sub(granted);
+            let r = remaining?;
+            if missing == 0 || limit == 0 {
+                return None;
+            }
+            // The bucket's level after the answer (its reset is the time to fill it up).
+            let level = limit as f64 - r.reset_ms as f64 * limit as f64 / 60_000.0;
+            if level >= limit as f64 * LEASE_TTL_MS as f64 / 60_000.0 {
+                return None;
+            }
+            let wait_ms = (missing as f64 * 60_000.0 * share / limit as f64).ceil() as u64;
+            let at = self.granted_ask_ms.saturating_add(wait_ms);
+            if at > now_ms {
+                Some(at - now_ms)
+            } else {
+                refreshing.then_some(wait_ms.max(1))
+            }
+        };
+        if let Some(rpm) = grant.limits.rpm {
+            let missing = refills_at(rpm, grant.requests, grant.limit.requests, self.used.requests, need.requests);
+            if let Some(retry_after_ms) = missing {
+                return Some(Refusal::Requests { limit: rpm, retry_after_ms });
+            }
+        }
+        if let Some(tpm) = grant.limits.tpm {
+            let need = need.tokens.min(tpm);
+            if let Some(retry_after_ms) = refills_at(tpm, grant.tokens, grant.limit.tokens, self.used.tokens, need) {
+                return Some(Refusal::Tokens { limit: tpm, retry_after_ms });
+            }
+        }
+        None
+    }
+
     /// The rate-limit and budget headers a call admitted now carries: the scope's buckets as
     /// of the grant, plus what the lease still has free of them.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
@@ -804,6 +861,41 @@ mod tests {
         let refused = pair.admit(usd(0.0), NOW + 1).unwrap_err();
         let Refusal::Requests { limit: 3, retry_after_ms } = refused else { panic!("{refused:?}") };
         assert!(retry_after_ms > 0 && retry_after_ms <= 20_000, "{retry_after_ms}");
+    }
+
+    #[test]
+    fn a_lease_told_its_bucket_is_dry_refuses_at_once_until_its_part_refills() {
+        // 600 rpm, ten requests a second; three leases share it.
+        let mut pair = Pair::new(vec![], RateLimits { rpm: Some(600), tpm: None });
+        pair.scope.requests = Some(Bucket::full(600, NOW));
+        pair.scope.requests.as_mut().unwrap().take(600, 599);
+        let ask = pair.view.ask(&pair.base, usd(0.0), NOW);
+        let (state, refused) = refresh(&mut pair.scope, None, &ask, 2, NOW);
+        assert!(refused.is_none());
+        assert_eq!(state.grant.live, 3);
+        pair.view.answered(ask.seq, Answered::Granted(state.grant.clone()), NOW);
+        assert_eq!(pair.view.grant().unwrap().requests.unwrap().remaining, 0, "the last request went to this lease");
+        // The next call finds the lease short and the bucket dry: its third of the refill
+        // brings a request in 300 ms.
+        assert_eq!(pair.view.take(usd(0.0), NOW + 10), Err(Short::Insufficient));
+        let refusal = pair.view.dry(usd(0.0), NOW + 10, false).expect("refused at once");
+        assert_eq!(refusal, Refusal::Requests { limit: 600, retry_after_ms: 290 });
+        // Once that part came, the call asks the ledger (it is there to be had), unless a
+        // refresh is on its way already, which brings no more than that part.
+        assert!(pair.view.dry(usd(0.0), NOW + 400, false).is_none());
+        assert_eq!(
+            pair.view.dry(usd(0.0), NOW + 400, true),
+            Some(Refusal::Requests { limit: 600, retry_after_ms: 300 })
+        );
+        // Past the lease's lifetime the call asks the ledger again, as before.
+        assert!(pair.view.dry(usd(0.0), NOW + LEASE_TTL_MS, true).is_none());
+        // A lease with room, or a bucket with enough left, refuses nothing.
+        let mut roomy = Pair::new(vec![], RateLimits { rpm: Some(60), tpm: None });
+        roomy.admit(usd(0.0), NOW).unwrap();
+        assert!(roomy.view.dry(usd(0.0), NOW + 1, true).is_none());
+        let taken = (0..10).take_while(|_| roomy.view.take(usd(0.0), NOW + 1).is_ok()).count();
+        assert!(taken > 0 && taken < 10, "a few calls' worth: {taken}");
+        assert!(roomy.view.dry(usd(0.0), NOW + 1, true).is_none(), "most of the bucket is left: ask for it");
     }
 
     #[test]
