@@ -258,6 +258,8 @@ async fn attempt(
         let translator =
             providers::chat_stream(provider, prepared.plan.clone(), key.as_deref(), egress(request, reply, created));
         let keep = reply.filter(|_| passes).cloned();
+        // A stream passed through carries the vendor's bytes only: no keep-alive to ring.
+        let keepalive_ms = if passes { 0 } else { keepalive_ms };
         let stream = StreamOf { name, info, keepalive_ms, keep };
         translate_stream(provider, stream, response, translator, budget).await?
     } else {

@@ -72,23 +72,31 @@ impl Relay {
 
 #[wasm_bindgen(inline_js = r#"
 const TICK = Symbol("tick");
-const sleep = (ms) => new Promise((resolve) => setTimeout(() => resolve(TICK), ms));
+// A timer: `at` resolves to TICK after `ms`, unless `stop()` came first.
+function timer(ms) {
+  let id;
+  const at = new Promise((resolve) => (id = setTimeout(() => resolve(TICK), ms)));
+  return { at, stop: () => clearTimeout(id) };
+}
 const message = (e) => String((e && e.message) || e || "the stream broke off");
 
 export function relay(reader, first, tail, keepaliveMs, totalMs) {
   const Identity = globalThis.IdentityTransformStream;
   const { readable, writable } = Identity ? new Identity() : new TransformStream();
   const writer = writable.getWriter();
+  let late, quiet;
   (async () => {
     try {
       await writer.write(first);
       const deadline = totalMs > 0 ? Date.now() + totalMs : Infinity;
-      let error, read, quiet;
+      // One timer for the whole stream's deadline, one for each quiet spell.
+      late = totalMs > 0 ? timer(totalMs) : undefined;
+      let error, read;
       while (!tail.done()) {
         read ??= reader.read();
         const waits = [read];
-        if (keepaliveMs > 0) waits.push((quiet ??= sleep(keepaliveMs)));
-        if (deadline !== Infinity) waits.push(sleep(Math.max(1, deadline - Date.now())));
+        if (keepaliveMs > 0) waits.push((quiet ??= timer(keepaliveMs)).at);
+        if (late) waits.push(late.at);
         let next;
         try {
           next = waits.length > 1 ? await Promise.race(waits) : await read;
@@ -118,6 +126,8 @@ export function relay(reader, first, tail, keepaliveMs, totalMs) {
       // The client went away: nothing more is written, nor read.
       writer.abort(message(e)).catch(() => {});
     } finally {
+      late?.stop();
+      quiet?.stop();
       try {
         tail.free();
       } catch {}
