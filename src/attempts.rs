@@ -573,7 +573,7 @@ pub async fn read_answer(
     let read = match budget.total_until_ms {
         Some(until) => {
             let left = until.saturating_sub(Date::now().as_millis()).max(1);
-            upstream::within(left, response.bytes()).await.ok_or_else(|| {
+            upstream::within(left, upstream::body_bytes(response)).await.ok_or_else(|| {
                 Failed::retryable(GatewayError::new(
                     504,
                     "server_error",
@@ -585,9 +585,9 @@ pub async fn read_answer(
                 ))
             })?
         }
-        None => response.bytes().await,
+        None => upstream::body_bytes(response).await,
     };
-    let body = read.map_err(|e| Failed::retryable(GatewayError::upstream_stream_broken(&provider.name, e)))?;
+    let body = read.map_err(|e| Failed::retryable(GatewayError::upstream_stream_broken(&provider.name, &e)))?;
     health_view::complete(name, Date::now().as_millis().saturating_sub(budget.started_ms) as f64);
     Ok(body)
 }

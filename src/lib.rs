@@ -54,7 +54,8 @@ use switchyard_core::{auth, models, GatewayError};
 use worker::{event, Context, Env, Request, Response};
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: worker::web_sys::Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let req = without_cf(req);
     let request_id = http::request_id();
     let dialect = endpoint::dialect(&req.path());
     let response = match serve(req, &env, &ctx).await {
@@ -70,6 +71,17 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         }
     };
     Ok(http::finish(response, &request_id))
+}
+
+/// The client's request, as the `worker` crate wraps it, without reading its `cf` object: the
+/// runtime builds that object on first read (about 0.3 ms a request, measured in a CPU profile
+/// of workerd), the wrapper reads it eagerly, and the gateway uses none of it. An own `cf`
+/// property of the request shadows the runtime's getter.
+fn without_cf(req: worker::web_sys::Request) -> Request {
+    let descriptor = worker::js_sys::Object::new();
+    let _ = worker::js_sys::Reflect::set(&descriptor, &"value".into(), &worker::wasm_bindgen::JsValue::UNDEFINED);
+    let _ = worker::js_sys::Reflect::define_property(&req, &"cf".into(), &descriptor);
+    Request::from(req)
 }
 
 async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, Rejection> {

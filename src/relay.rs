@@ -182,7 +182,8 @@ pub fn cancel(reader: &ReadableStreamDefaultReader) {
     let _ = reader.cancel();
 }
 
-fn describe(value: JsValue) -> String {
+/// What a failed JavaScript call said.
+pub fn describe(value: JsValue) -> String {
     value
         .dyn_ref::<worker::js_sys::Error>()
         .map(|e| String::from(e.message()))

@@ -96,6 +96,21 @@ pub async fn within<F: std::future::Future>(timeout_ms: u64, future: F) -> Optio
     }
 }
 
+/// The whole of a vendor's body, read by the runtime in one piece (one promise, not a future
+/// and a copy a chunk as `Response::bytes` reads a stream).
+pub async fn body_bytes(response: &mut Response) -> Result<Vec<u8>, String> {
+    let stream = match response.body() {
+        ResponseBody::Body(bytes) => return Ok(bytes.clone()),
+        ResponseBody::Empty => return Ok(Vec::new()),
+        ResponseBody::Stream(stream) => stream.clone(),
+    };
+    let whole = worker::web_sys::Response::new_with_opt_readable_stream(Some(&stream))
+        .and_then(|body| body.array_buffer())
+        .map_err(crate::relay::describe)?;
+    let buffer = worker::wasm_bindgen_futures::JsFuture::from(whole).await.map_err(crate::relay::describe)?;
+    Ok(worker::js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
 /// At most `cap` bytes of a body, read for at most `timeout_ms`; the rest is not waited for,
 /// and the body is cancelled (dropping the reader cancels the vendor's stream), so that a body
 /// that trickles in or never ends holds neither the client nor a connection.
