@@ -467,7 +467,7 @@ struct Feedback {
     block_reason: Option<String>,
 }
 
-#[derive(Deserialize, Default, Clone, Copy)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 struct UsageDoc {
     #[serde(default)]
@@ -476,12 +476,30 @@ struct UsageDoc {
     candidates_token_count: u64,
     #[serde(default)]
     thoughts_token_count: u64,
+    #[serde(default)]
+    prompt_tokens_details: Vec<ModalityCount>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(rename_all = "camelCase")]
+struct ModalityCount {
+    #[serde(default)]
+    modality: String,
+    #[serde(default)]
+    token_count: u64,
 }
 
 impl UsageDoc {
     /// Input and output tokens, thinking billed as output.
     fn tokens(&self) -> (u64, u64) {
         (self.prompt_token_count, self.candidates_token_count + self.thoughts_token_count)
+    }
+
+    /// The prompt's image tokens (an edit's input images).
+    fn image_tokens(&self) -> u64 {
+        let images =
+            self.prompt_tokens_details.iter().filter(|d| d.modality == "IMAGE").map(|d| d.token_count).sum::<u64>();
+        images.min(self.prompt_token_count)
     }
 }
 
@@ -559,11 +577,12 @@ pub fn images_answer(provider: &str, bodies: &[Vec<u8>]) -> Result<Images, Gatew
         }
         if let Some(usage) = out.usage {
             let (input, output) = usage.tokens();
+            let image_tokens = usage.image_tokens();
             let this = ImageUsage {
                 input_tokens: input,
                 output_tokens: output,
                 total_tokens: input + output,
-                input_tokens_details: InputDetails { text_tokens: input, image_tokens: 0 },
+                input_tokens_details: InputDetails { text_tokens: input - image_tokens, image_tokens },
             };
             images.usage.get_or_insert_with(ImageUsage::default).add(&this);
         }
@@ -639,13 +658,13 @@ pub fn speech_answer(provider: &str, body: &[u8]) -> Result<Speech, GatewayError
             .map_err(|_| super::invalid_answer(provider, "its audio is not base64"))?;
         pcm.extend_from_slice(&bytes);
     }
-    Ok(Speech { pcm, sample_rate: rate, tokens: out.usage.map(|u| u.tokens()) })
+    Ok(Speech { pcm, sample_rate: rate, tokens: out.usage.as_ref().map(UsageDoc::tokens) })
 }
 
 /// A Gemini transcription's text and the tokens used.
 pub fn transcription_answer(provider: &str, body: &[u8]) -> Result<(String, Option<(u64, u64)>), GatewayError> {
     let out = output(provider, body, "text")?;
-    Ok((out.text.trim().to_owned(), out.usage.map(|u| u.tokens())))
+    Ok((out.text.trim().to_owned(), out.usage.as_ref().map(UsageDoc::tokens)))
 }
 
 #[cfg(test)]
@@ -792,6 +811,11 @@ mod tests {
         assert_eq!(images.made.len(), 2);
         assert_eq!(images.made[0], Made { b64: "iVBO".into(), mime_type: "image/png".into() });
         assert_eq!(images.usage.unwrap().output_tokens, 2580);
+        let edit = br#"{"candidates":[{"content":{"parts":[{"inlineData":{"mimeType":"image/png","data":"iVBO"}}]}}],
+                        "usageMetadata":{"promptTokenCount":268,"candidatesTokenCount":1290,
+                                         "promptTokensDetails":[{"modality":"TEXT","tokenCount":10},{"modality":"IMAGE","tokenCount":258}]}}"#;
+        let details = images_answer("google", &[edit.to_vec()]).unwrap().usage.unwrap().input_tokens_details;
+        assert_eq!((details.text_tokens, details.image_tokens), (10, 258));
         let blocked = br#"{"promptFeedback":{"blockReason":"PROHIBITED_CONTENT"}}"#;
         assert_eq!(images_answer("google", &[blocked.to_vec()]).unwrap_err().code.as_deref(), Some("content_filter"));
         let safety = br#"{"candidates":[{"content":{"parts":[]},"finishReason":"IMAGE_SAFETY"}]}"#;
