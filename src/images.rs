@@ -124,8 +124,8 @@ async fn attempt(
             }
             let content_type = response.headers().get("content-type").ok().flatten();
             let body = read_answer(provider, &name, &mut response, budget).await?;
-            let usage = wire::usage_of(&body);
-            let made = wire::count_of(&body).unwrap_or(u64::from(ask.n));
+            let (made, usage) = wire::summary(&body);
+            let made = made.unwrap_or(u64::from(ask.n));
             let cost = price::image_cost(&price, made, usage.as_ref());
             let response = media::bytes(body, content_type.as_deref().unwrap_or("application/json"));
             let usage = usage.map(|u| Usage::new(u.input_tokens, u.output_tokens));

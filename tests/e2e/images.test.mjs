@@ -334,3 +334,42 @@ test("the built-in mock edits images too", async () => {
   conforms(images);
   assert.equal(images.data.length, 1);
 });
+
+test("hostile bodies are 400s in OpenAI's shape, never a 5xx or a hang", async () => {
+  await mock.reset();
+  const post = (path, body, contentType) =>
+    fetch(`${gateway.url}${path}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${GATEWAY_KEY}`, "content-type": contentType },
+      body,
+    });
+  const json = "application/json";
+  const deep = `{"model":"gpt-image","prompt":"x","extra":${"[".repeat(10_000)}${"]".repeat(10_000)}}`;
+  for (const body of [deep, '{"model":"gpt-image","prompt":"x","n":1e400}', '{"model":"gpt-image","prompt":"x\u0000","n":-1}']) {
+    const res = await post("/v1/images/generations", body, json);
+    assert.equal(res.status, 400, body.slice(0, 60));
+    await openaiError(res);
+  }
+  const boundary = "hostile";
+  const part = (name, value) => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+  const many = Array.from({ length: 200 }, (_, i) => part(`f${i}`, "x")).join("") + `--${boundary}--\r\n`;
+  const endless = `--${boundary}\r\nContent-Disposition: form-data; name="a"${"x".repeat(20_000)}`;
+  const badUtf8 = Buffer.concat([
+    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\n`),
+    Buffer.from([0xff, 0xfe]),
+    Buffer.from(`\r\n${part("prompt", "x")}--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n\x89PNG\r\n`),
+    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nRIFF\r\n--${boundary}--`),
+  ]);
+  const type = `multipart/form-data; boundary=${boundary}`;
+  for (const [body, expected] of [[many, /more than 128 parts/], [endless, /headers/], [badUtf8, /'model' is not valid UTF-8/]]) {
+    for (const path of ["/v1/images/edits", "/v1/audio/transcriptions"]) {
+      const res = await post(path, body, type);
+      assert.equal(res.status, 400, path);
+      assert.match((await openaiError(res)).message, expected, path);
+    }
+  }
+  const noBoundary = await post("/v1/audio/translations", "x", "multipart/form-data");
+  assert.equal(noBoundary.status, 400);
+  assert.match((await openaiError(noBoundary)).message, /boundary/);
+  assert.equal((await mock.requests()).length, 0);
+});

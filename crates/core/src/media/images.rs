@@ -371,23 +371,20 @@ impl Images {
     }
 }
 
-/// The usage an OpenAI `ImagesResponse` reports (the GPT image models'), read without the images.
-pub fn usage_of(body: &[u8]) -> Option<ImageUsage> {
+/// What an OpenAI `ImagesResponse` holds for its cost, read in one pass without keeping the
+/// images: how many there are, and the usage the GPT image models report.
+pub fn summary(body: &[u8]) -> (Option<u64>, Option<ImageUsage>) {
     #[derive(Deserialize)]
-    struct Usage {
+    struct Summary {
+        #[serde(default)]
+        data: Option<Vec<serde::de::IgnoredAny>>,
         #[serde(default)]
         usage: Option<ImageUsage>,
     }
-    serde_json::from_slice::<Usage>(body).ok()?.usage
-}
-
-/// How many images an OpenAI `ImagesResponse` holds.
-pub fn count_of(body: &[u8]) -> Option<u64> {
-    #[derive(Deserialize)]
-    struct Data {
-        data: Vec<serde::de::IgnoredAny>,
+    match serde_json::from_slice::<Summary>(body) {
+        Ok(s) => (s.data.map(|d| d.len() as u64), s.usage),
+        Err(_) => (None, None),
     }
-    serde_json::from_slice::<Data>(body).ok().map(|d| d.data.len() as u64)
 }
 
 #[cfg(test)]
@@ -543,8 +540,9 @@ mod tests {
                           "input_tokens_details": {"text_tokens": 0, "image_tokens": 0}}})
         );
         let body = br#"{"created":1,"data":[{"b64_json":"x"},{"b64_json":"y"}],"usage":{"input_tokens":10,"output_tokens":4160,"total_tokens":4170,"input_tokens_details":{"text_tokens":10,"image_tokens":0}}}"#;
-        assert_eq!(usage_of(body).unwrap().output_tokens, 4160);
-        assert_eq!(count_of(body), Some(2));
-        assert_eq!(usage_of(br#"{"created":1,"data":[]}"#), None);
+        let (count, usage) = summary(body);
+        assert_eq!((count, usage.unwrap().output_tokens), (Some(2), 4160));
+        assert_eq!(summary(br#"{"created":1,"data":[]}"#), (Some(0), None));
+        assert_eq!(summary(b"{"), (None, None));
     }
 }
