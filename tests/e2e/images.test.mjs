@@ -70,6 +70,11 @@ test("Azure OpenAI: the deployment's URL, its api-version and its api-key header
   assert.equal(sent.query, "api-version=2025-04-01-preview");
   assert.equal(sent.headers["api-key"], SECRETS.AZURE_KEY);
   assert.equal(sent.headers.authorization, undefined);
+  const edited = await client.images.edit({ model: "azure-image", image: await toFile(PNG, "a.png"), prompt: "hat" });
+  conforms(edited);
+  const [edit] = await received(mock, "/images/edits");
+  assert.equal(edit.path, "/openai/deployments/gpt-image-1/images/edits");
+  assert.equal(edit.query, "api-version=2025-04-01-preview");
 });
 
 test("Gemini's image model: one generateContent call an image, imageConfig from size, what it cannot do named", async () => {
