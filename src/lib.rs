@@ -18,18 +18,21 @@
 //!    cost, usage, health, and for the Responses API the stored answer.
 //!
 //! `chat::complete` runs steps 4 and 5 for every chat dialect; `embeddings::complete` for
-//! embeddings.
+//! embeddings; `media::serve` for images and audio.
 
 mod admin;
 mod attempts;
+mod audio;
 mod chat;
 mod config;
 mod embeddings;
 mod health_view;
 mod http;
+mod images;
 mod keys;
 mod leases;
 mod ledger;
+mod media;
 mod metering;
 mod outbox;
 mod provider_health;
@@ -171,6 +174,14 @@ async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, R
         Endpoint::Embeddings => {
             let body = http::read_body(&mut req, config.limits.max_body_bytes).await?;
             let (completed, admission) = embeddings::complete(&config, env, &key, &body).await?;
+            Ok(record(completed, admission, key, config, env, ctx))
+        }
+        media @ (Endpoint::ImageGenerations
+        | Endpoint::ImageEdits
+        | Endpoint::Speech
+        | Endpoint::Transcriptions
+        | Endpoint::Translations) => {
+            let (completed, admission) = media::serve(&mut req, media, &config, env, &key).await?;
             Ok(record(completed, admission, key, config, env, ctx))
         }
         Endpoint::CreateResponse => {

@@ -105,6 +105,13 @@ impl Drop for Admission {
 pub enum Metered {
     Now(Option<Usage>),
     AtEnd(oneshot::Receiver<StreamEnd>),
+    /// Media, priced by their endpoint (images, characters, minutes, or tokens at a media
+    /// model's prices): the cost (`None`: not known, charged what was held) and the tokens for
+    /// the usage row.
+    Priced {
+        cost_usd: Option<f64>,
+        usage: Option<Usage>,
+    },
 }
 
 /// How a stream ended, for its cost: the usage the vendor reported, and whether the vendor
@@ -252,16 +259,17 @@ pub fn release(admission: Admission) {
 /// (or a stream the client left before its usage came) is charged what was held for it: the
 /// most it could have cost.
 pub async fn settle(config: &Config, key: &KeyRecord, admission: Admission, answered: Answered) {
-    let ended = match answered.metered {
-        Metered::Now(usage) => StreamEnd { usage, complete: true },
-        Metered::AtEnd(receiver) => admission.keep_while(receiver).await.unwrap_or_default(),
+    let (ended, priced) = match answered.metered {
+        Metered::Now(usage) => (StreamEnd { usage, complete: true }, None),
+        Metered::AtEnd(receiver) => (admission.keep_while(receiver).await.unwrap_or_default(), None),
+        Metered::Priced { cost_usd, usage } => (StreamEnd { usage, complete: true }, Some(cost_usd)),
     };
     let usage = ended.usage;
-    let cost_usd = settlement::charge_usd(
-        usage.map(|u| config.model_info(&answered.vendor_model).cost(&u)),
-        ended.complete,
-        admission.estimate.amount_usd,
-    );
+    let usage_usd = match priced {
+        Some(cost_usd) => cost_usd,
+        None => usage.map(|u| config.model_info(&answered.vendor_model).cost(&u)),
+    };
+    let cost_usd = settlement::charge_usd(usage_usd, ended.complete, admission.estimate.amount_usd);
     let tokens = usage.map_or(admission.estimate.tokens, |u| u.prompt_tokens + u.completion_tokens);
     let row = UsageRow {
         minute_ms: Date::now().as_millis(),

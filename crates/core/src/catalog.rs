@@ -86,6 +86,11 @@ const fn speech(per_million_characters: f64) -> ModelInfo {
     ModelInfo { per_million_characters, context_window: 4_096, ..NOTHING }
 }
 
+/// Speech priced by tokens: text in, audio out.
+const fn speech_tokens(input: f64, output: f64) -> ModelInfo {
+    ModelInfo { input, cached_input: input, output, context_window: 32_000, ..NOTHING }
+}
+
 /// Vendor model names by prefix (the longest matching prefix wins), published list prices.
 const EMBEDDED: &[(&str, ModelInfo)] = &[
     ("gpt-5-nano", chat(0.05, 0.005, 0.40, 400_000, 128_000, true)),
@@ -123,7 +128,13 @@ const EMBEDDED: &[(&str, ModelInfo)] = &[
     ("dall-e-3", image(0.04)),
     ("dall-e-2", image(0.02)),
     ("gpt-image-1", image(0.042)),
+    ("gpt-image-1-mini", image(0.011)),
+    ("gemini-2.5-flash-image", image(0.039)),
+    ("gemini-3-pro-image", image(0.134)),
     ("imagen-4", image(0.04)),
+    ("imagen-4.0-fast", image(0.02)),
+    ("imagen-4.0-ultra", image(0.06)),
+    ("imagen-3", image(0.03)),
     ("sora-2-pro", video(0.30)),
     ("sora-2", video(0.10)),
     ("veo-3", video(0.40)),
@@ -132,6 +143,10 @@ const EMBEDDED: &[(&str, ModelInfo)] = &[
     ("gpt-4o-mini-transcribe", transcription(0.003)),
     ("tts-1-hd", speech(30.0)),
     ("tts-1", speech(15.0)),
+    // OpenAI's estimate of $0.015 a minute, at about 1,000 characters a minute.
+    ("gpt-4o-mini-tts", speech(15.0)),
+    ("gemini-2.5-flash-preview-tts", speech_tokens(0.50, 10.0)),
+    ("gemini-2.5-pro-preview-tts", speech_tokens(1.00, 20.0)),
 ];
 
 /// The embedded entry for a vendor model, by its longest matching prefix.

@@ -14,6 +14,9 @@ pub const DEFAULT_STREAM_KEEPALIVE_MS: u64 = 15_000;
 
 /// Default for `limits.max_body_bytes`: large enough for a chat with a few base64 images.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// Default for `limits.max_upload_bytes`: OpenAI's own limit on an uploaded audio file, 25 MiB,
+/// with room for the form around it.
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 25 * 1024 * 1024 + 64 * 1024;
 /// Default `api_version` of an Azure OpenAI provider (the current GA version).
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 /// Default for a provider's `timeout_ms`.
@@ -178,6 +181,8 @@ pub struct GatewayKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// Largest multipart upload (`/v1/audio/transcriptions`, `/translations`, `/v1/images/edits`).
+    pub max_upload_bytes: usize,
     /// How long a translated stream may be silent before the client gets a keep-alive
     /// (`limits.stream_keepalive_ms`, 15 s by default).
     pub stream_keepalive_ms: u64,
@@ -331,6 +336,8 @@ struct KeyDoc {
 struct LimitsDoc {
     #[serde(default)]
     max_body_bytes: Option<usize>,
+    #[serde(default)]
+    max_upload_bytes: Option<usize>,
     #[serde(default)]
     stream_keepalive_ms: Option<u64>,
 }
@@ -547,6 +554,10 @@ impl Config {
         if max_body_bytes < 1024 {
             return Err(ConfigError::at("limits.max_body_bytes", "must be at least 1024"));
         }
+        let max_upload_bytes = doc.limits.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD_BYTES);
+        if max_upload_bytes < 1024 {
+            return Err(ConfigError::at("limits.max_upload_bytes", "must be at least 1024"));
+        }
         let stream_keepalive_ms = doc.limits.stream_keepalive_ms.unwrap_or(DEFAULT_STREAM_KEEPALIVE_MS);
         if !(100..=600_000).contains(&stream_keepalive_ms) {
             return Err(ConfigError::at("limits.stream_keepalive_ms", "must be between 100 and 600000"));
@@ -582,7 +593,7 @@ impl Config {
             models,
             keys,
             budgets: gateway_budgets.budgets,
-            limits: Limits { max_body_bytes, stream_keepalive_ms },
+            limits: Limits { max_body_bytes, max_upload_bytes, stream_keepalive_ms },
             health: doc.health,
             catalog: doc.catalog,
             unpriced: doc.pricing.unpriced,
@@ -783,6 +794,15 @@ mod tests {
         assert_eq!(model.owned_by, "openai");
         assert_eq!(config.keys[0].sha256[0], 0x6b);
         assert_eq!(config.limits.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(config.limits.max_upload_bytes, DEFAULT_MAX_UPLOAD_BYTES);
+    }
+
+    #[test]
+    fn the_upload_limit_is_its_own() {
+        let config = Config::parse(r#"{"limits": {"max_body_bytes": 2048, "max_upload_bytes": 1048576}}"#).unwrap();
+        assert_eq!((config.limits.max_body_bytes, config.limits.max_upload_bytes), (2048, 1_048_576));
+        let e = Config::parse(r#"{"limits": {"max_upload_bytes": 10}}"#).unwrap_err();
+        assert_eq!(e.path, "limits.max_upload_bytes");
     }
 
     #[test]

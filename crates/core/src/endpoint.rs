@@ -14,6 +14,16 @@ pub enum Endpoint {
     ChatCompletions,
     /// `POST /v1/embeddings`
     Embeddings,
+    /// `POST /v1/images/generations`
+    ImageGenerations,
+    /// `POST /v1/images/edits` (multipart)
+    ImageEdits,
+    /// `POST /v1/audio/speech`
+    Speech,
+    /// `POST /v1/audio/transcriptions` (multipart)
+    Transcriptions,
+    /// `POST /v1/audio/translations` (multipart)
+    Translations,
     /// `POST /v1/messages`: Anthropic's Messages API.
     Messages,
     /// `POST /v1/messages/count_tokens`
@@ -45,6 +55,11 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, GatewayError> {
         "/v1/models" => (Endpoint::ListModels, "GET"),
         "/v1/chat/completions" => (Endpoint::ChatCompletions, "POST"),
         "/v1/embeddings" => (Endpoint::Embeddings, "POST"),
+        "/v1/images/generations" => (Endpoint::ImageGenerations, "POST"),
+        "/v1/images/edits" => (Endpoint::ImageEdits, "POST"),
+        "/v1/audio/speech" => (Endpoint::Speech, "POST"),
+        "/v1/audio/transcriptions" => (Endpoint::Transcriptions, "POST"),
+        "/v1/audio/translations" => (Endpoint::Translations, "POST"),
         "/v1/messages" => (Endpoint::Messages, "POST"),
         "/v1/messages/count_tokens" => (Endpoint::CountTokens, "POST"),
         "/v1/responses" => (Endpoint::CreateResponse, "POST"),
@@ -83,6 +98,8 @@ pub fn allowed_methods(path: &str) -> &'static str {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     if path.starts_with("/v1/chat/")
         || path.starts_with("/v1/embeddings")
+        || path.starts_with("/v1/images/")
+        || path.starts_with("/v1/audio/")
         || path.starts_with("/v1/messages")
         || path == "/v1/responses"
     {
@@ -155,6 +172,14 @@ mod tests {
         assert_eq!(resolve("POST", "/v1/messages"), Ok(Endpoint::Messages));
         assert_eq!(resolve("POST", "/v1/messages/count_tokens"), Ok(Endpoint::CountTokens));
         assert_eq!(resolve("POST", "/v1/responses"), Ok(Endpoint::CreateResponse));
+        assert_eq!(resolve("POST", "/v1/images/generations"), Ok(Endpoint::ImageGenerations));
+        assert_eq!(resolve("POST", "/v1/images/edits"), Ok(Endpoint::ImageEdits));
+        assert_eq!(resolve("POST", "/v1/audio/speech"), Ok(Endpoint::Speech));
+        assert_eq!(resolve("POST", "/v1/audio/transcriptions/"), Ok(Endpoint::Transcriptions));
+        assert_eq!(resolve("POST", "/v1/audio/translations"), Ok(Endpoint::Translations));
+        assert_eq!(resolve("GET", "/v1/audio/speech").unwrap_err().status, 405);
+        assert_eq!(allowed_methods("/v1/images/edits"), "POST, OPTIONS");
+        assert_eq!(resolve("POST", "/v1/images/variations").unwrap_err().status, 404);
         assert_eq!(resolve("GET", "/v1/responses/resp_1"), Ok(Endpoint::Response("resp_1".into())));
         assert_eq!(resolve("DELETE", "/v1/responses/resp_1"), Ok(Endpoint::Response("resp_1".into())));
         assert_eq!(

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod lease;
 pub mod ledger;
 pub mod ledger_protocol;
+pub mod media;
 pub mod models;
 pub mod providers;
 pub mod ratelimit;

@@ -133,6 +133,12 @@ pub fn generate(options: &Options, parts: &Parts, path: &str, body: &[u8], fault
             );
         }
     }
+    if let Some(kind) = crate::media::gemini_media(&request) {
+        if !path.ends_with(":generateContent") {
+            return refuse(StatusCode::BAD_REQUEST, "mock-upstream: media answers come from generateContent only");
+        }
+        return crate::media::gemini_generate(kind, path, &request, fault);
+    }
     let model = path.rsplit('/').next().and_then(|m| m.split(':').next()).unwrap_or("gemini").to_owned();
     let response_id = format!("mockresp{:06}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let candidates =

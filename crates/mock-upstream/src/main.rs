@@ -4,7 +4,8 @@
 //! It answers in the vendors' real wire formats (OpenAI's Chat Completions, Responses (`POST
 //! .../responses`, with `GET` and `DELETE .../responses/{id}` for those it stores) and Embeddings,
 //! Anthropic's Messages and its token counter, Gemini's generateContent, streamGenerateContent
-//! and batchEmbedContents), reasoning included when a request asks for it, records every
+//! and batchEmbedContents; images and audio, see `media.rs`), reasoning included when a request
+//! asks for it, records every
 //! request it receives (unless `--no-record`, for benchmarks), and injects faults a test asks
 //! for. Control endpoints live under `/_mock/` (see `control.rs`). Usage:
 //! `mock-upstream [--port N] [--stream-chunks N] [--no-record]`; it prints
@@ -15,6 +16,7 @@ mod anthropic;
 mod control;
 mod faults;
 mod gemini;
+mod media;
 mod openai;
 mod responses;
 mod wire;
@@ -114,7 +116,8 @@ async fn handle(server: Arc<Server>, request: Request<Incoming>) -> Result<Respo
     }
     let model = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
-        .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_owned));
+        .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_owned))
+        .or_else(|| media::form_model(&parts, &body));
     if server.options.record {
         server.state.record(&parts, &body);
     }
@@ -143,6 +146,16 @@ async fn handle(server: Arc<Server>, request: Request<Incoming>) -> Result<Respo
         anthropic::count_tokens(&parts, &body, fault.as_ref())
     } else if post && path.ends_with("/messages") {
         anthropic::messages(&server.options, &parts, &body, fault.as_ref())
+    } else if post && path.ends_with("/images/generations") {
+        media::image_generations(&parts, &body, fault.as_ref())
+    } else if post && path.ends_with("/images/edits") {
+        media::image_edits(&parts, &body, fault.as_ref())
+    } else if post && path.ends_with("/audio/speech") {
+        media::speech(&parts, &body, fault.as_ref())
+    } else if post && (path.ends_with("/audio/transcriptions") || path.ends_with("/audio/translations")) {
+        media::transcriptions(&parts, &body, fault.as_ref(), path.ends_with("/translations"))
+    } else if post && path.ends_with(":predict") {
+        media::imagen_predict(&parts, &body, fault.as_ref())
     } else if post && path.ends_with("/embeddings") {
         openai::embeddings(&body)
     } else if post && path.ends_with(":batchEmbedContents") {

@@ -415,7 +415,7 @@ fn function_response(text: String, is_error: bool) -> Value {
     }
 }
 
-fn model_path(vendor_model: &str) -> &str {
+pub(crate) fn model_path(vendor_model: &str) -> &str {
     vendor_model.strip_prefix("models/").unwrap_or(vendor_model)
 }
 

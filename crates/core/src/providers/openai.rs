@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 /// The vendor request for `request`, sent to `vendor_model` at `provider`.
 /// The URL of an endpoint (`chat/completions`, `embeddings`) for a model at this provider.
-fn endpoint(provider: &Provider, vendor_model: &str, path: &str) -> String {
+pub(crate) fn endpoint(provider: &Provider, vendor_model: &str, path: &str) -> String {
     match (&provider.kind, &provider.api_version) {
         (crate::config::ProviderKind::Azure, Some(version)) => {
             format!("{}/openai/deployments/{vendor_model}/{path}?api-version={version}", provider.base_url)
@@ -27,7 +27,7 @@ fn endpoint(provider: &Provider, vendor_model: &str, path: &str) -> String {
 }
 
 /// The vendor key's header: `api-key` for Azure, a bearer token for everyone else.
-pub(super) fn auth_header(provider: &Provider, key: &str) -> (String, String) {
+pub(crate) fn auth_header(provider: &Provider, key: &str) -> (String, String) {
     match provider.kind {
         crate::config::ProviderKind::Azure => ("api-key".to_owned(), key.to_owned()),
         _ => ("authorization".to_owned(), format!("Bearer {key}")),
