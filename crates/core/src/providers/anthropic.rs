@@ -284,7 +284,7 @@ pub fn chat_request(
         let outbound = OutboundRequest { url: format!("{}/messages", provider.base_url), headers, body };
         return Ok(Prepared { outbound, report: super::ParamReport::default(), plan: ChatPlan::of(request) });
     }
-    let mut policy = ParamPolicy::new("Anthropic", request, strict);
+    let mut policy = ParamPolicy::for_chat("Anthropic", request, strict);
     let mut plan = ChatPlan::of(request);
 
     if request.choices > 1 {

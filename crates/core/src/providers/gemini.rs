@@ -427,7 +427,7 @@ pub fn chat_request(
     api_key: Option<&str>,
     strict: bool,
 ) -> Result<Prepared, GatewayError> {
-    let mut policy = ParamPolicy::new("Gemini", request, strict);
+    let mut policy = ParamPolicy::for_chat("Gemini", request, strict);
     let plan = ChatPlan::of(request);
 
     let mut system = Vec::new();

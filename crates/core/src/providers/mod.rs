@@ -53,13 +53,17 @@ pub struct ParamPolicy {
 }
 
 impl ParamPolicy {
-    pub fn new(vendor: &'static str, request: &Request, strict: bool) -> Self {
+    /// A policy for parameters named as the client sent them (the OpenAI media endpoints).
+    pub fn new(vendor: &'static str, strict: bool) -> Self {
+        Self { strict, vendor, dialect: Dialect::OpenaiChat, budget: false, report: ParamReport::default() }
+    }
+
+    /// A policy for a chat request: its parameters named as its dialect names them.
+    pub fn for_chat(vendor: &'static str, request: &Request, strict: bool) -> Self {
         Self {
-            strict,
-            vendor,
             dialect: request.source.dialect,
             budget: matches!(request.reasoning, Some(crate::canonical::Reasoning::Budget(_))),
-            report: ParamReport::default(),
+            ..Self::new(vendor, strict)
         }
     }
 
@@ -707,12 +711,12 @@ mod tests {
         let request =
             crate::ingress::openai_chat::decode(&br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#[..])
                 .unwrap();
-        let mut lenient = ParamPolicy::new("Anthropic", &request, false);
+        let mut lenient = ParamPolicy::for_chat("Anthropic", &request, false);
         lenient.drop("logprobs").unwrap();
         lenient.adjust("temperature", 1).unwrap();
         assert_eq!(lenient.report.dropped, ["logprobs"]);
         assert_eq!(lenient.report.adjusted, ["temperature=1"]);
-        let mut strict = ParamPolicy::new("Anthropic", &request, true);
+        let mut strict = ParamPolicy::for_chat("Anthropic", &request, true);
         let e = strict.drop("logprobs").unwrap_err();
         assert_eq!(
             (e.status, e.param.as_deref(), e.code.as_deref()),

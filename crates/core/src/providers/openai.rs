@@ -66,7 +66,7 @@ pub fn chat_request(
         let body = request.source.rewritten(vendor_model, usage);
         return Ok(Prepared { outbound: OutboundRequest { url, headers, body }, report: ParamReport::default(), plan });
     }
-    let mut policy = super::ParamPolicy::new("OpenAI-format", request, strict);
+    let mut policy = super::ParamPolicy::for_chat("OpenAI-format", request, strict);
     let body = encode_request(request, vendor_model, provider.stream_usage, &mut policy)?;
     Ok(Prepared { outbound: OutboundRequest { url, headers, body }, report: policy.report, plan })
 }
