@@ -89,7 +89,14 @@ async fn attempt(
     let translated = |images: wire::Images, report: &ParamReport| {
         let cost = price::image_cost(&price, images.made.len() as u64, images.usage.as_ref());
         let usage = images.usage.map(|u| Usage::new(u.input_tokens, u.output_tokens));
-        media::answer(media::bytes(images.encode(created), "application/json"), Some(cost), usage, report)
+        // A client that asked for a stream gets one, of whole images: the target makes no
+        // partial ones.
+        let body = if ask.stream {
+            media::bytes(images.encode_stream(created, task == Task::ImageEdits, ask), "text/event-stream")
+        } else {
+            media::bytes(images.encode(created), "application/json")
+        };
+        media::answer(body, Some(cost), usage, report)
     };
     let route = route(provider, &target.model, task).unwrap_or(Route::PassThrough);
     if route == Route::Mock {

@@ -237,15 +237,27 @@ test("a budget refuses an image call whose worst case exceeds it", async () => {
   assert.equal(response.status, 200);
 });
 
-test("streamed generations pass through from OpenAI and are refused for Gemini", async () => {
+test("streamed generations pass through from OpenAI; Gemini, Imagen and the mock stream whole images", async () => {
   const stream = await client.images.generate({ model: "gpt-image", prompt: "otter", stream: true });
   const events = [];
   for await (const event of stream) events.push(event);
   assert.deepEqual(events.map((e) => e.type), ["image_generation.completed"]);
   assert.ok(isPng(events[0].b64_json));
-  const error = await client.images.generate({ model: "gemini-image", prompt: "otter", stream: true }).catch((e) => e);
-  assert.ok(error instanceof OpenAI.BadRequestError, String(error));
-  assert.equal(error.param, "stream");
+  for (const model of ["gemini-image", "imagen", "demo-image"]) {
+    const { data: stream, response } = await client.images
+      .generate({ model, prompt: "otter", n: 2, size: "1024x1024", stream: true, partial_images: 2 })
+      .withResponse();
+    assert.match(response.headers.get("content-type"), /^text\/event-stream/);
+    const events = [];
+    for await (const event of stream) events.push(event);
+    assert.deepEqual(events.map((e) => e.type), ["image_generation.completed", "image_generation.completed"], model);
+    for (const event of events) {
+      if (specAvailable) assertSchema("ImageGenCompletedEvent", event);
+      assert.ok(isPng(event.b64_json), model);
+      assert.equal(event.size, "1024x1024");
+    }
+    if (model !== "demo-image") assert.match(response.headers.get("x-switchyard-dropped-params") ?? "", /partial_images/, model);
+  }
 });
 
 test("the built-in mock makes images with no vendor", async () => {

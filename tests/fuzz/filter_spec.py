@@ -3,7 +3,8 @@
 Usage: filter_spec.py SPEC.yaml OUT.json
 
 Keeps POST /chat/completions, POST /embeddings, GET /models, GET /models/{model}, POST
-/responses and GET and DELETE /responses/{response_id}, the
+/responses, GET and DELETE /responses/{response_id}, POST /images/generations and POST
+/audio/speech, the
 components they reference (transitively) and the security schemes; everything else is dropped,
 so that schemathesis loads a few hundred KB instead of 3 MB. The document declares OpenAPI 3.1
 but still marks fields with 3.0's `nullable: true`, which 3.1 ignores: each becomes an explicit
@@ -28,6 +29,8 @@ OPERATIONS = {
     "/models/{model}": ["get"],
     "/responses": ["post"],
     "/responses/{response_id}": ["get", "delete"],
+    "/images/generations": ["post"],
+    "/audio/speech": ["post"],
 }
 PREFIX = "#/components/"
 

@@ -22,7 +22,9 @@ Checks, on every response of the four operations:
                        {"error": {"message": str, "type": str, "param": str|null,
                        "code": str|null}}.
   json_where_promised  a 200 to a chat request with "stream": true is text/event-stream whose
-                       data events are JSON (or [DONE], which ends it); every other response
+                       data events are JSON (or [DONE], which ends it); a 200 to speech is
+                       audio (or its SSE events), one to a streamed image request SSE whose
+                       data events are JSON; every other response
                        is application/json with a body that parses as JSON, but those that
                        have no body by HTTP's rules (204, 304, an answer to HEAD; schemathesis
                        sends OPTIONS, which is a CORS preflight answered 204).
@@ -43,6 +45,8 @@ with open(os.environ["FUZZ_GATEWAY_INFO"], encoding="utf-8") as f:
     INFO = json.load(f)
 CHAT = INFO["chat_models"]
 EMBEDDINGS = INFO["embedding_models"]
+IMAGES = INFO["image_models"]
+SPEECH = INFO["speech_models"]
 
 
 def digest(value):
@@ -89,6 +93,20 @@ def map_case(context, case):
             if (h >> 8) % 4:
                 case.body.pop("previous_response_id", None)
                 case.body.pop("conversation", None)
+    elif op == "POST /images/generations" and isinstance(case.body, dict):
+        h = digest(case.body)
+        if h % 4:
+            # A chat model now and then: the images path must refuse it cleanly.
+            names = IMAGES * 3 + CHAT[:1]
+            case.body = {**case.body, "model": names[(h // 4) % len(names)]}
+            # Many images of a vendor that makes one a call: bounded, as OpenAI bounds it.
+            if isinstance(case.body.get("n"), int) and case.body["n"] > 4:
+                case.body["n"] = 4
+    elif op == "POST /audio/speech" and isinstance(case.body, dict):
+        h = digest(case.body)
+        if h % 4:
+            names = SPEECH * 3 + CHAT[:1]
+            case.body = {**case.body, "model": names[(h // 4) % len(names)]}
     elif op == "GET /models/{model}" and isinstance(case.path_parameters, dict):
         h = digest(case.path_parameters)
         if h % 2:
@@ -211,6 +229,25 @@ def json_where_promised(ctx, response, case):
         ends = [t for t in types if t in terminal]
         if not response.stream_cut_short and (len(ends) != 1 or types[-1] not in terminal | {"error"}):
             raise AssertionError(f"the stream does not end with one terminal event: {types[-4:]}")
+        return None
+    if operation(case) == "POST /audio/speech" and response.status_code == 200:
+        # The audio itself (or, with `stream_format: sse`, its events).
+        if not content_type.startswith(("audio/", "application/octet-stream", "text/event-stream")):
+            raise AssertionError(f"speech answered with content-type {content_type!r}")
+        if not response.content and not response.stream_cut_short:
+            raise AssertionError("speech answered 200 with no audio")
+        return None
+    if operation(case) == "POST /images/generations" and response.status_code == 200 and wants_stream(case):
+        if not content_type.startswith("text/event-stream"):
+            raise AssertionError(f"a streamed image answered with content-type {content_type!r}")
+        text = response.content.decode("utf-8", errors="strict")
+        for block in text.replace("\r\n", "\n").split("\n\n"):
+            data = "\n".join(line[5:].lstrip() for line in block.split("\n") if line.startswith("data:"))
+            if data:
+                try:
+                    json.loads(data)
+                except ValueError as e:
+                    raise AssertionError(f"image stream event is not JSON ({e}): {data[:300]!r}") from None
         return None
     if not content_type.startswith("application/json"):
         raise AssertionError(

@@ -36,6 +36,20 @@ const EMBEDDINGS = {
   "text-embedding-ada-002": ["google", "gemini-embedding-001"],
 };
 
+// The image and speech models, on every kind that serves the task.
+const IMAGES = {
+  "gpt-image-1": ["openai", "gpt-image-1"],
+  "dall-e-3": ["azure", "gpt-image-1"],
+  "dall-e-2": ["google", "gemini-2.5-flash-image"],
+  "gpt-image-1-mini": ["google", "imagen-4.0-generate-001"],
+  "gpt-image-1.5": ["builtin", "mock-image"],
+};
+const SPEECH = {
+  "tts-1": ["openai", "tts-1"],
+  "tts-1-hd": ["google", "gemini-2.5-flash-preview-tts"],
+  "gpt-4o-mini-tts": ["builtin", "mock-speech"],
+};
+
 function targets(spec) {
   const list = Array.isArray(spec[0]) ? spec : [spec];
   return list.map(([provider, model]) => ({ provider, model }));
@@ -50,7 +64,7 @@ export function fuzzConfig(mock) {
       azure: { kind: "azure", base_url: mock.url, api_version: "2024-10-21", api_key_secret: "AZURE_KEY", timeout_ms: TIMEOUT_MS },
       google: { kind: "gemini", base_url: `${mock.url}/v1beta`, api_key_secret: "GEMINI_KEY", timeout_ms: TIMEOUT_MS },
     },
-    models: Object.entries({ ...CHAT, ...EMBEDDINGS }).map(([name, spec]) => ({ name, targets: targets(spec) })),
+    models: Object.entries({ ...CHAT, ...EMBEDDINGS, ...IMAGES, ...SPEECH }).map(([name, spec]) => ({ name, targets: targets(spec) })),
     keys: [{ name: "fuzz", sha256: GATEWAY_KEY_SHA256 }],
   };
 }
@@ -162,6 +176,8 @@ console.log(
     baseline_fds: baseline,
     chat_models: Object.keys(CHAT),
     embedding_models: Object.keys(EMBEDDINGS),
+    image_models: Object.keys(IMAGES),
+    speech_models: Object.keys(SPEECH),
     workerd_log: logPath,
   }),
 );

@@ -172,11 +172,9 @@ fn image_options(
     ratios: &[(u32, u32)],
     tiers: &[&'static str],
 ) -> Result<serde_json::Map<String, Value>, GatewayError> {
-    if ask.stream {
-        return Err(unsupported(
-            "stream",
-            "Streamed image generation ('stream': true) is served only by OpenAI-format targets; this target is Gemini's.",
-        ));
+    // `stream` is served whole (see `Images::encode_stream`): no partial images.
+    if ask.partial_images.is_some_and(|p| p > 0) {
+        policy.drop_extra("partial_images")?;
     }
     let mut config = serde_json::Map::new();
     if let Some((w, h)) = ask.size.as_deref().and_then(super::parse_size) {
@@ -743,15 +741,18 @@ mod tests {
         let mut strict = ParamPolicy::new("Gemini", true);
         let e = image_requests(&provider(), "gemini-2.5-flash-image", &a, None, &mut strict).unwrap_err();
         assert_eq!((e.status, e.param.as_deref()), (400, Some("quality")));
-        let e = image_requests(
+        // A stream is served whole by the worker; partial images are dropped and named.
+        let mut lenient = ParamPolicy::new("Gemini", false);
+        let calls = image_requests(
             &provider(),
             "gemini-2.5-flash-image",
-            &ask(r#"{"model":"m","prompt":"p","stream":true}"#),
+            &ask(r#"{"model":"m","prompt":"p","stream":true,"partial_images":2}"#),
             None,
-            &mut ParamPolicy::new("Gemini", false),
+            &mut lenient,
         )
-        .unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("stream"));
+        .unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(lenient.report.dropped, ["partial_images"]);
     }
 
     #[test]

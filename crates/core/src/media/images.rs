@@ -59,6 +59,8 @@ pub struct ImageAsk {
     pub style: Option<String>,
     pub user: Option<String>,
     pub stream: bool,
+    /// Partial images asked of a stream (0 to 3).
+    pub partial_images: Option<u32>,
     /// The edit's images, in order (empty for a generation), and its mask.
     pub images: Vec<Part>,
     pub mask: Option<Part>,
@@ -138,7 +140,8 @@ impl ImageAsk {
         }
         let model = doc.model.filter(|m| !m.is_empty()).ok_or_else(missing_model)?;
         let model_span = model_span.ok_or_else(missing_model)?;
-        if doc.partial_images.is_some_and(|p| p > 3) {
+        let partial_images = doc.partial_images;
+        if partial_images.is_some_and(|p| p > 3) {
             return Err(GatewayError::invalid_request("partial_images", "'partial_images' is between 0 and 3."));
         }
         let ask = ImageAsk {
@@ -155,6 +158,7 @@ impl ImageAsk {
             style: doc.style,
             user: doc.user,
             stream: doc.stream.unwrap_or(false),
+            partial_images,
             images: Vec::new(),
             mask: None,
             extra,
@@ -207,7 +211,8 @@ impl ImageAsk {
                 ))
             }
         };
-        if number("partial_images")?.is_some_and(|p| p > 3) {
+        let partial_images = number("partial_images")?;
+        if partial_images.is_some_and(|p| p > 3) {
             return Err(GatewayError::invalid_request("partial_images", "'partial_images' is between 0 and 3."));
         }
         let prompt = text("prompt")?.ok_or_else(|| GatewayError::invalid_request("prompt", "'prompt' is required."))?;
@@ -234,6 +239,7 @@ impl ImageAsk {
             style: text("style")?,
             user: text("user")?,
             stream,
+            partial_images,
             images,
             mask,
             extra,
@@ -371,6 +377,62 @@ impl Images {
     }
 }
 
+/// One event of an image stream (`ImageGenCompletedEvent`, `ImageEditCompletedEvent`).
+#[derive(Serialize)]
+struct CompletedEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    b64_json: &'a str,
+    created_at: u64,
+    size: &'a str,
+    quality: &'a str,
+    background: &'a str,
+    output_format: &'a str,
+    usage: ImageUsage,
+}
+
+impl Images {
+    /// The answer as the stream a client that asked for one (`stream: true`) reads, from a
+    /// target that makes whole images only: one `image_generation.completed` event an image
+    /// (`image_edit.completed` for an edit), no partial images. The answer's usage is on the
+    /// last event, zeros on the others (so that their sum is the answer's); the settings the
+    /// events must name are the request's where OpenAI's enums have them, else `auto`.
+    pub fn encode_stream(&self, created: u64, edit: bool, ask: &ImageAsk) -> Vec<u8> {
+        let kind = if edit { "image_edit.completed" } else { "image_generation.completed" };
+        let pick = |value: Option<&str>, allowed: &[&'static str]| -> &'static str {
+            value.and_then(|v| allowed.iter().find(|a| **a == v).copied()).unwrap_or("auto")
+        };
+        let size = pick(ask.size.as_deref(), &["1024x1024", "1024x1536", "1536x1024", "auto"]);
+        let quality = pick(ask.quality.as_deref(), &["low", "medium", "high", "auto"]);
+        let background = pick(ask.background.as_deref(), &["transparent", "opaque", "auto"]);
+        let mut out = Vec::new();
+        for (i, made) in self.made.iter().enumerate() {
+            let output_format = match made.mime_type.as_str() {
+                "image/jpeg" => "jpeg",
+                "image/webp" => "webp",
+                _ => "png",
+            };
+            let last = i + 1 == self.made.len();
+            let event = CompletedEvent {
+                kind,
+                b64_json: &made.b64,
+                created_at: created,
+                size,
+                quality,
+                background,
+                output_format,
+                usage: if last { self.usage.unwrap_or_default() } else { ImageUsage::default() },
+            };
+            out.extend_from_slice(b"event: ");
+            out.extend_from_slice(kind.as_bytes());
+            out.extend_from_slice(b"\ndata: ");
+            out.extend_from_slice(&serde_json::to_vec(&event).unwrap_or_default());
+            out.extend_from_slice(b"\n\n");
+        }
+        out
+    }
+}
+
 /// What an OpenAI `ImagesResponse` holds for its cost, read in one pass without keeping the
 /// images: how many there are, and the usage the GPT image models report.
 pub fn summary(body: &[u8]) -> (Option<u64>, Option<ImageUsage>) {
@@ -389,6 +451,36 @@ pub fn summary(body: &[u8]) -> (Option<u64>, Option<ImageUsage>) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn whole_images_stream_as_completed_events_with_the_usage_on_the_last() {
+        let made = |mime: &str| Made { b64: "AAAA".to_owned(), mime_type: mime.to_owned() };
+        let usage = ImageUsage { input_tokens: 3, output_tokens: 5, total_tokens: 8, ..ImageUsage::default() };
+        let images = Images { made: vec![made("image/png"), made("image/webp")], usage: Some(usage) };
+        let ask = ImageAsk::generation(
+            br#"{"model":"m","prompt":"x","size":"1024x1024","quality":"standard","stream":true}"#.to_vec(),
+        )
+        .unwrap();
+        let text = String::from_utf8(images.encode_stream(7, false, &ask)).unwrap();
+        let events: Vec<serde_json::Value> =
+            text.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
+        assert!(text.starts_with("event: image_generation.completed\ndata: {"), "{text}");
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0]["type"], "image_generation.completed");
+        assert_eq!((events[0]["size"].as_str(), events[0]["quality"].as_str()), (Some("1024x1024"), Some("auto")));
+        assert_eq!(
+            (events[0]["output_format"].as_str(), events[1]["output_format"].as_str()),
+            (Some("png"), Some("webp"))
+        );
+        assert_eq!(
+            (events[0]["usage"]["total_tokens"].as_u64(), events[1]["usage"]["total_tokens"].as_u64()),
+            (Some(0), Some(8))
+        );
+        assert_eq!(events[1]["created_at"], 7);
+        let edit = String::from_utf8(images.encode_stream(7, true, &ask)).unwrap();
+        assert!(edit.starts_with("event: image_edit.completed\n"));
+    }
+
     use super::*;
 
     fn generation(json: &str) -> Result<ImageAsk, GatewayError> {
