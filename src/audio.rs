@@ -89,7 +89,7 @@ async fn speak(
                 openai::request(provider, &target.model, Task::Speech, body, "application/json".into(), key.as_deref());
             let response = attempts::call_vendor(provider, &outbound, key.as_deref(), budget).await?;
             let fallback = if request.sse { "text/event-stream" } else { speech::content_type(request.format()) };
-            let streamed = media::stream_through(provider, &response, fallback)?;
+            let streamed = media::stream_through(provider, &response, fallback, &budget)?;
             let cost = price::speech_cost(&info, characters, None);
             Ok(media::answer(streamed, cost, None, &ParamReport::default()))
         }
@@ -182,7 +182,7 @@ async fn listen(
                 openai::request(provider, &target.model, task, body, request.form.content_type(), key.as_deref());
             let mut response = attempts::call_vendor(provider, &outbound, key.as_deref(), budget).await?;
             if request.stream {
-                let streamed = media::stream_through(provider, &response, "text/event-stream")?;
+                let streamed = media::stream_through(provider, &response, "text/event-stream", &budget)?;
                 let cost = price::transcription_cost(&info, known_seconds, None);
                 return Ok(media::answer(streamed, cost, None, &ParamReport::default()));
             }

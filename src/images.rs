@@ -126,7 +126,7 @@ async fn attempt(
             let outbound = openai::request(provider, &target.model, task, body, content_type, key.as_deref());
             let mut response = attempts::call_vendor(provider, &outbound, key.as_deref(), budget).await?;
             if ask.stream {
-                let streamed = media::stream_through(provider, &response, "text/event-stream")?;
+                let streamed = media::stream_through(provider, &response, "text/event-stream", &budget)?;
                 return Ok(media::answer(streamed, None, None, &ParamReport::default()));
             }
             let content_type = response.headers().get("content-type").ok().flatten();

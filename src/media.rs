@@ -166,10 +166,22 @@ pub fn answer(response: Response, cost_usd: Option<f64>, usage: Option<Usage>, r
 
 /// The vendor's answer streamed through to the client as it arrives, never read here, with the
 /// vendor's content type (`fallback` if it sent none).
-pub fn stream_through(provider: &Provider, vendor: &Response, fallback: &str) -> Result<Response, Failed> {
+///
+/// The route's total time holds it too: a vendor still sending when it passes is cut off, and
+/// the client's body ends in an error (audio has no error event to end with).
+pub fn stream_through(
+    provider: &Provider,
+    vendor: &Response,
+    fallback: &str,
+    budget: &Budget,
+) -> Result<Response, Failed> {
     let content_type = vendor.headers().get("content-type").ok().flatten().unwrap_or_else(|| fallback.to_owned());
+    let left_ms = budget.total_until_ms.map(|until| until.saturating_sub(worker::Date::now().as_millis()).max(1));
     let body = match vendor.body() {
-        ResponseBody::Stream(stream) => ResponseBody::Stream(stream.clone()),
+        ResponseBody::Stream(stream) => ResponseBody::Stream(match left_ms {
+            Some(ms) => crate::relay::cut_after(stream, ms),
+            None => stream.clone(),
+        }),
         ResponseBody::Body(bytes) => ResponseBody::Body(bytes.clone()),
         ResponseBody::Empty => ResponseBody::Empty,
     };

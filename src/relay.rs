@@ -136,6 +136,14 @@ export function relay(reader, first, tail, keepaliveMs, totalMs) {
   })();
   return readable;
 }
+
+export function cutAfter(body, ms) {
+  const Identity = globalThis.IdentityTransformStream;
+  const { readable, writable } = Identity ? new Identity() : new TransformStream();
+  // Native: the runtime moves the bytes; the signal aborts both ends when the time is up.
+  body.pipeTo(writable, { signal: AbortSignal.timeout(ms) }).catch(() => {});
+  return readable;
+}
 "#)]
 extern "C" {
     /// The client's body: `first`, then what `tail` makes of the rest of `reader`'s stream.
@@ -147,6 +155,15 @@ extern "C" {
         keepalive_ms: f64,
         total_ms: f64,
     ) -> ReadableStream;
+
+    #[wasm_bindgen(js_name = cutAfter)]
+    fn cut_after_js(body: &ReadableStream, ms: f64) -> ReadableStream;
+}
+
+/// `body` as it comes, natively, cut off (both ends aborted: the client's body ends in an
+/// error) if it has not ended `ms` from now.
+pub fn cut_after(body: &ReadableStream, ms: u64) -> ReadableStream {
+    cut_after_js(body, ms as f64)
 }
 
 /// The client's body: `first`, then what `tail` makes of the rest of `reader` (a keep-alive

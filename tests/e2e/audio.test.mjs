@@ -65,6 +65,26 @@ test("audio.speech.create streams OpenAI's audio through to a file, as it arrive
   await mock.reset();
 });
 
+test("the route's total timeout cuts off audio still streaming through", async () => {
+  const speak = () => call(gateway, "/v1/audio/speech", { body: { model: "tts-total", input: "Hi", voice: "alloy" } });
+  await mock.fault({ match: { model: "tts-1-total" }, times: 1, stream_chunks: 12 });
+  const whole = (await (await speak()).arrayBuffer()).byteLength;
+  await mock.fault({ match: { model: "tts-1-total" }, chunk_delay_ms: 300, stream_chunks: 12 });
+  const started = Date.now();
+  const res = await speak();
+  assert.equal(res.status, 200);
+  // The vendor's pipe is aborted at the deadline: the body ends there (here, under Miniflare,
+  // as an early end; the client cannot be sent an error event in audio).
+  const cut = await res.arrayBuffer().then((b) => b.byteLength, () => 0);
+  const took = Date.now() - started;
+  assert.ok(took < 2500, `cut after ${took} ms (the vendor would have taken 3.3 s)`);
+  assert.ok(cut < whole, `${cut} of ${whole} bytes`);
+  // The isolate serves on.
+  const next = await client.audio.speech.create({ model: "tts", input: "Hi", voice: "nova", response_format: "wav" });
+  assert.ok((await next.arrayBuffer()).byteLength > 44);
+  await mock.reset();
+});
+
 test("every format comes with its content type; speech events pass through", async () => {
   for (const [format, type] of [["wav", "audio/wav"], ["opus", "audio/opus"], ["flac", "audio/flac"], ["pcm", "audio/pcm"]]) {
     const response = await client.audio.speech.create({ model: "tts", input: "Hi", voice: "nova", response_format: format });

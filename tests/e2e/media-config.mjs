@@ -40,6 +40,7 @@ export function mediaConfig(mock, deadPort) {
       { name: "azure-tts", targets: [t("azure", "tts-1")] },
       { name: "gemini-tts", targets: [t("google", "gemini-2.5-flash-preview-tts")] },
       { name: "tts-slow", targets: [t("openai", "tts-1-slow")] },
+      { name: "tts-total", total_timeout_ms: 600, targets: [t("openai", "tts-1-total")] },
       { name: "tts-failover", targets: [t("down", "tts-1"), t("openai", "tts-1-hd")] },
       { name: "tts-to-gemini", targets: [t("openai", "tts-1-failing"), t("google", "gemini-2.5-flash-preview-tts")] },
       { name: "demo-tts", targets: [t("builtin", "mock-speech")] },
