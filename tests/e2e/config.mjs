@@ -84,6 +84,10 @@ export function testConfig(mock, deadPort) {
       { name: "gpt-native-private", targets: [{ provider: "native-private", model: "vendor-native-private" }] },
       { name: "gpt-native-tools", allow_params: ["server_tools"], targets: [{ provider: "native", model: "vendor-native-tools" }] },
       { name: "native-failover", targets: [{ provider: "native", model: "vendor-native-flaky" }, { provider: "claude", model: "claude-haiku-4-5" }] },
+      // Images and audio, for the Python SDKs' checks (the media tests have their own configuration).
+      { name: "py-image", targets: [{ provider: "google", model: "gemini-2.5-flash-image" }] },
+      { name: "py-tts", targets: [{ provider: "upstream", model: "tts-1" }] },
+      { name: "py-whisper", targets: [{ provider: "upstream", model: "whisper-1" }] },
     ],
     keys: [{ name: "test", sha256: GATEWAY_KEY_SHA256 }],
     limits: { max_body_bytes: MAX_BODY_BYTES },

@@ -1,6 +1,7 @@
 // The official Python SDKs (PyPI `openai` and `anthropic`, pinned, in a venv made by
 // scripts/sdk-venv.sh) against the gateway, unmodified: Anthropic's Messages and OpenAI's
-// Responses and Chat Completions, streamed and not, with tools, on every vendor kind
+// Responses and Chat Completions, streamed and not, with tools, on every vendor kind, and images
+// and audio
 // (tests/sdk/clients.py). Each check the script makes is one assertion here.
 
 import { test, before, after } from "node:test";
@@ -36,8 +37,9 @@ after(async () => {
 });
 
 test("the Python SDKs ran every check", () => {
-  // 5 checks a model on 5 models (gpt-native: Responses passed through), 2 tool checks on 4, and 2 more.
-  assert.equal(results.length, 5 * 5 + 4 * 2 + 2, results.map((r) => r.check).join("\n"));
+  // 5 checks a model on 5 models (gpt-native: Responses passed through), 2 tool checks on 4, 2
+  // of images and audio, and 2 more.
+  assert.equal(results.length, 5 * 5 + 4 * 2 + 2 + 2, results.map((r) => r.check).join("\n"));
 });
 
 test("every check of the Python SDKs passes", () => {

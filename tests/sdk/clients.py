@@ -109,6 +109,26 @@ for model in ["claude-sonnet", "gpt-test", "gemini-flash", "echo", "gpt-native"]
         return json.loads(call.arguments)
 
 
+@check("openai images.generate, whole and streamed (Gemini's image model)")
+def _():
+    r = oa.images.generate(model="py-image", prompt="A cute baby sea otter", n=2, size="1024x1024")
+    assert len(r.data) == 2 and all(d.b64_json for d in r.data), r
+    events = list(oa.images.generate(model="py-image", prompt="otter", stream=True))
+    assert [e.type for e in events] == ["image_generation.completed"] and events[0].b64_json, events
+    return len(r.data[0].b64_json)
+
+
+@check("openai audio.speech and audio.transcriptions")
+def _():
+    with oa.audio.speech.with_streaming_response.create(model="py-tts", voice="alloy", input="Hello there",
+                                                        response_format="wav") as r:
+        audio = r.read()
+    assert audio[:4] == b"RIFF" and r.headers["content-type"] == "audio/wav", (audio[:16], r.headers)
+    text = oa.audio.transcriptions.create(model="py-whisper", file=("hello.wav", audio, "audio/wav"))
+    assert text.text, text
+    return text.text
+
+
 @check("anthropic errors")
 def _():
     try:
