@@ -4,7 +4,7 @@
 //! back as WAV or PCM. Transcriptions pass through (the upload with its model replaced) or go to
 //! Gemini with the audio inline.
 
-use crate::attempts::{self, read_answer, vendor_key, Answer, Budget, Completed, Failed, Selection};
+use crate::attempts::{self, read_answer, vendor_key, Answer, Budget, Completed, Failed};
 use crate::http::Rejection;
 use crate::media;
 use crate::metering::Admission;
@@ -34,17 +34,11 @@ pub async fn speech(
         .map(|t| price::speech_hold(&config.model_info(&t.model), characters, prompt_chars))
         .fold(0.0, f64::max);
     let tokens = prompt_chars.div_ceil(4);
-    let admission = media::admit(env, config, key, &request.model, hold, tokens).await?;
-    let selection = Selection { tokens, ..Selection::default() };
     let request = &request;
-    let dispatched = admission.dispatch_flag();
-    let completed = admission
-        .keep_while(attempts::run(config, env, &model, &selection, |provider, target, budget| {
-            dispatched.set(true);
-            speak(config, env, provider, target, request, strict, budget)
-        }))
-        .await;
-    Ok((completed, admission))
+    media::admit_and_run(env, config, key, &model, &request.model, hold, tokens, |provider, target, budget| {
+        speak(config, env, provider, target, request, strict, budget)
+    })
+    .await
 }
 
 async fn speak(
@@ -115,17 +109,11 @@ pub async fn transcribe(
         .fold(0.0, f64::max);
     // Gemini's count of the audio, for a target's per-minute token limit.
     let tokens = (seconds * 32.0) as u64;
-    let admission = media::admit(env, config, key, &request.model, hold, tokens).await?;
-    let selection = Selection { tokens, ..Selection::default() };
     let request = &request;
-    let dispatched = admission.dispatch_flag();
-    let completed = admission
-        .keep_while(attempts::run(config, env, &model, &selection, |provider, target, budget| {
-            dispatched.set(true);
-            listen(config, env, provider, target, request, task, strict, budget)
-        }))
-        .await;
-    Ok((completed, admission))
+    media::admit_and_run(env, config, key, &model, &request.model, hold, tokens, |provider, target, budget| {
+        listen(config, env, provider, target, request, task, strict, budget)
+    })
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]

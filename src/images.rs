@@ -3,7 +3,7 @@
 //! Gemini's image models and Imagen), priced by the image (size and quality) or by the tokens
 //! the vendor reports.
 
-use crate::attempts::{self, read_answer, vendor_key, Answer, Budget, Completed, Failed, Selection};
+use crate::attempts::{self, read_answer, vendor_key, Answer, Budget, Completed, Failed};
 use crate::http::Rejection;
 use crate::media;
 use crate::metering::Admission;
@@ -59,17 +59,11 @@ async fn run(
             )
         })
         .fold(0.0, f64::max);
-    let admission = media::admit(env, config, key, &ask.model, hold, ask.prompt_tokens()).await?;
-    let selection = Selection { tokens: ask.prompt_tokens(), ..Selection::default() };
     let ask = &ask;
-    let dispatched = admission.dispatch_flag();
-    let completed = admission
-        .keep_while(attempts::run(config, env, &model, &selection, |provider, target, budget| {
-            dispatched.set(true);
-            attempt(config, env, provider, target, ask, task, strict, budget)
-        }))
-        .await;
-    Ok((completed, admission))
+    media::admit_and_run(env, config, key, &model, &ask.model, hold, ask.prompt_tokens(), |provider, target, budget| {
+        attempt(config, env, provider, target, ask, task, strict, budget)
+    })
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]

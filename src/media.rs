@@ -4,13 +4,13 @@
 //! attempt, and the answer with its cost and the parameters a target could not take as sent.
 //! The attempts themselves are `attempts::run`'s, as for chat and embeddings.
 
-use crate::attempts::{call_vendor, read_answer, Answer, Budget, Completed, Failed};
+use crate::attempts::{call_vendor, read_answer, Answer, Budget, Completed, Failed, Selection};
 use crate::http::{self, Rejection};
 use crate::metering::{self, Admission, Estimate, Metered};
 use crate::{audio, images};
 use std::borrow::Cow;
 use switchyard_core::chat::Usage;
-use switchyard_core::config::{Config, Model, Provider};
+use switchyard_core::config::{Config, Model, Provider, Target};
 use switchyard_core::endpoint::Endpoint;
 use switchyard_core::keys::KeyRecord;
 use switchyard_core::media::{multipart, Task};
@@ -109,15 +109,34 @@ pub fn plan<'c>(
 }
 
 /// Admits the call, holding `amount_usd` (the most it can cost at the dearest target).
-pub async fn admit(
+///
+/// Then runs its attempts (`attempt` for each target tried), the call's leases kept from
+/// lapsing while they run: the answer and the admission to settle.
+#[allow(clippy::too_many_arguments)]
+pub async fn admit_and_run<'c, F, Fut>(
     env: &Env,
-    config: &Config,
+    config: &'c Config,
     key: &KeyRecord,
+    model: &'c Model,
     name: &str,
     amount_usd: f64,
     tokens: u64,
-) -> Result<Admission, Rejection> {
-    metering::admit(env, config, key, &[name], Estimate { amount_usd, tokens }).await
+    mut attempt: F,
+) -> Result<(Completed, Admission), Rejection>
+where
+    F: FnMut(&'c Provider, &'c Target, Budget) -> Fut,
+    Fut: std::future::Future<Output = Result<Answer, Failed>>,
+{
+    let admission = metering::admit(env, config, key, &[name], Estimate { amount_usd, tokens }).await?;
+    let selection = Selection { tokens, ..Selection::default() };
+    let dispatched = admission.dispatch_flag();
+    let completed = admission
+        .keep_while(crate::attempts::run(config, env, model, &selection, |provider, target, budget| {
+            dispatched.set(true);
+            attempt(provider, target, budget)
+        }))
+        .await;
+    Ok((completed, admission))
 }
 
 /// The answers of `calls` (one attempt's, made together: a vendor that makes one image a call
